@@ -1,0 +1,399 @@
+// Package store opens a service's own SQL database — an embedded SQLite file
+// (modernc.org/sqlite, pure Go) or PostgreSQL (pgx) — from one URL, applies the
+// service's embedded migrations, and runs transactions. Queries are written
+// once with `?` placeholders in the portable subset of both dialects; the
+// store rewrites placeholders for PostgreSQL and normalises time arguments to
+// UTC, so service code never branches on the engine except where a feature
+// really differs (full-text search), for which Engine tells which one it is.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Engine names a SQL engine.
+type Engine string
+
+// The supported engines.
+const (
+	SQLite   Engine = "sqlite"
+	Postgres Engine = "postgres"
+)
+
+// Config says where a service's database lives.
+type Config struct {
+	// URL is "sqlite:<path>" (or a path ending in .db), or a PostgreSQL URL
+	// "postgres://user@host:5432/db?sslmode=disable".
+	URL string
+	// Schema is the PostgreSQL schema the service's tables live in; it is
+	// created when missing and becomes the connection's search_path, so
+	// services sharing one PostgreSQL database never see each other's tables.
+	// Ignored for SQLite (a file per service already separates them).
+	Schema string
+	// MaxOpenConns caps the connection pool (0: engine default).
+	MaxOpenConns int
+}
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Validate reports a configuration that cannot be opened.
+func (c Config) Validate() error {
+	engine, _, err := parseURL(c.URL)
+	if err != nil {
+		return err
+	}
+	if engine == Postgres && c.Schema != "" && !schemaName.MatchString(c.Schema) {
+		return fmt.Errorf("schema %q: want lower-case letters, digits and underscores", c.Schema)
+	}
+	return nil
+}
+
+// DB is a service's database handle. It is safe for concurrent use.
+type DB struct {
+	sql    *sql.DB
+	engine Engine
+	schema string
+	rebind sync.Map // query string -> rewritten query (PostgreSQL only)
+}
+
+// Open connects to the database and checks that it answers. For SQLite it
+// creates the file's directory, and turns on WAL, a busy timeout, foreign keys
+// and immediate write transactions (so two writers queue on the busy timeout
+// instead of failing with a lock upgrade error).
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	engine, target, _ := parseURL(cfg.URL)
+	var (
+		db  *sql.DB
+		err error
+	)
+	switch engine {
+	case SQLite:
+		db, err = openSQLite(target, cfg.MaxOpenConns)
+	case Postgres:
+		db, err = openPostgres(ctx, target, cfg.Schema, cfg.MaxOpenConns)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s database: %w", engine, err)
+	}
+	return &DB{sql: db, engine: engine, schema: cfg.Schema}, nil
+}
+
+func parseURL(raw string) (Engine, string, error) {
+	switch {
+	case raw == "":
+		return "", "", errors.New("database URL is empty")
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		if _, err := pgx.ParseConfig(raw); err != nil {
+			return "", "", fmt.Errorf("database URL: %w", err)
+		}
+		return Postgres, raw, nil
+	case strings.HasPrefix(raw, "sqlite:"):
+		p := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//")
+		if p == "" {
+			return "", "", errors.New("database URL: sqlite: needs a file path")
+		}
+		return SQLite, p, nil
+	case strings.HasSuffix(raw, ".db"):
+		return SQLite, raw, nil
+	}
+	return "", "", fmt.Errorf("database URL %q: want postgres://… or sqlite:<path>", raw)
+}
+
+func openSQLite(path string, maxConns int) (*sql.DB, error) {
+	if path != ":memory:" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(NORMAL)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if maxConns <= 0 {
+		maxConns = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	return db, nil
+}
+
+func openPostgres(ctx context.Context, raw, schema string, maxConns int) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("database URL: %w", err)
+	}
+	if schema != "" {
+		if err := createSchema(ctx, cfg.Copy(), schema); err != nil {
+			return nil, err
+		}
+		cfg.RuntimeParams["search_path"] = schema
+	}
+	db := stdlib.OpenDB(*cfg)
+	if maxConns <= 0 {
+		maxConns = 20
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+func createSchema(ctx context.Context, cfg *pgx.ConnConfig, schema string) error {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize())
+	var pgErr *pgconn.PgError
+	// Two processes creating the schema at once: the loser sees a unique violation.
+	if errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "42P06") {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("create schema %s: %w", schema, err)
+	}
+	return nil
+}
+
+// Engine tells which engine the database runs on.
+func (db *DB) Engine() Engine { return db.engine }
+
+// Schema is the PostgreSQL schema of the service ("" for SQLite).
+func (db *DB) Schema() string { return db.schema }
+
+// SQL returns the underlying *sql.DB, for tools (migrations, health checks).
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Ping checks the database answers; readiness probes call it.
+func (db *DB) Ping(ctx context.Context) error { return db.sql.PingContext(ctx) }
+
+// Close closes the pool.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// Querier is what DB and Tx have in common: queries with `?` placeholders.
+type Querier interface {
+	Exec(ctx context.Context, query string, args ...any) (sql.Result, error)
+	Query(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) *sql.Row
+	Engine() Engine
+}
+
+var (
+	_ Querier = (*DB)(nil)
+	_ Querier = (*Tx)(nil)
+)
+
+// Exec runs a statement outside a transaction.
+func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return db.sql.ExecContext(ctx, db.bind(query), normalize(args)...)
+}
+
+// Query runs a query outside a transaction.
+func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return db.sql.QueryContext(ctx, db.bind(query), normalize(args)...)
+}
+
+// QueryRow runs a query expected to return at most one row.
+func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return db.sql.QueryRowContext(ctx, db.bind(query), normalize(args)...)
+}
+
+// bind rewrites `?` placeholders to `$n` for PostgreSQL. Queries never contain
+// a literal question mark outside a placeholder (pass it as an argument).
+func (db *DB) bind(query string) string {
+	if db.engine != Postgres {
+		return query
+	}
+	if q, ok := db.rebind.Load(query); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	q := b.String()
+	db.rebind.Store(query, q)
+	return q
+}
+
+// normalize stores every time in UTC, so that SQLite's text timestamps
+// compare in time order and both engines return the same instant.
+func normalize(args []any) []any {
+	for i, a := range args {
+		switch v := a.(type) {
+		case time.Time:
+			args[i] = v.UTC()
+		case *time.Time:
+			if v != nil {
+				args[i] = v.UTC()
+			} else {
+				args[i] = nil
+			}
+		}
+	}
+	return args
+}
+
+// Tx is a transaction on a service's database.
+type Tx struct {
+	tx          *sql.Tx
+	db          *DB
+	afterCommit []func()
+}
+
+// Engine tells which engine the transaction runs on.
+func (tx *Tx) Engine() Engine { return tx.db.engine }
+
+// Exec runs a statement in the transaction.
+func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(ctx, tx.db.bind(query), normalize(args)...)
+}
+
+// Query runs a query in the transaction.
+func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return tx.tx.QueryContext(ctx, tx.db.bind(query), normalize(args)...)
+}
+
+// QueryRow runs a query expected to return at most one row.
+func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return tx.tx.QueryRowContext(ctx, tx.db.bind(query), normalize(args)...)
+}
+
+// AfterCommit registers fn to run after the transaction commits (never when
+// it rolls back). The outbox uses it to wake its relay.
+func (tx *Tx) AfterCommit(fn func()) { tx.afterCommit = append(tx.afterCommit, fn) }
+
+// maxAttempts bounds how often InTx re-runs a transaction that lost a
+// serialization race or a deadlock.
+const maxAttempts = 5
+
+// InTx runs fn in a transaction and commits when fn returns nil; otherwise it
+// rolls back and returns fn's error unchanged. A transaction that fails with
+// a serialization failure or deadlock (PostgreSQL) or a busy database
+// (SQLite) is retried a few times with a short backoff, so fn must do nothing
+// outside the transaction that cannot be repeated.
+func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = db.inTx(ctx, fn)
+		if err == nil || attempt == maxAttempts || !db.Retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+		}
+	}
+}
+
+func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	sqlTx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	tx := &Tx{tx: sqlTx, db: db}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = sqlTx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	for _, f := range tx.afterCommit {
+		f()
+	}
+	return nil
+}
+
+// IsUniqueViolation reports whether err is a unique or primary key violation.
+func (db *DB) IsUniqueViolation(err error) bool { return IsUniqueViolation(err) }
+
+// IsUniqueViolation reports whether err, from either engine, is a unique or
+// primary key constraint violation.
+func IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23505"
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		c := sqErr.Code()
+		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// IsForeignKeyViolation reports whether err, from either engine, is a foreign
+// key constraint violation.
+func IsForeignKeyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23503"
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		return sqErr.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+	}
+	return false
+}
+
+// Retryable reports whether err is a transient concurrency failure that a
+// repeated transaction may not meet: PostgreSQL serialization failure or
+// deadlock, SQLite busy or locked.
+func (db *DB) Retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		c := sqErr.Code() & 0xff
+		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+	}
+	return false
+}

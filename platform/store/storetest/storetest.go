@@ -1,0 +1,70 @@
+// Package storetest runs a store test against every engine: SQLite always,
+// and PostgreSQL when SOUK_TEST_POSTGRES_URL is set (each test in a fresh
+// schema that is dropped afterwards). Conformance suites call Run, so a store
+// that behaves differently on the two engines fails the same test.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/soukhq/souk/platform/store"
+)
+
+// PostgresURLEnv names the environment variable that enables PostgreSQL suites.
+const PostgresURLEnv = "SOUK_TEST_POSTGRES_URL"
+
+// Run runs test once per available engine, as subtests named "sqlite" and
+// "postgres", each with a new, migrated database.
+func Run(t *testing.T, migrations []store.Migrations, test func(t *testing.T, db *store.DB)) {
+	t.Helper()
+	for _, engine := range []store.Engine{store.SQLite, store.Postgres} {
+		t.Run(string(engine), func(t *testing.T) {
+			db := MustOpen(t, engine, migrations...)
+			test(t, db)
+		})
+	}
+}
+
+// MustOpen opens a fresh database on the engine and applies the migrations.
+// PostgreSQL tests are skipped, saying why, when SOUK_TEST_POSTGRES_URL is not set.
+func MustOpen(t testing.TB, engine store.Engine, migrations ...store.Migrations) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	cfg := store.Config{}
+	switch engine {
+	case store.SQLite:
+		cfg.URL = "sqlite:" + filepath.Join(t.TempDir(), "test.db")
+	case store.Postgres:
+		url := os.Getenv(PostgresURLEnv)
+		if url == "" {
+			t.Skipf("PostgreSQL suite skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run it", PostgresURLEnv)
+		}
+		cfg.URL = url
+		cfg.Schema = "t_" + randomHex(6)
+	}
+	db, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("open %s: %v", engine, err)
+	}
+	t.Cleanup(func() {
+		if engine == store.Postgres {
+			_, _ = db.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+cfg.Schema+` CASCADE`)
+		}
+		db.Close()
+	})
+	if err := db.Migrate(ctx, migrations...); err != nil {
+		t.Fatalf("migrate %s: %v", engine, err)
+	}
+	return db
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
