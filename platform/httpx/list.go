@@ -1,0 +1,81 @@
+package httpx
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+
+	"github.com/soukhq/souk/platform/apperr"
+)
+
+// List limits, from API.md.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Page is the shape of every list response. NextCursor is null on the last page.
+type Page[T any] struct {
+	Data       []T     `json:"data"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+// NewPage returns a page; next is the cursor of the following page or "".
+func NewPage[T any](data []T, next string) Page[T] {
+	if data == nil {
+		data = []T{}
+	}
+	p := Page[T]{Data: data}
+	if next != "" {
+		c := EncodeCursor(next)
+		p.NextCursor = &c
+	}
+	return p
+}
+
+// ListParams are the ?limit= and ?cursor= of a list request. After is the
+// decoded cursor: the sort key of the last item of the previous page.
+type ListParams struct {
+	Limit int
+	After string
+}
+
+// ParseList reads ?limit= (1–100, default 20) and ?cursor=; a bad value is a
+// 400 naming the parameter.
+func ParseList(r *http.Request) (ListParams, error) {
+	p := ListParams{Limit: DefaultLimit}
+	q := r.URL.Query()
+	var v apperr.Validation
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxLimit {
+			v.Addf("limit", "out_of_range", "limit must be an integer from 1 to %d", MaxLimit)
+		}
+		p.Limit = n
+	}
+	if s := q.Get("cursor"); s != "" {
+		after, err := DecodeCursor(s)
+		if err != nil {
+			v.Add("cursor", "invalid", "cursor is not one this API returned")
+		}
+		p.After = after
+	}
+	if err := v.Err(); err != nil {
+		return ListParams{}, err
+	}
+	return p, nil
+}
+
+// EncodeCursor makes an opaque cursor of a sort key.
+func EncodeCursor(key string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(key))
+}
+
+// DecodeCursor reverses EncodeCursor.
+func DecodeCursor(cursor string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) == 0 || len(b) > 512 {
+		return "", apperr.New(apperr.BadRequest, "invalid cursor")
+	}
+	return string(b), nil
+}
