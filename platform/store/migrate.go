@@ -11,7 +11,8 @@ import (
 )
 
 // Migrations is one embedded set of migrations. FS holds the goose SQL files
-// in two directories, sqlite/ and postgres/, numbered alike; most files are
+// in two directories, sqlite/ and postgres/ (at its root or under
+// migrations/, as `//go:embed migrations` gives them), numbered alike; most files are
 // the same in both, and the few that differ (full-text search, column types)
 // say so at the top. Each set records what it applied in its own version
 // table, so the platform's tables (outbox, inbox, idempotency keys) and a
@@ -39,6 +40,9 @@ func (db *DB) migrate(ctx context.Context, set Migrations) error {
 	dir, dialect := "sqlite", goose.DialectSQLite3
 	if db.engine == Postgres {
 		dir, dialect = "postgres", goose.DialectPostgres
+	}
+	if _, err := fs.Stat(set.FS, dir); err != nil {
+		dir = "migrations/" + dir // an embed.FS of a "migrations" directory
 	}
 	sub, err := fs.Sub(set.FS, dir)
 	if err != nil {
