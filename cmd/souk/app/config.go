@@ -1,0 +1,162 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/soukhq/souk/platform/config"
+	"github.com/soukhq/souk/platform/store"
+)
+
+// Config is everything `souk serve` can be told. Flags and SOUK_*
+// environment variables are two spellings of each field (see
+// platform/config); only this package reads them.
+type Config struct {
+	// Addr is where the gateway listens.
+	Addr string
+	// DataDir holds the embedded databases (<service>.db), the embedded
+	// bus's storage and the generated admin key.
+	DataDir string
+	// Services lists the services this process runs ("all" for every one).
+	Services config.List
+	// Demo loads the demo data set on first start.
+	Demo bool
+	// DatabaseURL, when a PostgreSQL URL, holds every service's tables, each
+	// in a schema named after the service. Empty means SQLite files in DataDir.
+	DatabaseURL string
+	// ServiceDatabaseURLs overrides DatabaseURL per service
+	// (SOUK_CATALOG_DATABASE_URL, …).
+	ServiceDatabaseURLs map[string]*string
+	// NATSURL is an external NATS JetStream server; empty runs one embedded.
+	NATSURL string
+	// NATSListen exposes the embedded NATS server on host:port (for tools);
+	// empty opens no port.
+	NATSListen string
+	// Remote forwards services this process does not run to their base URLs
+	// ("catalog=http://catalog:8080,identity=http://identity:8080").
+	Remote config.Map
+	// AdminAPIKey, when set, is the secret of an admin API key that is
+	// created on start if missing. Prefer the environment variable.
+	AdminAPIKey string
+	// LogLevel and LogFormat shape the logs.
+	LogLevel  string
+	LogFormat string
+	// ShutdownTimeout bounds the drain of in-flight requests and work.
+	ShutdownTimeout time.Duration
+	// OTLPEndpoint, when set, exports traces over OTLP/HTTP. It is read from
+	// the standard OTEL_EXPORTER_OTLP_ENDPOINT variable.
+	OTLPEndpoint string
+}
+
+// RegisterFlags defines the serve flags on fs, with defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "address the gateway listens on (host:port; port 0 picks a free one)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the embedded databases, bus storage and the generated admin key")
+	c.Services = config.List{"all"}
+	fs.Var(&c.Services, "services", "comma-separated services to run in this process: all, or any of "+strings.Join(ServiceNames, ", "))
+	fs.BoolVar(&c.Demo, "demo", false, "load the demo catalogue on first start")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL shared by every service (a schema each); empty: a SQLite file per service in --data-dir")
+	c.ServiceDatabaseURLs = map[string]*string{}
+	for _, s := range ServiceNames {
+		c.ServiceDatabaseURLs[s] = fs.String(s+"-database-url", "", "database URL of the "+s+" service (overrides --database-url)")
+	}
+	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL (nats://host:4222); empty: an embedded server")
+	fs.StringVar(&c.NATSListen, "nats-listen", "", "expose the embedded NATS server on host:port; empty: no port is opened")
+	c.Remote = config.Map{}
+	fs.Var(&c.Remote, "remote", "base URLs of services run elsewhere, name=url,… (their routes are forwarded)")
+	fs.StringVar(&c.AdminAPIKey, "admin-api-key", "", "secret of an admin API key to create if missing (sk_…); without it one is generated on first start")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long shutdown may drain in-flight requests and work")
+}
+
+// Validate reports the first bad setting by name.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: want host:port", c.Addr))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if _, err := c.Selected(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, s := range ServiceNames {
+		if u, schema := c.DatabaseFor(s); u != "" {
+			if err := (store.Config{URL: u, Schema: schema}).Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("database of %s (--%s-database-url / --database-url): %w", s, s, err))
+			}
+		}
+	}
+	if c.NATSURL != "" && !strings.HasPrefix(c.NATSURL, "nats://") && !strings.HasPrefix(c.NATSURL, "tls://") {
+		errs = append(errs, fmt.Errorf("--nats-url %q: want nats://host:port", c.NATSURL))
+	}
+	if c.NATSListen != "" {
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			errs = append(errs, fmt.Errorf("--nats-listen %q: want host:port", c.NATSListen))
+		}
+	}
+	for name := range c.Remote {
+		if !slices.Contains(ServiceNames, name) {
+			errs = append(errs, fmt.Errorf("--remote: unknown service %q", name))
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", c.LogFormat))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Selected resolves --services into the services this process runs.
+func (c *Config) Selected() ([]string, error) {
+	var out []string
+	for _, s := range c.Services {
+		switch {
+		case s == "all":
+			for _, n := range ServiceNames {
+				if _, remote := c.Remote[n]; !remote {
+					out = append(out, n)
+				}
+			}
+		case slices.Contains(ServiceNames, s):
+			out = append(out, s)
+		default:
+			return nil, fmt.Errorf("--services: unknown service %q (known: all, %s)", s, strings.Join(ServiceNames, ", "))
+		}
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil, errors.New("--services selects no service")
+	}
+	for _, s := range out {
+		if _, remote := c.Remote[s]; remote {
+			return nil, fmt.Errorf("service %s is both run here (--services) and remote (--remote)", s)
+		}
+	}
+	return out, nil
+}
+
+// DatabaseFor returns the database URL and PostgreSQL schema of a service.
+func (c *Config) DatabaseFor(service string) (url, schema string) {
+	if p := c.ServiceDatabaseURLs[service]; p != nil && *p != "" {
+		return *p, service
+	}
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL, service
+	}
+	return "sqlite:" + filepath.Join(c.DataDir, service+".db"), ""
+}

@@ -1,0 +1,87 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// ServiceNames lists the services this binary can run, in start order.
+var ServiceNames = []string{"identity", "catalog"}
+
+// servicePrefixes is the routing data for each service: the path prefixes it
+// answers. The gateway sends them to the local service, or to its --remote
+// URL. A test checks every route a service declares lies under its prefixes.
+var servicePrefixes = map[string][]string{
+	"identity": {"/admin/api-keys", "/admin/auth"},
+	"catalog":  {"/admin/products", "/admin/categories", "/store/products", "/store/categories", "/store/variants"},
+}
+
+// Module names besides the services.
+const (
+	moduleBus     = "bus"
+	moduleGateway = "gateway"
+)
+
+// module is one named part of the process with the modules it needs
+// (the grafana/loki way): init builds it, stop releases it. Stops run in
+// reverse init order.
+type module struct {
+	deps []string
+	init func(ctx context.Context) error
+	stop func(ctx context.Context) error
+}
+
+func (a *App) modules() map[string]module {
+	m := map[string]module{
+		moduleBus: {init: a.initBus, stop: a.stopBus},
+		"identity": {deps: []string{moduleBus}, init: a.initIdentity},
+		"catalog":  {deps: []string{moduleBus}, init: a.initCatalog},
+	}
+	gw := module{init: a.initGateway, stop: a.stopGateway}
+	for _, s := range a.selected {
+		gw.deps = append(gw.deps, s)
+	}
+	m[moduleGateway] = gw
+	return m
+}
+
+// order returns the modules needed for the targets, dependencies first.
+func order(modules map[string]module, targets []string) ([]string, error) {
+	var (
+		out      []string
+		visiting = map[string]bool{}
+		done     = map[string]bool{}
+		visit    func(string) error
+	)
+	visit = func(name string) error {
+		if done[name] {
+			return nil
+		}
+		if visiting[name] {
+			return fmt.Errorf("module dependency cycle at %s", name)
+		}
+		mod, ok := modules[name]
+		if !ok {
+			return fmt.Errorf("unknown module %q", name)
+		}
+		visiting[name] = true
+		deps := slices.Clone(mod.deps)
+		slices.Sort(deps)
+		for _, d := range deps {
+			if err := visit(d); err != nil {
+				return err
+			}
+		}
+		visiting[name] = false
+		done[name] = true
+		out = append(out, name)
+		return nil
+	}
+	for _, t := range targets {
+		if err := visit(t); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
