@@ -34,7 +34,7 @@ type module struct {
 
 func (a *App) modules() map[string]module {
 	m := map[string]module{
-		moduleBus: {init: a.initBus, stop: a.stopBus},
+		moduleBus:  {init: a.initBus, stop: a.stopBus},
 		"identity": {deps: []string{moduleBus}, init: a.initIdentity},
 		"catalog":  {deps: []string{moduleBus}, init: a.initCatalog},
 	}

@@ -1,0 +1,135 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestMainRejectsBadSettingsByName(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad flag value", []string{"serve", "--shutdown-timeout", "soon"}, nil, "shutdown-timeout"},
+		{"bad env value", []string{"serve"}, map[string]string{"SOUK_SHUTDOWN_TIMEOUT": "soon"}, "SOUK_SHUTDOWN_TIMEOUT"},
+		{"unknown service", []string{"serve", "--services", "catalog,warehouse"}, nil, `unknown service "warehouse"`},
+		{"bad database url", []string{"serve"}, map[string]string{"SOUK_CATALOG_DATABASE_URL": "mysql://x"}, "--catalog-database-url"},
+		{"bad addr", []string{"serve", "--addr", "8080"}, nil, "--addr"},
+		{"bad log level", []string{"serve", "--log-level", "loud"}, nil, "--log-level"},
+		{"bad nats url", []string{"serve", "--nats-url", "http://x"}, nil, "--nats-url"},
+		{"unknown command", []string{"serv"}, nil, `unknown command "serv"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			lookup := func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
+			code := Main(context.Background(), tt.args, &stdout, &stderr, lookup)
+			if code == 0 {
+				t.Fatalf("exit code 0 for %v", tt.args)
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("stderr does not name %q:\n%s", tt.want, stderr.String())
+			}
+		})
+	}
+}
+
+func TestServeHelpListsFlagsAndEnv(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"serve", "--help"}, &stdout, &stderr, func(string) (string, bool) { return "", false }); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"-addr", "-data-dir", "-services", "-demo", "-database-url", "-catalog-database-url", "-nats-url", "SOUK_DATA_DIR", "SOUK_CATALOG_DATABASE_URL"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("serve --help does not mention %s", want)
+		}
+	}
+}
+
+func TestSelectedServices(t *testing.T) {
+	cfg := Config{Services: []string{"all"}, Remote: map[string]string{"identity": "http://id:8080"}}
+	got, err := cfg.Selected()
+	if err != nil || !slices.Equal(got, []string{"catalog"}) {
+		t.Fatalf("all minus remote identity = %v, %v", got, err)
+	}
+	cfg = Config{Services: []string{"catalog"}, Remote: map[string]string{"catalog": "http://c"}}
+	if _, err := cfg.Selected(); err == nil {
+		t.Fatal("a service both local and remote must be refused")
+	}
+}
+
+func TestDatabaseFor(t *testing.T) {
+	pg := "postgres://u@h/db"
+	own := "postgres://u@other/cat"
+	cfg := Config{DataDir: "/d", ServiceDatabaseURLs: map[string]*string{"catalog": &own}}
+	if u, s := cfg.DatabaseFor("identity"); u != "sqlite:/d/identity.db" || s != "" {
+		t.Fatalf("default = %s %s", u, s)
+	}
+	cfg.DatabaseURL = pg
+	if u, s := cfg.DatabaseFor("identity"); u != pg || s != "identity" {
+		t.Fatalf("shared = %s %s", u, s)
+	}
+	if u, s := cfg.DatabaseFor("catalog"); u != own || s != "catalog" {
+		t.Fatalf("own = %s %s", u, s)
+	}
+}
+
+func TestModuleOrder(t *testing.T) {
+	a := &App{selected: []string{"catalog", "identity"}}
+	got, err := order(a.modules(), []string{moduleGateway})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"bus", "catalog", "identity", "gateway"}) {
+		t.Fatalf("order = %v", got)
+	}
+	a = &App{selected: []string{"catalog"}}
+	got, _ = order(a.modules(), []string{moduleGateway})
+	if slices.Contains(got, "identity") {
+		t.Fatalf("--services catalog must not start identity: %v", got)
+	}
+	if _, err := order(map[string]module{"a": {deps: []string{"b"}}, "b": {deps: []string{"a"}}}, []string{"a"}); err == nil {
+		t.Fatal("a cycle must be reported")
+	}
+}
+
+// TestRoutesLieUnderTheirPrefixes keeps the routing data honest: every route
+// a service declares must be reachable through the gateway's rules for it,
+// and every Admin route must name a permission.
+func TestRoutesLieUnderTheirPrefixes(t *testing.T) {
+	a := mustStartApp(t)
+	for name, u := range a.units {
+		for _, rt := range u.routes {
+			covered := false
+			for _, p := range servicePrefixes[name] {
+				if rt.Path == p || strings.HasPrefix(rt.Path, p+"/") {
+					covered = true
+				}
+			}
+			if !covered {
+				t.Errorf("%s route %s is under none of its prefixes %v", name, rt.Pattern(), servicePrefixes[name])
+			}
+			if strings.HasPrefix(rt.Path, "/admin/") && rt.Permission == "" {
+				t.Errorf("%s route %s has no permission", name, rt.Pattern())
+			}
+		}
+	}
+}
+
+func mustStartApp(t *testing.T) *App {
+	t.Helper()
+	var stdout bytes.Buffer
+	a, err := New(testConfig(t), discardLogger(), &stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	return a
+}
