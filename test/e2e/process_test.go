@@ -175,7 +175,7 @@ func TestDemoBinary(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	// An in-flight request finishes during shutdown.
+	// SIGTERM: stop accepting, drain, close, exit 0.
 	if err := p.stop(t); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.logs)
 	}
