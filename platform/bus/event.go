@@ -43,7 +43,7 @@ type Event struct {
 // ("catalog"); typ must start with "souk.<source>.".
 func NewEvent(ctx context.Context, source, typ, subject string, data any) (Event, error) {
 	if !strings.HasPrefix(typ, "souk."+source+".") {
-		return Event{}, fmt.Errorf("event type %q must start with souk.%s.", typ, source)
+		return Event{}, fmt.Errorf("event type %q must start with %q", typ, "souk."+source+".")
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {

@@ -1,0 +1,460 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/soukhq/souk/platform/store"
+)
+
+// Handler applies one event inside tx, the consumer's transaction in its own
+// database, which also records the event in the inbox. Returning nil commits
+// (and then acknowledges); returning an error rolls everything back and the
+// event is retried after a backoff, or dead-lettered once it has been
+// delivered ConsumerConfig.MaxDeliver times or at once when the error is
+// Permanent. A handler must do nothing outside tx that cannot be repeated: it
+// may run again for the same event (a failed attempt, or a transaction the
+// store retries). ctx carries the event's trace.
+type Handler func(ctx context.Context, tx *store.Tx, e Event) error
+
+// Permanent marks err as one that retrying cannot fix (an event the handler
+// can never apply): the event is dead-lettered at once. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// handlerError marks an error that came from the handler, as opposed to the
+// database (begin, inbox, commit): only the former count towards dead-lettering.
+type handlerError struct{ err error }
+
+func (e *handlerError) Error() string { return e.err.Error() }
+func (e *handlerError) Unwrap() error { return e.err }
+
+// Headers a dead-lettered message carries besides the original ones.
+const (
+	HeaderDeadLetterConsumer   = "Souk-Dlq-Consumer"   // durable name of the consumer that gave up
+	HeaderDeadLetterError      = "Souk-Dlq-Error"      // the last error, one line
+	HeaderDeadLetterDeliveries = "Souk-Dlq-Deliveries" // how often it was delivered
+	HeaderDeadLetterSubject    = "Souk-Dlq-Subject"    // the original subject
+	HeaderDeadLetterSequence   = "Souk-Dlq-Sequence"   // its sequence in the event stream
+)
+
+// ConsumerConfig describes a durable consumer.
+type ConsumerConfig struct {
+	// Name is the durable name, unique per bus and stable across restarts
+	// ("notify-order-confirmed"); it is also the inbox's consumer key.
+	// Letters, digits, '-' and '_'.
+	Name string
+	// Subject is the event type, or a pattern of them, the consumer receives
+	// ("souk.orders.order_confirmed.v1", "souk.orders.>"). Without the
+	// bus's SubjectPrefix.
+	Subject string
+	// MaxDeliver is how many deliveries a failing event gets before it is
+	// dead-lettered (default 5).
+	MaxDeliver int
+	// Backoff is the delay before redelivering after the n-th failed
+	// delivery; the last entry repeats (default 1 s, 5 s, 30 s, 2 min).
+	Backoff []time.Duration
+	// AckWait is how long JetStream waits for an acknowledgement before it
+	// redelivers (a crashed process). Handlers running longer keep their
+	// event by signalling progress every AckWait/2 (default 30 s).
+	AckWait time.Duration
+	// Concurrency is how many events are handled at once (default 1). With
+	// more than one, and whenever an event is retried, later events may be
+	// applied before earlier ones.
+	Concurrency int
+	// DeliverNew makes a consumer that does not exist yet start with the
+	// next event published instead of the oldest one the stream retains.
+	// It cannot be changed for an existing consumer.
+	DeliverNew bool
+
+	// testAfterCommit, when set, runs after a successful transaction and
+	// before the acknowledgement; returning false skips the acknowledgement
+	// (a simulated crash).
+	testAfterCommit func(e Event, duplicate bool) (ack bool)
+}
+
+func (c *ConsumerConfig) setDefaults() {
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 5
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1
+	}
+}
+
+// Validate reports the first setting that cannot work, naming it; unset
+// fields take their defaults first.
+func (c ConsumerConfig) Validate() error {
+	c.setDefaults()
+	switch {
+	case !validName(c.Name):
+		return fmt.Errorf("bus: consumer Name %q: want letters, digits, '-' and '_'", c.Name)
+	case !validSubject(c.Subject, true) || !strings.HasPrefix(c.Subject, "souk."):
+		return fmt.Errorf("bus: consumer %s: Subject %q: want an event type or pattern under souk. (e.g. souk.orders.>)", c.Name, c.Subject)
+	case c.MaxDeliver < 1:
+		return fmt.Errorf("bus: consumer %s: MaxDeliver %d: want at least 1", c.Name, c.MaxDeliver)
+	case c.AckWait < time.Millisecond:
+		return fmt.Errorf("bus: consumer %s: AckWait %v: want at least 1ms", c.Name, c.AckWait)
+	case c.Concurrency < 1 || c.Concurrency > 1024:
+		return fmt.Errorf("bus: consumer %s: Concurrency %d: want 1 to 1024", c.Name, c.Concurrency)
+	}
+	for i, d := range c.Backoff {
+		if d <= 0 {
+			return fmt.Errorf("bus: consumer %s: Backoff[%d] %v: want a positive duration", c.Name, i, d)
+		}
+	}
+	return nil
+}
+
+// backoff is the delay before redelivery after the delivered-th delivery failed.
+func (c ConsumerConfig) backoff(delivered int) time.Duration {
+	return c.Backoff[min(max(delivered-1, 0), len(c.Backoff)-1)]
+}
+
+// Subscription is a running durable consumer. Stop it, or Close the bus.
+type Subscription struct {
+	bus     *Bus
+	cfg     ConsumerConfig
+	db      *store.DB
+	handler Handler
+	log     *slog.Logger
+	iter    jetstream.MessagesContext
+
+	ctx    context.Context // handlers' context; cancelled when Stop gives up waiting
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the fetch loop and every handler returned
+	drain  sync.Once
+}
+
+// Subscribe creates the durable consumer cfg.Name on the event stream (or
+// updates it to cfg; safe when several processes do it at once) and starts
+// handling its events with h, each in one transaction on db together with
+// the inbox row that makes a redelivered event a no-op (db must have
+// Migrations applied). An event is acknowledged only after that transaction
+// commits. ctx bounds the set-up only; the subscription runs until Stop or
+// Close, and its handlers' contexts keep ctx's values.
+func (b *Bus) Subscribe(ctx context.Context, cfg ConsumerConfig, db *store.DB, h Handler) (*Subscription, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if db == nil || h == nil {
+		return nil, fmt.Errorf("bus: subscribe %s: db and handler are required", cfg.Name)
+	}
+	cfg.setDefaults()
+	jcfg := jetstream.ConsumerConfig{
+		Durable:       cfg.Name,
+		Description:   "Souk consumer " + cfg.Name,
+		FilterSubject: b.subject(cfg.Subject),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		// Dead-lettering is ours (it needs the handler's error), so the
+		// server never gives up on its own and silently drops an event.
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxAckPending: max(1000, 4*cfg.Concurrency),
+	}
+	if cfg.DeliverNew {
+		jcfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jcfg)
+	if err != nil {
+		return nil, fmt.Errorf("bus: create or update consumer %s on %s: %w", cfg.Name, jcfg.FilterSubject, err)
+	}
+	// A small client-side buffer: a buffered message's AckWait is already
+	// running while it waits for a free handler.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * cfg.Concurrency))
+	if err != nil {
+		return nil, fmt.Errorf("bus: consume %s: %w", cfg.Name, err)
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Subscription{
+		bus:     b,
+		cfg:     cfg,
+		db:      db,
+		handler: h,
+		log:     b.log.With("consumer", cfg.Name),
+		iter:    iter,
+		ctx:     hctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	if err := b.track(s); err != nil {
+		iter.Stop()
+		cancel()
+		return nil, err
+	}
+	go s.run()
+	return s, nil
+}
+
+// Stop stops fetching events and waits until the handlers in flight have
+// finished and acknowledged, bounded by ctx; when ctx ends first, it cancels
+// the handlers' context and returns ctx's error (their events are then
+// redelivered after AckWait). Stop is idempotent and safe to call
+// concurrently.
+func (s *Subscription) Stop(ctx context.Context) error {
+	s.drain.Do(s.iter.Drain)
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		s.iter.Stop()
+		s.cancel()
+		return fmt.Errorf("bus: stop consumer %s: %w", s.cfg.Name, ctx.Err())
+	}
+}
+
+// Name is the consumer's durable name.
+func (s *Subscription) Name() string { return s.cfg.Name }
+
+func (s *Subscription) run() {
+	defer close(s.done)
+	defer s.bus.untrack(s)
+	defer s.cancel()
+	msgs := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range s.cfg.Concurrency {
+		wg.Go(func() {
+			for m := range msgs {
+				s.handle(m)
+			}
+		})
+	}
+	for {
+		m, err := s.iter.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				s.log.Error("bus: consumer stopped fetching; restart the subscription", "error", err)
+				s.iter.Stop()
+			}
+			break
+		}
+		msgs <- m
+	}
+	close(msgs)
+	wg.Wait()
+}
+
+// handle applies one message: inbox check and handler in one transaction,
+// then acknowledge; or retry, or dead-letter.
+func (s *Subscription) handle(m jetstream.Msg) {
+	name := s.cfg.Name
+	delivered, seq := 1, uint64(0)
+	if md, err := m.Metadata(); err == nil {
+		delivered, seq = int(md.NumDelivered), md.Sequence.Stream
+		s.bus.metrics.consumerPending.WithLabelValues(name).Set(float64(md.NumPending))
+	}
+	if delivered > 1 {
+		s.bus.metrics.redeliveries.WithLabelValues(name).Inc()
+	}
+
+	var e Event
+	if err := json.Unmarshal(m.Data(), &e); err != nil || e.ID == "" || e.Type == "" {
+		if err == nil {
+			err = errors.New("id or type missing")
+		}
+		s.deadLetter(m, e, delivered, seq, fmt.Errorf("undecodable CloudEvent: %w", err))
+		return
+	}
+
+	ctx, span := s.bus.tracer.Start(e.Context(s.ctx), name+" process "+e.Type,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", m.Subject()),
+			attribute.String("messaging.consumer.group.name", name),
+			attribute.String("messaging.message.id", e.ID),
+			attribute.Int("messaging.message.delivery_count", delivered),
+		))
+	defer span.End()
+
+	stopProgress := s.keepInProgress(m)
+	start := time.Now()
+	var duplicate bool
+	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		res, err := tx.Exec(ctx,
+			`INSERT INTO souk_inbox (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT (consumer, event_id) DO NOTHING`,
+			name, e.ID, time.Now())
+		if err != nil {
+			return fmt.Errorf("record %s in inbox: %w", e.ID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("record %s in inbox: %w", e.ID, err)
+		}
+		duplicate = n == 0
+		if duplicate {
+			return nil
+		}
+		if err := s.call(ctx, tx, e); err != nil {
+			return &handlerError{err}
+		}
+		return nil
+	})
+	stopProgress()
+	if !duplicate {
+		s.bus.metrics.handlerDuration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	}
+
+	if err == nil {
+		if s.cfg.testAfterCommit != nil && !s.cfg.testAfterCommit(e, duplicate) {
+			return
+		}
+		ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.bus.cfg.RequestTimeout)
+		defer cancel()
+		if err := m.DoubleAck(ackCtx); err != nil {
+			// Committed: a redelivery will find the inbox row and do nothing.
+			s.log.Warn("bus: acknowledgement failed after commit; the event will be redelivered and skipped as a duplicate",
+				"event_id", e.ID, "type", e.Type, "error", err)
+		}
+		outcome := outcomeProcessed
+		if duplicate {
+			outcome = outcomeDuplicate
+		}
+		s.bus.metrics.deliveries.WithLabelValues(name, outcome).Inc()
+		return
+	}
+
+	span.SetStatus(codes.Error, err.Error())
+	var herr *handlerError
+	if !errors.As(err, &herr) {
+		// The database failed, not the handler: never dead-letter for that.
+		delay := s.cfg.backoff(delivered)
+		s.log.Error("bus: could not apply event, database error; retrying",
+			"event_id", e.ID, "type", e.Type, "delivery", delivered, "retry_in", delay, "error", err)
+		s.retry(m, e, delay)
+		return
+	}
+	if IsPermanent(herr.err) || delivered >= s.cfg.MaxDeliver {
+		s.deadLetter(m, e, delivered, seq, herr.err)
+		return
+	}
+	delay := s.cfg.backoff(delivered)
+	s.log.Warn("bus: handler failed; retrying",
+		"event_id", e.ID, "type", e.Type, "delivery", delivered, "max_deliver", s.cfg.MaxDeliver, "retry_in", delay, "error", herr.err)
+	s.retry(m, e, delay)
+}
+
+// call runs the handler, turning a panic into an error.
+func (s *Subscription) call(ctx context.Context, tx *store.Tx, e Event) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("bus: handler panicked", "event_id", e.ID, "type", e.Type, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return s.handler(ctx, tx, e)
+}
+
+func (s *Subscription) retry(m jetstream.Msg, e Event, delay time.Duration) {
+	if err := m.NakWithDelay(delay); err != nil {
+		s.log.Warn("bus: negative acknowledgement failed; the event comes back after AckWait", "event_id", e.ID, "error", err)
+	}
+	s.bus.metrics.deliveries.WithLabelValues(s.cfg.Name, outcomeRetried).Inc()
+}
+
+// keepInProgress tells JetStream every AckWait/2 that the message is still
+// being worked on, so a slow handler is not raced by a redelivery. The
+// returned function stops it.
+func (s *Subscription) keepInProgress(m jetstream.Msg) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(s.cfg.AckWait / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+// deadLetter copies the message to the dead-letter stream with headers naming
+// the consumer, the error and the delivery count, then terminates it. When
+// the copy fails the message is retried instead, so nothing is lost.
+func (s *Subscription) deadLetter(m jetstream.Msg, e Event, delivered int, seq uint64, cause error) {
+	dm := nats.NewMsg(deadLetterSubject(m.Subject()))
+	dm.Data = m.Data()
+	for k, v := range m.Headers() {
+		if strings.HasPrefix(k, "Nats-") {
+			continue // Nats-Msg-Id and friends belong to the original publish
+		}
+		dm.Header[k] = v
+	}
+	dm.Header.Set(HeaderDeadLetterConsumer, s.cfg.Name)
+	dm.Header.Set(HeaderDeadLetterError, oneLine(cause.Error(), 1024))
+	dm.Header.Set(HeaderDeadLetterDeliveries, strconv.Itoa(delivered))
+	dm.Header.Set(HeaderDeadLetterSubject, m.Subject())
+	dm.Header.Set(HeaderDeadLetterSequence, strconv.FormatUint(seq, 10))
+	msgID := "dlq:" + s.cfg.Name + ":" + e.ID
+	if e.ID == "" {
+		msgID = "dlq:" + s.cfg.Name + ":seq:" + strconv.FormatUint(seq, 10)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.bus.cfg.RequestTimeout)
+	defer cancel()
+	_, err := s.bus.js.PublishMsg(ctx, dm, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(s.bus.cfg.DeadLetterStream))
+	if err != nil {
+		delay := s.cfg.backoff(delivered)
+		s.log.Error("bus: could not dead-letter event; retrying it",
+			"event_id", e.ID, "type", e.Type, "sequence", seq, "retry_in", delay, "cause", cause, "error", err)
+		s.retry(m, e, delay)
+		return
+	}
+	if err := m.Term(); err != nil {
+		s.log.Warn("bus: terminating a dead-lettered event failed; it may be dead-lettered again", "event_id", e.ID, "error", err)
+	}
+	s.bus.metrics.deliveries.WithLabelValues(s.cfg.Name, outcomeDeadLettered).Inc()
+	s.log.Error("bus: event dead-lettered",
+		"event_id", e.ID, "type", e.Type, "sequence", seq, "deliveries", delivered,
+		"dead_letter_stream", s.bus.cfg.DeadLetterStream, "error", cause)
+}
+
+// oneLine makes s fit a header value: no line breaks, at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "")
+	}
+	return s
+}
