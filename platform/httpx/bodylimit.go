@@ -29,7 +29,7 @@ func BodyLimit(n int64) Middleware {
 			}
 			if r.Body != nil && r.Body != http.NoBody {
 				r2 := *r
-				r2.Body = http.MaxBytesReader(w, r.Body, n)
+				r2.Body = http.MaxBytesReader(connWriter(w), r.Body, n)
 				r = &r2
 			}
 			next.ServeHTTP(w, r)

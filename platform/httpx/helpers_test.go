@@ -14,6 +14,8 @@ import (
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/store/storetest"
 	"github.com/soukhq/souk/platform/telemetry"
 )
 
@@ -124,3 +126,9 @@ var (
 	}
 	testAuthz = fakeAuthz{"catalog:write": {"admin"}, "catalog:read": {"admin", "viewer"}}
 )
+
+// mustSQLite opens a migrated SQLite database for tests that need one store.
+func mustSQLite(t testing.TB) *store.DB {
+	t.Helper()
+	return storetest.MustOpen(t, store.SQLite, httpx.IdempotencyMigrations)
+}

@@ -81,6 +81,20 @@ func (rw *recorder) code() int {
 	return rw.status
 }
 
+// connWriter returns the server's own writer under any wrappers (they all
+// implement Unwrap). http.MaxBytesReader is given it, because only that
+// writer can mark the connection to be closed after a body over the limit —
+// the rest of which nobody will read.
+func connWriter(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
+}
+
 // traceIDOf returns the trace id of the request's span, or, when the tracing
 // middleware runs inside the caller, the one of the traceparent it put on
 // the response.

@@ -11,6 +11,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
@@ -206,7 +209,9 @@ func TestBodyLimitAndDecode(t *testing.T) {
 		}
 		httpx.JSON(w, http.StatusCreated, p)
 	})
-	srv := httptest.NewServer(httpx.BodyLimit(0)(decodeHandler))
+	// AccessLog wraps the writer, as in production: the limit must still
+	// reach the connection and close it.
+	srv := httptest.NewServer(httpx.Chain(decodeHandler, httpx.AccessLog(nil), httpx.BodyLimit(0)))
 	defer srv.Close()
 
 	big := `{"title":"` + strings.Repeat("x", 2<<20) + `"}`
@@ -250,6 +255,7 @@ func TestBodyLimitAndDecode(t *testing.T) {
 				}
 			} else {
 				p := MustProblem(t, res, tt.status, tt.code)
+
 				if tt.field != "" && (len(p.Errors) != 1 || p.Errors[0].Field != tt.field || !strings.Contains(p.Detail, tt.field)) {
 					t.Fatalf("problem %+v does not name field %q", p, tt.field)
 				}
@@ -259,6 +265,24 @@ func TestBodyLimitAndDecode(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a body over the limit closes the connection under wrapped writers", func(t *testing.T) {
+		// A small overflow the server could drain: only the limit reaching
+		// the connection's own writer makes it close.
+		srv := httptest.NewServer(httpx.Chain(decodeHandler, httpx.AccessLog(nil), httpx.Recover(nil), httpx.BodyLimit(1024)))
+		defer srv.Close()
+		body := `{"title":"` + strings.Repeat("x", 2048) + `"}`
+		req, _ := http.NewRequest("POST", srv.URL, io.MultiReader(strings.NewReader(body)))
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		MustProblem(t, res, 413, apperr.PayloadTooLarge)
+		if !res.Close {
+			t.Fatal("the connection stays open after a body over the limit")
+		}
+	})
 
 	t.Run("custom limit", func(t *testing.T) {
 		h := httpx.BodyLimit(10)(decodeHandler)
@@ -483,5 +507,81 @@ func TestLoggerDefaultsToDiscard(t *testing.T) {
 	httpx.Logger(context.Background()).Error("goes nowhere") // must not panic
 	if httpx.RequestIDFrom(context.Background()) != "" {
 		t.Fatal("request id from an empty context")
+	}
+}
+
+// TestWrappersKeepStreaming checks that the response wrappers of the
+// middleware stay transparent: a handler can still flush (http.Flusher) and
+// reach the connection through http.ResponseController.
+func TestWrappersKeepStreaming(t *testing.T) {
+	db := mustSQLite(t)
+	tp, _ := MustTracer(t)
+	logger, _ := MustLogger(t)
+	idem := httpx.NewIdempotency(db, httpx.IdempotencyConfig{})
+	reg := prometheus.NewRegistry()
+	h := httpx.Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, ok := w.(http.Flusher)
+		if !ok {
+			t.Error("the wrapped writer is not an http.Flusher")
+			return
+		}
+		if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute)); err != nil {
+			t.Errorf("ResponseController cannot reach the connection: %v", err)
+		}
+		_, _ = w.Write([]byte("one,"))
+		f.Flush()
+		_, _ = w.Write([]byte("two"))
+	}),
+		httpx.Tracing(tp, nil), httpx.RequestID(logger), httpx.AccessLog(logger), httpx.Recover(logger),
+		httpx.BodyLimit(0), httpx.NewHTTPMetrics(reg).Middleware("s", "POST /stream"), idem.Middleware())
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, key := range []string{"", "stream-key"} {
+		r, _ := http.NewRequest("POST", srv.URL+"/stream", strings.NewReader(`{}`))
+		if key != "" {
+			r.Header.Set("Idempotency-Key", key)
+		}
+		res, err := srv.Client().Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(b) != "one,two" {
+			t.Fatalf("body = %q", b)
+		}
+	}
+}
+
+func TestJSONEncodeFailureIsA500Problem(t *testing.T) {
+	rec := httptest.NewRecorder()
+	httpx.JSON(rec, 200, map[string]any{"ch": make(chan int)})
+	MustProblem(t, rec.Result(), 500, apperr.Internal)
+}
+
+func TestDecodeTypeErrorsNameTheKind(t *testing.T) {
+	type target struct {
+		S   string            `json:"s"`
+		B   bool              `json:"b"`
+		L   []int             `json:"l"`
+		O   map[string]string `json:"o"`
+		F   float64           `json:"f"`
+		Sub struct{ N int }   `json:"sub"`
+	}
+	tests := []struct{ body, want string }{
+		{`{"s":1}`, "a string"},
+		{`{"b":"yes"}`, "a boolean"},
+		{`{"l":{}}`, "an array"},
+		{`{"o":[]}`, "an object"},
+		{`{"f":"1.5"}`, "a number"},
+		{`{"sub":3}`, "an object"},
+		{`[]`, "request body must be a JSON struct"},
+	}
+	for _, tt := range tests {
+		var v target
+		err := httpx.Decode(httptest.NewRequest("POST", "/", strings.NewReader(tt.body)), &v)
+		if !apperr.Is(err, apperr.BadRequest) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Decode(%s) = %v, want a bad_request saying %q", tt.body, err, tt.want)
+		}
 	}
 }
