@@ -17,12 +17,14 @@ import (
 //
 // Mount it inside Tracing and RequestID so the ids come from the context; it
 // falls back to the X-Request-Id and traceparent response headers when they
-// run inside it.
+// run inside it. Unless the context has a logger already, it also installs a
+// request-scoped logger derived from logger (see RequestID) for the handler.
 func AccessLog(logger *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			r, slot := withRouteSlot(r)
+			r = withRequestLogger(r, logger)
 			rec := recordOf(w)
 			done := false
 			defer func() {

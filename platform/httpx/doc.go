@@ -10,8 +10,8 @@
 //
 //	h := httpx.Chain(mux,
 //		httpx.Tracing(tp, telemetry.Propagator()), // span, traceparent out
-//		httpx.RequestID(logger),                   // X-Request-Id, request logger
-//		httpx.AccessLog(logger),                   // one line per request
+//		httpx.RequestID(),                         // X-Request-Id in and out
+//		httpx.AccessLog(logger),                   // one line a request; request logger
 //		httpx.Recover(logger),                     // panic → 500 problem
 //		httpx.BodyLimit(0),                        // 1 MiB
 //	)

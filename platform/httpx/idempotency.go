@@ -129,19 +129,15 @@ func (i *Idempotency) Middleware() Middleware {
 	}
 }
 
-// Cleanup deletes the expired keys and returns how many it deleted. The
-// application calls it periodically; expired rows are ignored (and reused)
-// even when it never runs, so it only bounds the table's size.
-func (i *Idempotency) Cleanup(ctx context.Context) (int64, error) {
-	res, err := i.db.Exec(ctx, `DELETE FROM souk_idempotency_keys WHERE expires_at <= ?`, i.cfg.Now())
-	if err != nil {
-		return 0, fmt.Errorf("delete expired idempotency keys: %w", err)
+// Cleanup deletes the expired keys. The application calls it periodically;
+// expired rows are ignored (and reused) even when it never runs, so it only
+// bounds the table's size. It is safe to run concurrently with requests and
+// with other Cleanup calls, in any number of processes.
+func (i *Idempotency) Cleanup(ctx context.Context) error {
+	if _, err := i.db.Exec(ctx, `DELETE FROM souk_idempotency_keys WHERE expires_at <= ?`, i.cfg.Now()); err != nil {
+		return fmt.Errorf("delete expired idempotency keys: %w", err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("delete expired idempotency keys: %w", err)
-	}
-	return n, nil
+	return nil
 }
 
 func (i *Idempotency) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {

@@ -72,7 +72,7 @@ func MustIdempotentHandler(t testing.TB, db *store.DB, cfg httpx.IdempotencyConf
 	logger, logs := MustLogger(t)
 	idem := httpx.NewIdempotency(db, cfg)
 	return httpx.Chain(h,
-		httpx.RequestID(logger),
+		httpx.RequestID(),
 		httpx.Recover(logger),
 		httpx.Authorize(testAuthn, testAuthz, ""),
 		idem.Middleware(),
@@ -461,9 +461,8 @@ func TestIdempotency(t *testing.T) {
 			clock.Advance(61 * time.Minute)
 			fresh := req{key: newKey(), body: `{}`, cartToken: "expiry"}
 			MustDo(t, h, fresh)
-			n, err := idem.Cleanup(context.Background())
-			if err != nil || n < 2 {
-				t.Fatalf("Cleanup = %d, %v; want ≥ 2 expired rows deleted", n, err)
+			if err := idem.Cleanup(context.Background()); err != nil {
+				t.Fatalf("Cleanup: %v", err)
 			}
 			var left int
 			if err := db.QueryRow(context.Background(), `SELECT COUNT(*) FROM souk_idempotency_keys WHERE idempotency_key IN (?, ?, ?)`,

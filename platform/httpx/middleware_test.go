@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -62,12 +63,13 @@ func TestRequestID(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			logger, logs := MustLogger(t)
 			var ctxID, hdrID string
-			h := httpx.RequestID(logger)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := httpx.RequestID()(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				ctxID = httpx.RequestIDFrom(r.Context())
 				hdrID = r.Header.Get("X-Request-Id")
-				httpx.Logger(r.Context()).Info("inside")
+				httpx.Logger(r.Context()).Info("inside") // no context passed: the id must be on the logger
 			}))
 			r := httptest.NewRequest("POST", "/x", nil)
+			r = r.WithContext(httpx.WithLogger(r.Context(), logger)) // as http.Server.BaseContext would
 			for _, v := range tt.incoming {
 				r.Header.Add("X-Request-Id", v)
 			}
@@ -89,22 +91,31 @@ func TestRequestID(t *testing.T) {
 		})
 	}
 
-	t.Run("nil logger derives from the context's logger", func(t *testing.T) {
-		logger, logs := MustLogger(t)
-		h := httpx.RequestID(nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			httpx.Logger(r.Context()).Info("inside") // no context passed: the id must be on the logger
-		}))
-		r := httptest.NewRequest("GET", "/", nil)
-		r = r.WithContext(httpx.WithLogger(r.Context(), logger))
-		res := MustServe(t, h, r)
-		if lines := logs.Lines(t); len(lines) != 1 || lines[0]["request_id"] != res.Header.Get("X-Request-Id") {
-			t.Fatalf("lines = %v", lines)
-		}
-	})
+	// Without a logger in the context, the first middleware given one
+	// installs the request-scoped logger.
+	for name, mw := range map[string]func(*slog.Logger) httpx.Middleware{"AccessLog": httpx.AccessLog, "Recover": httpx.Recover} {
+		t.Run(name+" installs the request logger", func(t *testing.T) {
+			logger, logs := MustLogger(t)
+			tp, _ := MustTracer(t)
+			h := httpx.Chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				httpx.Logger(r.Context()).Info("inside")
+			}), httpx.Tracing(tp, nil), httpx.RequestID(), mw(logger))
+			res := MustServe(t, h, httptest.NewRequest("GET", "/", nil))
+			var inside map[string]any
+			for _, l := range logs.Lines(t) {
+				if l["msg"] == "inside" {
+					inside = l
+				}
+			}
+			if inside == nil || inside["request_id"] != res.Header.Get("X-Request-Id") || inside["trace_id"] != res.Header.Get("Traceparent")[3:35] {
+				t.Fatalf("handler line = %v, want the request and trace ids", inside)
+			}
+		})
+	}
 }
 
 func TestRequestIDsAreUnique(t *testing.T) {
-	h := httpx.RequestID(nil)(okHandler)
+	h := httpx.RequestID()(okHandler)
 	seen := map[string]bool{}
 	for range 1000 {
 		id := MustServe(t, h, httptest.NewRequest("GET", "/", nil)).Header.Get("X-Request-Id")
@@ -122,7 +133,7 @@ func TestRecover(t *testing.T) {
 			w.Header().Set("Content-Length", "999")
 			w.Header().Set("Location", "/half-made")
 			panic("db password is hunter2")
-		}), httpx.RequestID(nil), httpx.Recover(logger))
+		}), httpx.RequestID(), httpx.Recover(logger))
 		res := MustServe(t, h, httptest.NewRequest("POST", "/admin/products", nil))
 		body, _ := io.ReadAll(res.Body)
 		if strings.Contains(string(body), "hunter2") || strings.Contains(string(body), "goroutine") {
@@ -532,7 +543,7 @@ func TestWrappersKeepStreaming(t *testing.T) {
 		f.Flush()
 		_, _ = w.Write([]byte("two"))
 	}),
-		httpx.Tracing(tp, nil), httpx.RequestID(logger), httpx.AccessLog(logger), httpx.Recover(logger),
+		httpx.Tracing(tp, nil), httpx.RequestID(), httpx.AccessLog(logger), httpx.Recover(logger),
 		httpx.BodyLimit(0), httpx.NewHTTPMetrics(reg).Middleware("s", "POST /stream"), idem.Middleware())
 	srv := httptest.NewServer(h)
 	defer srv.Close()

@@ -329,7 +329,7 @@ func TestAccessLog(t *testing.T) {
 				w.WriteHeader(tt.status)
 				_, _ = w.Write([]byte("12345"))
 			})))
-			h := httpx.Chain(mux, httpx.Tracing(tp, nil), httpx.RequestID(logger), httpx.AccessLog(logger))
+			h := httpx.Chain(mux, httpx.Tracing(tp, nil), httpx.RequestID(), httpx.AccessLog(logger))
 			r := httptest.NewRequest("GET", tt.path, nil)
 			r.RemoteAddr = "203.0.113.7:5555"
 			res := MustServe(t, h, r)
@@ -361,7 +361,7 @@ func TestAccessLog(t *testing.T) {
 	t.Run("ids from response headers when their middleware runs inside", func(t *testing.T) {
 		tp, _ := MustTracer(t)
 		logger, logs := MustLogger(t)
-		h := httpx.Chain(okHandler, httpx.AccessLog(logger), httpx.Tracing(tp, nil), httpx.RequestID(logger))
+		h := httpx.Chain(okHandler, httpx.AccessLog(logger), httpx.Tracing(tp, nil), httpx.RequestID())
 		res := MustServe(t, h, httptest.NewRequest("GET", "/", nil))
 		l := logs.Lines(t)[0]
 		if l["request_id"] != res.Header.Get("X-Request-Id") || l["trace_id"] != res.Header.Get("Traceparent")[3:35] {
@@ -406,7 +406,7 @@ func TestGatewayStack(t *testing.T) {
 	})))
 	srv := httptest.NewServer(httpx.Chain(mux,
 		httpx.Tracing(tp, telemetry.Propagator()),
-		httpx.RequestID(logger),
+		httpx.RequestID(),
 		httpx.AccessLog(logger),
 		httpx.Recover(logger),
 		httpx.BodyLimit(0)))
@@ -481,5 +481,26 @@ func TestGatewayStack(t *testing.T) {
 		if got := series[requestsKey(labels[0], labels[1], labels[2], labels[3])].GetCounter().GetValue(); got != want {
 			t.Errorf("requests%v = %v, want %v", labels, got, want)
 		}
+	}
+}
+
+// BenchmarkStack measures the per-request cost of the gateway's middleware
+// around a trivial handler, with tracing on but nothing exported.
+func BenchmarkStack(b *testing.B) {
+	tp, shutdown, err := telemetry.NewTracerProvider(context.Background(), telemetry.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer shutdown(context.Background())
+	logger := telemetry.NewLogger(telemetry.Config{}, io.Discard)
+	metrics := httpx.NewHTTPMetrics(prometheus.NewRegistry())
+	const route = "GET /store/products/{id}"
+	mux := http.NewServeMux()
+	mux.Handle(route, httpx.Chain(okHandler, metrics.Middleware("catalog", route), httpx.Authorize(testAuthn, testAuthz, "")))
+	h := httpx.Chain(mux, httpx.Tracing(tp, nil), httpx.RequestID(), httpx.AccessLog(logger), httpx.Recover(logger), httpx.BodyLimit(0))
+	r := httptest.NewRequest("GET", "/store/products/p1", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(httptest.NewRecorder(), r)
 	}
 }

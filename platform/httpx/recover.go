@@ -22,9 +22,12 @@ import (
 // truncated one that looks complete.
 //
 // Mount Recover inside AccessLog and Tracing, so that they report the 500.
+// Unless the context has a logger already, it installs a request-scoped
+// logger derived from logger (see RequestID) for the handler.
 func Recover(logger *slog.Logger) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r = withRequestLogger(r, logger)
 			rec := recordOf(w)
 			defer func() {
 				p := recover()

@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
@@ -40,12 +41,16 @@ func validRequestID(s string) bool {
 // sane (1–128 characters of letters, digits and -_.:~+/=), otherwise a new
 // "req_<ULID>". The id is set on the response's X-Request-Id before the
 // handler runs, on the request's X-Request-Id header (so a proxied call
-// carries it on), and in the context (RequestIDFrom). It also installs a
-// request-scoped logger (Logger) derived from logger with request_id — and,
-// when a span is already in the context (Tracing runs outside), trace_id and
-// span_id — attached. A nil logger derives from the logger already in the
-// context, if any.
-func RequestID(logger *slog.Logger) Middleware {
+// carries it on), and in the context (RequestIDFrom), where loggers made by
+// telemetry.NewLogger pick it up.
+//
+// When the context already holds a logger (installed by http.Server's
+// BaseContext, or by an AccessLog or Recover outside), RequestID replaces it
+// with one carrying request_id, and trace_id/span_id when a span is already
+// in the context. Otherwise the request-scoped logger is installed by the
+// first of AccessLog(logger) and Recover(logger) inside it, which derive it
+// from their logger the same way.
+func RequestID() Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rid := r.Header.Get(HeaderRequestID)
@@ -55,19 +60,40 @@ func RequestID(logger *slog.Logger) Middleware {
 			}
 			w.Header().Set(HeaderRequestID, rid)
 			ctx := WithRequestID(r.Context(), rid)
-			base := logger
-			if base == nil {
-				base = Logger(ctx)
+			if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+				ctx = WithLogger(ctx, requestLogger(ctx, l))
 			}
-			attrs := make([]any, 0, 3)
-			attrs = append(attrs, slog.String(telemetry.KeyRequestID, rid))
-			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-				attrs = append(attrs,
-					slog.String(telemetry.KeyTraceID, sc.TraceID().String()),
-					slog.String(telemetry.KeySpanID, sc.SpanID().String()))
-			}
-			ctx = WithLogger(ctx, base.With(attrs...))
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
+}
+
+// requestLogger derives a request-scoped logger from base, carrying the
+// request id and trace ids the context holds.
+func requestLogger(ctx context.Context, base *slog.Logger) *slog.Logger {
+	attrs := make([]any, 0, 3)
+	if rid := RequestIDFrom(ctx); rid != "" {
+		attrs = append(attrs, slog.String(telemetry.KeyRequestID, rid))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs = append(attrs,
+			slog.String(telemetry.KeyTraceID, sc.TraceID().String()),
+			slog.String(telemetry.KeySpanID, sc.SpanID().String()))
+	}
+	if len(attrs) == 0 {
+		return base
+	}
+	return base.With(attrs...)
+}
+
+// withRequestLogger returns r with a request-scoped logger derived from base
+// in its context, unless base is nil or the context has a logger already.
+func withRequestLogger(r *http.Request, base *slog.Logger) *http.Request {
+	if base == nil {
+		return r
+	}
+	if _, ok := r.Context().Value(loggerKey{}).(*slog.Logger); ok {
+		return r
+	}
+	return r.WithContext(WithLogger(r.Context(), requestLogger(r.Context(), base)))
 }
