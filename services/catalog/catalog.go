@@ -354,7 +354,14 @@ func slugify(s string, max int) string {
 	}
 	out := strings.Trim(b.String(), "-")
 	if len(out) > max {
-		out = strings.TrimRight(out[:max], "-")
+		cut := out[:max]
+		// Cut between words when there is a word boundary to cut at.
+		if out[max] != '-' {
+			if i := strings.LastIndexByte(cut, '-'); i > 0 {
+				cut = cut[:i]
+			}
+		}
+		out = strings.TrimRight(cut, "-")
 	}
 	return out
 }

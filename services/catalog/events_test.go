@@ -1,0 +1,205 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/soukhq/souk/platform/bus"
+)
+
+// eventTypes is every event the catalogue publishes.
+var eventTypes = []string{EventProductPublished, EventProductUpdated, EventProductArchived}
+
+// MustCompileEventSchemas compiles api/events/<type>.json for every type.
+func MustCompileEventSchemas(t testing.TB) map[string]*jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	out := map[string]*jsonschema.Schema{}
+	for _, typ := range eventTypes {
+		path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sch, err := c.Compile(path)
+		if err != nil {
+			t.Fatalf("compile schema of %s: %v", typ, err)
+		}
+		out[typ] = sch
+	}
+	return out
+}
+
+type outboxRow struct {
+	typ, aggregate string
+	payload        []byte
+}
+
+func outboxRows(t testing.TB, s *Service) []outboxRow {
+	t.Helper()
+	rows, err := s.db.Query(context.Background(), `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []outboxRow
+	for rows.Next() {
+		var r outboxRow
+		var payload string
+		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
+			t.Fatal(err)
+		}
+		r.payload = []byte(payload)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEventsMatchTheirSchemas drives the catalogue through every kind of
+// change, then validates each outbox row against its event's JSON Schema
+// and checks which changes were announced.
+func TestEventsMatchTheirSchemas(t *testing.T) {
+	schemas := MustCompileEventSchemas(t)
+	runStores(t, func(t *testing.T, s *Service) {
+		ctx := context.Background()
+		cat := MustCreateCategory(t, s, CategoryInput{Name: "Shirts"})
+		gone := MustCreateCategory(t, s, CategoryInput{Name: "Gone"})
+
+		in := shirtInput("Linen Shirt", "LIN")
+		in.CategoryIDs = []string{cat.ID, gone.ID}
+		p := MustCreateProduct(t, s, in)                                          // published
+		MustUpdateProduct(t, s, p.ID, ProductPatch{Title: ptr("Linen Shirt II")}) // updated
+		if err := s.DeleteCategory(ctx, gone.ID, 0); err != nil {                 // updated
+			t.Fatal(err)
+		}
+		if err := s.DeleteProduct(ctx, p.ID, 0); err != nil { // archived
+			t.Fatal(err)
+		}
+		MustUpdateProduct(t, s, p.ID, ProductPatch{Status: ptr(StatusPublished)}) // published
+		MustUpdateProduct(t, s, p.ID, ProductPatch{Status: ptr(StatusDraft)})     // updated
+		MustUpdateProduct(t, s, p.ID, ProductPatch{Status: ptr(StatusArchived)})  // archived
+
+		d := MustCreateProduct(t, s, simpleInput("Quiet Draft", "QD-1", StatusDraft))
+		MustUpdateProduct(t, s, d.ID, ProductPatch{Title: ptr("Still Quiet")})
+		MustUpdateProduct(t, s, d.ID, ProductPatch{Status: ptr(StatusArchived)})
+		if err := s.DeleteProduct(ctx, d.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+
+		want := []string{EventProductPublished, EventProductUpdated, EventProductUpdated, EventProductArchived,
+			EventProductPublished, EventProductUpdated, EventProductArchived}
+		if got := outboxTypes(t, s, p.ID); !slices.Equal(got, want) {
+			t.Fatalf("events of the published product:\n got %v\nwant %v", got, want)
+		}
+		if got := outboxTypes(t, s, d.ID); len(got) != 0 {
+			t.Fatalf("a never-published product was announced: %v", got)
+		}
+
+		lastVersion := int64(0)
+		for i, row := range outboxRows(t, s) {
+			sch, ok := schemas[row.typ]
+			if !ok {
+				t.Fatalf("row %d: event type %q has no schema", i, row.typ)
+			}
+			inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(row.payload)))
+			if err != nil {
+				t.Fatalf("row %d: %v", i, err)
+			}
+			if err := sch.Validate(inst); err != nil {
+				t.Errorf("row %d (%s) does not match its schema: %v\n%s", i, row.typ, err, row.payload)
+			}
+			var e bus.Event
+			if err := json.Unmarshal(row.payload, &e); err != nil {
+				t.Fatal(err)
+			}
+			var snap ProductSnapshot
+			if err := e.Decode(&snap); err != nil {
+				t.Fatal(err)
+			}
+			if e.Subject != snap.ID || row.aggregate != snap.ID || e.Type != row.typ {
+				t.Errorf("row %d: subject %q, aggregate %q, data.id %q", i, e.Subject, row.aggregate, snap.ID)
+			}
+			if snap.Version <= lastVersion {
+				t.Errorf("row %d: version %d after %d", i, snap.Version, lastVersion)
+			}
+			lastVersion = snap.Version
+		}
+	})
+}
+
+// TestEventSchemasRejectDrift makes sure the schemas are strict enough to
+// catch a snapshot that lost or mistyped a field.
+func TestEventSchemasRejectDrift(t *testing.T) {
+	schemas := MustCompileEventSchemas(t)
+	s := MustNewSQLiteService(t)
+	MustCreateProduct(t, s, shirtInput("Linen Shirt", "LIN"))
+	rows := outboxRows(t, s)
+	if len(rows) != 1 {
+		t.Fatalf("%d outbox rows", len(rows))
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(e map[string]any)
+	}{
+		{"missing data.version", func(e map[string]any) { delete(e["data"].(map[string]any), "version") }},
+		{"string version", func(e map[string]any) { e["data"].(map[string]any)["version"] = "1" }},
+		{"wrong status for the type", func(e map[string]any) { e["data"].(map[string]any)["status"] = "draft" }},
+		{"unknown data field", func(e map[string]any) { e["data"].(map[string]any)["price"] = 10 }},
+		{"variant without sku", func(e map[string]any) {
+			delete(e["data"].(map[string]any)["variants"].([]any)[0].(map[string]any), "sku")
+		}},
+		{"wrong type", func(e map[string]any) { e["type"] = EventProductUpdated }},
+		{"bad subject", func(e map[string]any) { e["subject"] = "cart_1" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var e map[string]any
+			if err := json.Unmarshal(rows[0].payload, &e); err != nil {
+				t.Fatal(err)
+			}
+			tt.mutate(e)
+			b, _ := json.Marshal(e)
+			inst, _ := jsonschema.UnmarshalJSON(strings.NewReader(string(b)))
+			if err := schemas[EventProductPublished].Validate(inst); err == nil {
+				t.Fatal("schema accepted a drifted event")
+			}
+		})
+	}
+}
+
+func TestEventFor(t *testing.T) {
+	published := Product{Status: StatusPublished, PublishedAt: ptr(sampleTime)}
+	with := func(p Product, st Status) Product { p.Status = st; return p }
+	never := Product{Status: StatusDraft}
+	for _, tt := range []struct {
+		name string
+		prev *Product
+		next Product
+		want string
+	}{
+		{"created draft", nil, never, ""},
+		{"created archived", nil, with(never, StatusArchived), ""},
+		{"created published", nil, published, EventProductPublished},
+		{"draft edited", &never, never, ""},
+		{"draft archived", &never, with(never, StatusArchived), ""},
+		{"draft published", &never, published, EventProductPublished},
+		{"published edited", &published, published, EventProductUpdated},
+		{"published to draft", &published, with(published, StatusDraft), EventProductUpdated},
+		{"published archived", &published, with(published, StatusArchived), EventProductArchived},
+		{"archived edited", ptr(with(published, StatusArchived)), with(published, StatusArchived), EventProductUpdated},
+		{"archived republished", ptr(with(published, StatusArchived)), published, EventProductPublished},
+		{"unpublished draft edited", ptr(with(published, StatusDraft)), with(published, StatusDraft), EventProductUpdated},
+	} {
+		if got := eventFor(tt.prev, tt.next); got != tt.want {
+			t.Errorf("%s: eventFor = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
