@@ -102,6 +102,18 @@ func TestCategoryPatchParentID(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"parent_id": 3}`), &p); err == nil {
 		t.Error("a number parent_id was accepted")
 	}
+	for _, tt := range []struct {
+		patch CategoryPatch
+		want  string
+	}{
+		{CategoryPatch{}, `{}`},
+		{CategoryPatch{ParentID: NullableString{Set: true}}, `{"parent_id":null}`},
+		{CategoryPatch{ParentID: NullableString{Set: true, Value: ptr("cat_1")}}, `{"parent_id":"cat_1"}`},
+	} {
+		if b, err := json.Marshal(tt.patch); err != nil || string(b) != tt.want {
+			t.Errorf("marshal %+v = %s, %v; want %s", tt.patch, b, err, tt.want)
+		}
+	}
 }
 
 func TestSameContentIgnoresBookkeeping(t *testing.T) {

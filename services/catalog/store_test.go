@@ -821,6 +821,28 @@ func TestCategories(t *testing.T) {
 			}
 		})
 
+		t.Run("field validation", func(t *testing.T) {
+			long := func(n int) string { return string(slices.Repeat([]byte("x"), n)) }
+			for _, tt := range []struct {
+				in    CategoryInput
+				field string
+			}{
+				{CategoryInput{Name: " "}, "name"},
+				{CategoryInput{Name: long(101)}, "name"},
+				{CategoryInput{Name: "Ok", Handle: "Not OK"}, "handle"},
+				{CategoryInput{Name: "Ok", Description: long(2001)}, "description"},
+				{CategoryInput{Name: "Ok", Position: -1}, "position"},
+				{CategoryInput{Name: "Ok", ParentID: ptr("apparel")}, "parent_id"},
+			} {
+				_, err := s.CreateCategory(ctx, tt.in)
+				wantErr(t, err, apperr.ValidationFailed, tt.field)
+			}
+			_, err := s.UpdateCategory(ctx, home.ID, CategoryPatch{Handle: ptr(" ")}, 0)
+			wantErr(t, err, apperr.ValidationFailed, "handle")
+			_, err = s.UpdateCategory(ctx, home.ID, CategoryPatch{Name: ptr("")}, 0)
+			wantErr(t, err, apperr.ValidationFailed, "name")
+		})
+
 		t.Run("parent must exist and the tree must stay a tree", func(t *testing.T) {
 			_, err := s.CreateCategory(ctx, CategoryInput{Name: "Orphan", ParentID: ptr("cat_01JD3Q0000000000000000000A")})
 			wantErr(t, err, apperr.ValidationFailed, "parent_id")
