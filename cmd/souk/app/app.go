@@ -46,8 +46,9 @@ type App struct {
 	stopTracer func(context.Context) error
 	httpMetric *httpx.HTTPMetrics
 
-	bus   *bus.Bus
-	units map[string]*unit
+	bus        *bus.Bus
+	busMetrics *bus.Metrics
+	units      map[string]*unit
 
 	authn auth.Authenticator
 	authz auth.Authorizer
@@ -183,7 +184,7 @@ func (a *App) background(name string, fn func(ctx context.Context) error) {
 }
 
 func (a *App) initBus(ctx context.Context) error {
-	cfg := bus.Config{URL: a.cfg.NATSURL}
+	cfg := bus.Config{URL: a.cfg.NATSURL, Stream: a.cfg.BusStream, SubjectPrefix: a.cfg.BusSubjectPrefix}
 	if cfg.URL == "" {
 		cfg.StoreDir = filepath.Join(a.cfg.DataDir, "nats")
 		if a.cfg.NATSListen != "" {
@@ -192,7 +193,12 @@ func (a *App) initBus(ctx context.Context) error {
 			cfg.ListenPort, _ = strconv.Atoi(port)
 		}
 	}
-	b, err := bus.Open(ctx, cfg, a.logger.With("component", "bus"), a.registry)
+	m, err := bus.NewMetrics(a.registry)
+	if err != nil {
+		return err
+	}
+	a.busMetrics = m
+	b, err := bus.Open(ctx, cfg, a.logger.With("component", "bus"), nil, bus.WithMetrics(m), bus.WithTracerProvider(a.tracer))
 	if err != nil {
 		return err
 	}
@@ -218,19 +224,22 @@ func (a *App) stopBus(ctx context.Context) error {
 }
 
 // openUnit opens a service's database, migrates it and starts its relay.
-func (a *App) openUnit(ctx context.Context, name string, migrations store.Migrations) (*unit, error) {
+func (a *App) openUnit(ctx context.Context, name string) (*unit, error) {
 	url, schema := a.cfg.DatabaseFor(name)
 	db, err := store.Open(ctx, store.Config{URL: url, Schema: schema})
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Migrate(ctx, bus.Migrations, httpx.IdempotencyMigrations, migrations); err != nil {
+	if err := db.Migrate(ctx, bus.Migrations, httpx.IdempotencyMigrations, serviceMigrations[name]); err != nil {
 		db.Close()
 		return nil, err
 	}
-	logger := a.logger.With("service", name)
+	logger := a.logger.With("component", name)
 	u := &unit{name: name, db: db}
-	u.relay = bus.NewRelay(db, a.bus, bus.RelayConfig{Name: name}, logger, a.registry)
+	if u.relay, err = bus.NewRelay(db, a.bus, bus.RelayConfig{Name: name}, logger, a.busMetrics); err != nil {
+		db.Close()
+		return nil, err
+	}
 	u.outbox = bus.NewOutbox(u.relay.Wake)
 	u.idem = httpx.NewIdempotency(db, httpx.IdempotencyConfig{})
 	a.units[name] = u
@@ -255,11 +264,11 @@ func (a *App) openUnit(ctx context.Context, name string, migrations store.Migrat
 }
 
 func (a *App) initIdentity(ctx context.Context) error {
-	u, err := a.openUnit(ctx, "identity", identity.Migrations)
+	u, err := a.openUnit(ctx, "identity")
 	if err != nil {
 		return err
 	}
-	svc := identity.New(u.db, a.logger.With("service", "identity"))
+	svc := identity.New(u.db, a.logger.With("component", "identity"))
 	u.routes = svc.Routes()
 	a.authn, a.authz = svc, identity.Policy{}
 
@@ -282,19 +291,15 @@ func (a *App) initIdentity(ctx context.Context) error {
 }
 
 func (a *App) initCatalog(ctx context.Context) error {
-	u, err := a.openUnit(ctx, "catalog", catalog.Migrations)
+	u, err := a.openUnit(ctx, "catalog")
 	if err != nil {
 		return err
 	}
-	svc := catalog.New(u.db, u.outbox, a.logger.With("service", "catalog"))
+	svc := catalog.New(u.db, u.outbox, a.logger.With("component", "catalog"))
 	u.routes = svc.Routes()
 	if a.cfg.Demo {
-		seeded, err := catalog.Seed(ctx, svc)
-		if err != nil {
+		if _, err := catalog.Seed(ctx, svc); err != nil {
 			return fmt.Errorf("load demo catalogue: %w", err)
-		}
-		if seeded {
-			a.logger.Info("demo catalogue loaded")
 		}
 	}
 	return nil

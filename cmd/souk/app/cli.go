@@ -83,7 +83,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEn
 		fmt.Fprintf(stderr, "souk %s: invalid configuration:\n  %s\n", cmd, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
 	}
-	logger := telemetry.NewLogger(telemetry.Config{ServiceName: "souk", LogLevel: cfg.LogLevel, LogFormat: cfg.LogFormat}, stderr)
+	// The service attribute names the process: "souk" when it runs every
+	// service, else the services it runs; lines of one service inside the
+	// process carry component=<service>.
+	serviceName := "souk"
+	if sel, _ := cfg.Selected(); len(sel) < len(ServiceNames) {
+		serviceName = strings.Join(sel, "+")
+	}
+	logger := telemetry.NewLogger(telemetry.Config{ServiceName: serviceName, LogLevel: cfg.LogLevel, LogFormat: cfg.LogFormat}, stderr)
 
 	if cmd == "migrate" {
 		if err := migrate(ctx, cfg); err != nil {

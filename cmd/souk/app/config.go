@@ -38,6 +38,11 @@ type Config struct {
 	// NATSListen exposes the embedded NATS server on host:port (for tools);
 	// empty opens no port.
 	NATSListen string
+	// BusStream names the JetStream stream of events (its dead letters go to
+	// <stream>_DLQ); BusSubjectPrefix, when set, prefixes every subject, so
+	// several installations can share one NATS account.
+	BusStream        string
+	BusSubjectPrefix string
 	// Remote forwards services this process does not run to their base URLs
 	// ("catalog=http://catalog:8080,identity=http://identity:8080").
 	Remote config.Map
@@ -68,6 +73,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL (nats://host:4222); empty: an embedded server")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "expose the embedded NATS server on host:port; empty: no port is opened")
+	fs.StringVar(&c.BusStream, "bus-stream", "SOUK", "JetStream stream holding the events")
+	fs.StringVar(&c.BusSubjectPrefix, "bus-subject-prefix", "", "prefix for every event subject, to share one NATS account between installations")
 	c.Remote = config.Map{}
 	fs.Var(&c.Remote, "remote", "base URLs of services run elsewhere, name=url,… (their routes are forwarded)")
 	fs.StringVar(&c.AdminAPIKey, "admin-api-key", "", "secret of an admin API key to create if missing (sk_…); without it one is generated on first start")
