@@ -42,7 +42,9 @@ func topologies(t *testing.T) map[string]func(t *testing.T) []string {
 			if pg == "" || nats == "" {
 				t.Skip("distributed topology skipped: set SOUK_TEST_POSTGRES_URL and SOUK_TEST_NATS_URL to run it")
 			}
-			return []string{"--database-url", mustFreshDatabase(t, pg), "--nats-url", nats}
+			stream, prefix := mustIsolatedStream(t, nats)
+			return []string{"--database-url", mustFreshDatabase(t, pg), "--nats-url", nats,
+				"--bus-stream", stream, "--bus-subject-prefix", prefix}
 		},
 	}
 }
@@ -77,13 +79,22 @@ func mustFreshDatabase(t *testing.T, base string) string {
 func TestCatalogEndToEnd(t *testing.T) {
 	for name, topology := range topologies(t) {
 		t.Run(name, func(t *testing.T) {
-			s := mustStart(t, topology(t)...)
-			testCatalogFlow(t, s)
+			args := topology(t)
+			s := mustStart(t, args...)
+			published := testCatalogFlow(t, s)
+			if name == "postgres_nats" {
+				// The outbox relay put the events on the external bus, as
+				// CloudEvents matching their schemas.
+				mustSeeEvent(t, os.Getenv("SOUK_TEST_NATS_URL"), args, "souk.catalog.product_published.v1", published)
+				mustSeeEvent(t, os.Getenv("SOUK_TEST_NATS_URL"), args, "souk.catalog.product_archived.v1", published)
+			}
 		})
 	}
 }
 
-func testCatalogFlow(t *testing.T, s *server) {
+// testCatalogFlow walks the catalogue API and returns the id of the product
+// it published and then archived.
+func testCatalogFlow(t *testing.T, s *server) string {
 	// Operations endpoints answer.
 	wantStatus(t, s.do(http.MethodGet, "/healthz", nil), http.StatusOK)
 	wantStatus(t, s.do(http.MethodGet, "/readyz", nil), http.StatusOK)
@@ -269,4 +280,5 @@ func testCatalogFlow(t *testing.T, s *server) {
 	// Archiving takes it out of the store.
 	wantStatus(t, s.admin(http.MethodDelete, "/admin/products/"+p.ID, nil), http.StatusNoContent)
 	wantStatus(t, s.do(http.MethodGet, "/store/products/"+p.ID, nil), http.StatusNotFound)
+	return p.ID
 }
