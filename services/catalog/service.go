@@ -47,7 +47,7 @@ func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger) *Service {
 	return &Service{
 		db:     db,
 		outbox: outbox,
-		log:    logger.With(slog.String("service", "catalog")),
+		log:    logger, // the composition root labels it (component=catalog)
 		search: newSearchIndex(db.Engine()),
 		// Microseconds: what PostgreSQL keeps, so a value read back equals
 		// the one written on both engines.
