@@ -150,15 +150,16 @@ func (c ConsumerConfig) backoff(delivered int) time.Duration {
 type Subscription struct {
 	bus     *Bus
 	cfg     ConsumerConfig
+	jcfg    jetstream.ConsumerConfig
 	db      *store.DB
 	handler Handler
 	log     *slog.Logger
-	iter    jetstream.MessagesContext
 
-	ctx    context.Context // handlers' context; cancelled when Stop gives up waiting
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the fetch loop and every handler returned
-	drain  sync.Once
+	fetch     context.Context // cancelled by Stop: hand out no more messages
+	stopFetch context.CancelFunc
+	ctx       context.Context // handlers' context; cancelled when Stop gives up waiting
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when the fetch loop and every handler returned
 }
 
 // Subscribe creates the durable consumer cfg.Name on the event stream (or
@@ -167,7 +168,9 @@ type Subscription struct {
 // the inbox row that makes a redelivered event a no-op (db must have
 // Migrations applied). An event is acknowledged only after that transaction
 // commits. ctx bounds the set-up only; the subscription runs until Stop or
-// Close, and its handlers' contexts keep ctx's values.
+// Close, and its handlers' contexts keep ctx's values. Should the server
+// lose the consumer (deleted, stream re-created), the subscription logs it
+// and re-creates it, backing off, until stopped.
 func (b *Bus) Subscribe(ctx context.Context, cfg ConsumerConfig, db *store.DB, h Handler) (*Subscription, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -191,49 +194,60 @@ func (b *Bus) Subscribe(ctx context.Context, cfg ConsumerConfig, db *store.DB, h
 	if cfg.DeliverNew {
 		jcfg.DeliverPolicy = jetstream.DeliverNewPolicy
 	}
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, b.cfg.Stream, jcfg)
-	if err != nil {
-		return nil, fmt.Errorf("bus: create or update consumer %s on %s: %w", cfg.Name, jcfg.FilterSubject, err)
-	}
-	// A small client-side buffer: a buffered message's AckWait is already
-	// running while it waits for a free handler.
-	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * cfg.Concurrency))
-	if err != nil {
-		return nil, fmt.Errorf("bus: consume %s: %w", cfg.Name, err)
-	}
-	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Subscription{
 		bus:     b,
 		cfg:     cfg,
+		jcfg:    jcfg,
 		db:      db,
 		handler: h,
 		log:     b.log.With("consumer", cfg.Name),
-		iter:    iter,
-		ctx:     hctx,
-		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
-	if err := b.track(s); err != nil {
-		iter.Stop()
-		cancel()
+	iter, err := s.consume(ctx)
+	if err != nil {
 		return nil, err
 	}
-	go s.run()
+	base := context.WithoutCancel(ctx)
+	s.fetch, s.stopFetch = context.WithCancel(base)
+	s.ctx, s.cancel = context.WithCancel(base)
+	if err := b.track(s); err != nil {
+		iter.Stop()
+		s.stopFetch()
+		s.cancel()
+		return nil, err
+	}
+	go s.run(iter)
 	return s, nil
 }
 
-// Stop stops fetching events and waits until the handlers in flight have
-// finished and acknowledged, bounded by ctx; when ctx ends first, it cancels
-// the handlers' context and returns ctx's error (their events are then
-// redelivered after AckWait). Stop is idempotent and safe to call
+// consume creates or updates the durable consumer and starts pulling from it.
+func (s *Subscription) consume(ctx context.Context) (jetstream.MessagesContext, error) {
+	cons, err := s.bus.js.CreateOrUpdateConsumer(ctx, s.bus.cfg.Stream, s.jcfg)
+	if err != nil {
+		return nil, fmt.Errorf("bus: create or update consumer %s on %s: %w", s.cfg.Name, s.jcfg.FilterSubject, err)
+	}
+	// A client-side buffer no larger than the handlers: a buffered
+	// message's AckWait is already running, and a stopped subscription
+	// leaves buffered messages to be redelivered after AckWait.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(s.cfg.Concurrency))
+	if err != nil {
+		return nil, fmt.Errorf("bus: consume %s: %w", s.cfg.Name, err)
+	}
+	return iter, nil
+}
+
+// Stop stops handing out events and waits until the handlers in flight have
+// finished and acknowledged, bounded by ctx; it needs no answer from the
+// server, so it also returns promptly while disconnected. When ctx ends
+// first, it cancels the handlers' context and returns ctx's error (their
+// events are redelivered after AckWait). Stop is idempotent and safe to call
 // concurrently.
 func (s *Subscription) Stop(ctx context.Context) error {
-	s.drain.Do(s.iter.Drain)
+	s.stopFetch()
 	select {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		s.iter.Stop()
 		s.cancel()
 		return fmt.Errorf("bus: stop consumer %s: %w", s.cfg.Name, ctx.Err())
 	}
@@ -242,7 +256,9 @@ func (s *Subscription) Stop(ctx context.Context) error {
 // Name is the consumer's durable name.
 func (s *Subscription) Name() string { return s.cfg.Name }
 
-func (s *Subscription) run() {
+// run hands messages to Concurrency workers until Stop, re-creating the
+// consumer when the server loses it.
+func (s *Subscription) run(iter jetstream.MessagesContext) {
 	defer close(s.done)
 	defer s.bus.untrack(s)
 	defer s.cancel()
@@ -255,19 +271,99 @@ func (s *Subscription) run() {
 			}
 		})
 	}
-	for {
-		m, err := s.iter.Next()
-		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				s.log.Error("bus: consumer stopped fetching; restart the subscription", "error", err)
-				s.iter.Stop()
+	defer wg.Wait()
+	defer close(msgs)
+
+	for failures := 0; ; {
+		var err error
+		if iter != nil {
+			err = s.dispatch(iter, msgs)
+			if s.fetch.Err() != nil {
+				s.handBack(iter)
+				return
 			}
-			break
+			iter.Stop()
+			iter = nil
 		}
-		msgs <- m
+		if s.fetch.Err() != nil {
+			return
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			s.log.Error("bus: consumer stopped: the connection is closed", "error", err)
+			return
+		}
+		failures++
+		delay := backoff(failures, time.Second, 30*time.Second)
+		s.log.Error("bus: consumer lost its subscription; re-creating it", "retry_in", delay.Round(time.Millisecond), "error", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-s.fetch.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if iter, err = s.consume(s.fetch); err == nil {
+			failures = 0
+		}
 	}
-	close(msgs)
-	wg.Wait()
+}
+
+// handBack ends a stopped subscription's pull: while connected it drains
+// the iterator, so that the server has forgotten the pending pull request
+// (and will not deliver to it) once it returns, and negatively acknowledges
+// whatever arrived meanwhile, so those events go to the next subscriber at
+// once instead of after AckWait. It never waits longer than RequestTimeout,
+// and not at all while disconnected.
+func (s *Subscription) handBack(iter jetstream.MessagesContext) {
+	if s.bus.nc.Status() != nats.CONNECTED {
+		iter.Stop()
+		return
+	}
+	iter.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), s.bus.cfg.RequestTimeout)
+	defer cancel()
+	for {
+		m, err := iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			iter.Stop()
+			return
+		}
+		_ = m.Nak()
+	}
+}
+
+// repoll bounds how long dispatch waits in one call to the iterator's Next.
+// Each call re-checks whether a pull request is due; without it, a batch
+// consumed before the client library has marked its pull request as sent
+// (routine with the in-process server) leaves the iterator waiting for its
+// missing-heartbeat timer, 30 s, with events pending (nats.go v1.55.0,
+// pullSubscription.checkPending skips while fetchInProgress is set).
+const repoll = 200 * time.Millisecond
+
+// dispatch hands messages to the workers until Stop (nil) or the iterator
+// fails (its error).
+func (s *Subscription) dispatch(iter jetstream.MessagesContext, msgs chan<- jetstream.Msg) error {
+	for {
+		ctx, cancel := context.WithTimeout(s.fetch, repoll)
+		m, err := iter.Next(jetstream.NextContext(ctx))
+		cancel()
+		if err != nil {
+			if s.fetch.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				continue
+			}
+			return err
+		}
+		select {
+		case msgs <- m:
+		case <-s.fetch.Done():
+			// Not started: hand it back now rather than after AckWait.
+			_ = m.Nak()
+			return nil
+		}
+	}
 }
 
 // handle applies one message: inbox check and handler in one transaction,

@@ -387,14 +387,15 @@ func outboxScenario(t *testing.T, db *store.DB, ob *Outbox) []Event {
 
 // assertRelayed checks that every event was applied exactly once, in outbox
 // order per aggregate, that the stream stored each once, and that nothing is
-// pending.
-func assertRelayed(t *testing.T, b *Bus, db *store.DB, r *Relay, rec *recorder, events []Event) {
+// pending. earlier are events applied before, in order.
+func assertRelayed(t *testing.T, b *Bus, db *store.DB, r *Relay, rec *recorder, events []Event, earlier ...Event) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 	if err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	events = append(slices.Clone(earlier), events...)
 	waitUntil(t, waitLong, "every event to be applied", func() bool { return rec.committedCount() == len(events) })
 	want := map[string][]int{}
 	for _, e := range events {
