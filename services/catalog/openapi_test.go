@@ -14,20 +14,18 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/soukhq/souk/api"
 )
 
-const openAPIPath = "../../api/openapi.yaml"
-
-// MustLoadOpenAPI loads and validates api/openapi.yaml and returns it with a
-// router over its operations.
+// MustLoadOpenAPI loads and validates the merged OpenAPI document
+// (api/openapi.yaml with api/openapi/*.yaml) and returns it with a router
+// over its operations.
 func MustLoadOpenAPI(t testing.TB) (*openapi3.T, routers.Router) {
 	t.Helper()
-	doc, err := openapi3.NewLoader().LoadFromFile(openAPIPath)
+	doc, err := api.LoadOpenAPI()
 	if err != nil {
-		t.Fatalf("load %s: %v", openAPIPath, err)
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		t.Fatalf("validate %s: %v", openAPIPath, err)
+		t.Fatal(err)
 	}
 	router, err := legacy.NewRouter(doc)
 	if err != nil {
