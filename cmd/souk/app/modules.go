@@ -38,11 +38,7 @@ func (a *App) modules() map[string]module {
 		"identity": {deps: []string{moduleBus}, init: a.initIdentity},
 		"catalog":  {deps: []string{moduleBus}, init: a.initCatalog},
 	}
-	gw := module{init: a.initGateway, stop: a.stopGateway}
-	for _, s := range a.selected {
-		gw.deps = append(gw.deps, s)
-	}
-	m[moduleGateway] = gw
+	m[moduleGateway] = module{deps: a.selected, init: a.initGateway, stop: a.stopGateway}
 	return m
 }
 
