@@ -43,6 +43,9 @@ func AccessLog(logger *slog.Logger) Middleware {
 				if l == nil {
 					l = Logger(r.Context())
 				}
+				if !l.Enabled(r.Context(), level) {
+					return
+				}
 				l.LogAttrs(r.Context(), level, "http request",
 					slog.String("method", r.Method),
 					slog.String("route", routeOf(r, slot)),

@@ -233,11 +233,12 @@ func TestTracerProviderWithoutExporter(t *testing.T) {
 		}
 	}()
 
-	// A root span gets fresh, sampled ids.
+	// A root span gets fresh ids but, with nothing to export it to, is not
+	// sampled and records nothing.
 	_, root := tp.Tracer("test").Start(context.Background(), "root")
 	root.End()
-	if sc := root.SpanContext(); !sc.IsValid() || !sc.IsSampled() {
-		t.Fatalf("root span context = %+v, want valid and sampled", sc)
+	if sc := root.SpanContext(); !sc.IsValid() || sc.IsSampled() || root.IsRecording() {
+		t.Fatalf("root span context = %+v (recording %v), want valid, unsampled, not recording", sc, root.IsRecording())
 	}
 
 	// A span under an incoming traceparent continues its trace.
@@ -247,8 +248,8 @@ func TestTracerProviderWithoutExporter(t *testing.T) {
 	_, child := tp.Tracer("test").Start(ctx, "child")
 	child.End()
 	sc := child.SpanContext()
-	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.SpanID().String() == "00f067aa0ba902b7" {
-		t.Fatalf("child span context = %s/%s, want the incoming trace with a new span", sc.TraceID(), sc.SpanID())
+	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.SpanID().String() == "00f067aa0ba902b7" || !sc.IsSampled() {
+		t.Fatalf("child span context = %s/%s sampled=%v, want the incoming sampled trace with a new span", sc.TraceID(), sc.SpanID(), sc.IsSampled())
 	}
 	out := propagation.MapCarrier{}
 	prop.Inject(trace.ContextWithSpanContext(context.Background(), sc), out)

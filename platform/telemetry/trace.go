@@ -42,11 +42,19 @@ func NewTracerProvider(ctx context.Context, cfg Config) (trace.TracerProvider, f
 	if cfg.ServiceVersion != "" {
 		attrs = append(attrs, attribute.String("service.version", cfg.ServiceVersion))
 	}
+	// Without an exporter nothing would read a recorded span, so root spans
+	// are not sampled: they still get trace and span ids (for traceparent and
+	// the logs) but record nothing. A caller's sampled trace is still
+	// recorded, so its sampling decision travels on unchanged.
+	sampler := sdktrace.ParentBased(sdktrace.NeverSample())
+	if cfg.OTLPEndpoint != "" {
+		sampler = sdktrace.ParentBased(sdktrace.AlwaysSample())
+	}
 	opts := []sdktrace.TracerProviderOption{
 		// Set explicitly: the SDK's defaults would consult OTEL_* variables,
 		// and configuration is the composition root's job.
 		sdktrace.WithResource(resource.NewSchemaless(attrs...)),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		sdktrace.WithSampler(sampler),
 	}
 	if cfg.OTLPEndpoint != "" {
 		endpoint, _ := tracesURL(cfg.OTLPEndpoint) // checked by Validate

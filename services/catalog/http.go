@@ -194,21 +194,11 @@ func (s *Service) handleListProducts(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, r, err)
 		return
 	}
-	page, err := s.ListProducts(r.Context(), q)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, page)
+	s.cache.serve(w, r, func() (any, error) { return s.ListProducts(r.Context(), q) })
 }
 
 func (s *Service) handleGetProduct(w http.ResponseWriter, r *http.Request) {
-	p, err := s.GetProduct(r.Context(), r.PathValue("id"))
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, p)
+	s.cache.serve(w, r, func() (any, error) { return s.GetProduct(r.Context(), r.PathValue("id")) })
 }
 
 // categoryTree is the body of GET /store/categories.
@@ -217,12 +207,10 @@ type categoryTree struct {
 }
 
 func (s *Service) handleCategoryTree(w http.ResponseWriter, r *http.Request) {
-	tree, err := s.CategoryTree(r.Context())
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, categoryTree{Data: tree})
+	s.cache.serve(w, r, func() (any, error) {
+		tree, err := s.CategoryTree(r.Context())
+		return categoryTree{Data: tree}, err
+	})
 }
 
 func (s *Service) handleGetVariant(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,7 @@ const seedKey = "demo_catalog_seeded"
 // created (and announced) like any other, through the outbox.
 func Seed(ctx context.Context, s *Service) (seeded bool, err error) {
 	err = s.db.InTx(ctx, func(tx *store.Tx) error {
+		tx.AfterCommit(s.cache.invalidate)
 		seeded = false
 		claimed, err := claimMeta(ctx, tx, seedKey, "v1", s.now())
 		if err != nil || !claimed {

@@ -29,7 +29,20 @@ type Service struct {
 	outbox *bus.Outbox
 	log    *slog.Logger
 	search searchIndex
+	cache  *storeCache // nil: Store API reads go to the database every time
 	now    func() time.Time
+}
+
+// ServiceOption tunes a Service.
+type ServiceOption func(*Service)
+
+// WithStoreCache sets how long Store API bodies may be served from memory
+// (ttl 0 turns the cache off) and how many bytes the cache may hold. It
+// bounds how stale a read can be after a write made by another process;
+// this process's own writes are visible at once. Default:
+// DefaultStoreCacheTTL and DefaultStoreCacheBytes.
+func WithStoreCache(ttl time.Duration, maxBytes uint64) ServiceOption {
+	return func(s *Service) { s.cache = newStoreCache(ttl, maxBytes) }
 }
 
 var _ Client = (*Service)(nil)
@@ -37,22 +50,27 @@ var _ Client = (*Service)(nil)
 // New returns the catalogue service on db, whose schema must have
 // Migrations and bus.Migrations applied. Events go through outbox (a nil
 // outbox writes the rows without waking a relay); a nil logger discards.
-func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger) *Service {
+func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger, opts ...ServiceOption) *Service {
 	if outbox == nil {
 		outbox = bus.NewOutbox(nil)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{
+	s := &Service{
 		db:     db,
 		outbox: outbox,
 		log:    logger, // the composition root labels it (component=catalog)
 		search: newSearchIndex(db.Engine()),
+		cache:  newStoreCache(DefaultStoreCacheTTL, DefaultStoreCacheBytes),
 		// Microseconds: what PostgreSQL keeps, so a value read back equals
 		// the one written on both engines.
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 	}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
 }
 
 // errConcurrentChange: a row read in a transaction was changed by another
@@ -67,7 +85,10 @@ const maxWriteAttempts = 5
 // lost race is the caller's version_conflict.
 func (s *Service) write(ctx context.Context, fn func(tx *store.Tx) error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.db.InTx(ctx, fn)
+		err := s.db.InTx(ctx, func(tx *store.Tx) error {
+			tx.AfterCommit(s.cache.invalidate)
+			return fn(tx)
+		})
 		if !errors.Is(err, errConcurrentChange) {
 			return err
 		}
