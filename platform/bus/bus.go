@@ -23,8 +23,9 @@ import (
 
 // Publisher publishes one event and returns once the bus has stored it. The
 // relay publishes through it, so tests can put a failing one in its place.
-// Implementations must be safe for concurrent use and idempotent per event
-// ID: publishing the same event twice must not deliver it twice.
+// Implementations must be safe for concurrent use and should store an event
+// published twice only once (the Bus does within Config.DuplicateWindow;
+// consumers' inboxes absorb what gets through).
 type Publisher interface {
 	Publish(ctx context.Context, e Event) error
 }
@@ -545,8 +546,8 @@ func (b *Bus) Publish(ctx context.Context, e Event) error {
 	if e.ID == "" {
 		return errors.New("bus: publish: event has no id")
 	}
-	if !validSubject(e.Type, false) {
-		return fmt.Errorf("bus: publish %s: type %q is not a valid subject", e.ID, e.Type)
+	if !validSubject(e.Type, false) || !strings.HasPrefix(e.Type, "souk.") {
+		return fmt.Errorf("bus: publish %s: type %q: want souk.<service>.<event>.v<n>, no spaces or wildcards", e.ID, e.Type)
 	}
 	body, err := json.Marshal(e)
 	if err != nil {

@@ -100,6 +100,8 @@ type ConsumerConfig struct {
 	// before the acknowledgement; returning false skips the acknowledgement
 	// (a simulated crash).
 	testAfterCommit func(e Event, duplicate bool) (ack bool)
+	// testLiveness, when set, replaces livenessInterval.
+	testLiveness time.Duration
 }
 
 func (c *ConsumerConfig) setDefaults() {
@@ -155,7 +157,8 @@ type Subscription struct {
 	handler Handler
 	log     *slog.Logger
 
-	fetch     context.Context // cancelled by Stop: hand out no more messages
+	cons      jetstream.Consumer // the consumer being pulled from (run's goroutine only)
+	fetch     context.Context    // cancelled by Stop: hand out no more messages
 	stopFetch context.CancelFunc
 	ctx       context.Context // handlers' context; cancelled when Stop gives up waiting
 	cancel    context.CancelFunc
@@ -226,6 +229,7 @@ func (s *Subscription) consume(ctx context.Context) (jetstream.MessagesContext, 
 	if err != nil {
 		return nil, fmt.Errorf("bus: create or update consumer %s on %s: %w", s.cfg.Name, s.jcfg.FilterSubject, err)
 	}
+	s.cons = cons
 	// A client-side buffer no larger than the handlers: a buffered
 	// message's AckWait is already running, and a stopped subscription
 	// leaves buffered messages to be redelivered after AckWait.
@@ -237,11 +241,14 @@ func (s *Subscription) consume(ctx context.Context) (jetstream.MessagesContext, 
 }
 
 // Stop stops handing out events and waits until the handlers in flight have
-// finished and acknowledged, bounded by ctx; it needs no answer from the
-// server, so it also returns promptly while disconnected. When ctx ends
-// first, it cancels the handlers' context and returns ctx's error (their
-// events are redelivered after AckWait). Stop is idempotent and safe to call
-// concurrently.
+// finished and acknowledged, bounded by ctx. Events fetched but not started
+// are handed back for immediate redelivery; while connected, Stop also waits
+// (at most Config.RequestTimeout) until the server has dropped the
+// subscription's pull request, so an event published after Stop returns goes
+// to the next subscriber at once. Disconnected, it waits for nothing from the
+// server. When ctx ends first, Stop cancels the handlers' context and returns
+// ctx's error (their events are redelivered after AckWait). Stop is
+// idempotent and safe to call concurrently.
 func (s *Subscription) Stop(ctx context.Context) error {
 	s.stopFetch()
 	select {
@@ -340,9 +347,26 @@ func (s *Subscription) handBack(iter jetstream.MessagesContext) {
 // pullSubscription.checkPending skips while fetchInProgress is set).
 const repoll = 200 * time.Millisecond
 
+// livenessInterval is how long a subscription may see nothing before it asks
+// the server whether its consumer still exists and is being pulled from.
+// This replaces the library's missing-heartbeat timer, which the repoll loop
+// keeps re-arming: it catches a consumer deleted while no pull request was
+// waiting (the library then only sees "no responders", which it does not
+// treat as fatal) and a pull request the server lost.
+const livenessInterval = 5 * time.Second
+
+// errStalled reports a subscription whose consumer has events for it but no
+// pull request from anyone.
+var errStalled = errors.New("no pull request is waiting while events are pending")
+
 // dispatch hands messages to the workers until Stop (nil) or the iterator
-// fails (its error).
+// fails or stalls (its error).
 func (s *Subscription) dispatch(iter jetstream.MessagesContext, msgs chan<- jetstream.Msg) error {
+	every := livenessInterval
+	if s.cfg.testLiveness > 0 {
+		every = s.cfg.testLiveness
+	}
+	lastSeen, stalled := time.Now(), 0
 	for {
 		ctx, cancel := context.WithTimeout(s.fetch, repoll)
 		m, err := iter.Next(jetstream.NextContext(ctx))
@@ -351,11 +375,28 @@ func (s *Subscription) dispatch(iter jetstream.MessagesContext, msgs chan<- jets
 			if s.fetch.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, context.DeadlineExceeded) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+			if time.Since(lastSeen) < every {
 				continue
 			}
-			return err
+			lastSeen = time.Now()
+			switch err := s.checkLiveness(); {
+			case errors.Is(err, errStalled):
+				// Twice in a row, so a pull request about to be sent does
+				// not count as lost.
+				if stalled++; stalled >= 2 {
+					return err
+				}
+			case err != nil:
+				return err
+			default:
+				stalled = 0
+			}
+			continue
 		}
+		lastSeen, stalled = time.Now(), 0
 		select {
 		case msgs <- m:
 		case <-s.fetch.Done():
@@ -364,6 +405,25 @@ func (s *Subscription) dispatch(iter jetstream.MessagesContext, msgs chan<- jets
 			return nil
 		}
 	}
+}
+
+// checkLiveness asks the server about the consumer: ErrConsumerNotFound when
+// it is gone, errStalled when events wait and nobody pulls. An unreachable
+// server is not the subscription's problem (the connection reconnects), so
+// it counts as alive.
+func (s *Subscription) checkLiveness() error {
+	ctx, cancel := context.WithTimeout(s.fetch, s.bus.cfg.RequestTimeout)
+	defer cancel()
+	info, err := s.cons.Info(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return err
+	case err != nil:
+		return nil
+	case info.NumWaiting == 0 && info.NumPending > 0:
+		return fmt.Errorf("%w (%d events)", errStalled, info.NumPending)
+	}
+	return nil
 }
 
 // handle applies one message: inbox check and handler in one transaction,
@@ -431,6 +491,13 @@ func (s *Subscription) handle(m jetstream.Msg) {
 		if s.cfg.testAfterCommit != nil && !s.cfg.testAfterCommit(e, duplicate) {
 			return
 		}
+		// Outcomes are counted before the server hears of them, so whoever
+		// sees the acknowledgement also sees the count.
+		outcome := outcomeProcessed
+		if duplicate {
+			outcome = outcomeDuplicate
+		}
+		s.bus.metrics.deliveries.WithLabelValues(name, outcome).Inc()
 		ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.bus.cfg.RequestTimeout)
 		defer cancel()
 		if err := m.DoubleAck(ackCtx); err != nil {
@@ -438,11 +505,6 @@ func (s *Subscription) handle(m jetstream.Msg) {
 			s.log.Warn("bus: acknowledgement failed after commit; the event will be redelivered and skipped as a duplicate",
 				"event_id", e.ID, "type", e.Type, "error", err)
 		}
-		outcome := outcomeProcessed
-		if duplicate {
-			outcome = outcomeDuplicate
-		}
-		s.bus.metrics.deliveries.WithLabelValues(name, outcome).Inc()
 		return
 	}
 
@@ -478,10 +540,10 @@ func (s *Subscription) call(ctx context.Context, tx *store.Tx, e Event) (err err
 }
 
 func (s *Subscription) retry(m jetstream.Msg, e Event, delay time.Duration) {
+	s.bus.metrics.deliveries.WithLabelValues(s.cfg.Name, outcomeRetried).Inc()
 	if err := m.NakWithDelay(delay); err != nil {
 		s.log.Warn("bus: negative acknowledgement failed; the event comes back after AckWait", "event_id", e.ID, "error", err)
 	}
-	s.bus.metrics.deliveries.WithLabelValues(s.cfg.Name, outcomeRetried).Inc()
 }
 
 // keepInProgress tells JetStream every AckWait/2 that the message is still
@@ -537,10 +599,10 @@ func (s *Subscription) deadLetter(m jetstream.Msg, e Event, delivered int, seq u
 		s.retry(m, e, delay)
 		return
 	}
+	s.bus.metrics.deliveries.WithLabelValues(s.cfg.Name, outcomeDeadLettered).Inc()
 	if err := m.Term(); err != nil {
 		s.log.Warn("bus: terminating a dead-lettered event failed; it may be dead-lettered again", "event_id", e.ID, "error", err)
 	}
-	s.bus.metrics.deliveries.WithLabelValues(s.cfg.Name, outcomeDeadLettered).Inc()
 	s.log.Error("bus: event dead-lettered",
 		"event_id", e.ID, "type", e.Type, "sequence", seq, "deliveries", delivered,
 		"dead_letter_stream", s.bus.cfg.DeadLetterStream, "error", cause)

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"os"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/soukhq/souk/platform/store"
@@ -233,7 +235,7 @@ func TestSubscriptionRecreatesLostConsumer(t *testing.T) {
 		ctx := context.Background()
 		b := MustOpen(t, isolated(Config{}))
 		rec := newRecorder()
-		cfg := rec.consumer(ConsumerConfig{Name: "phoenix", Subject: "souk.test.>", AckWait: 5 * time.Second})
+		cfg := rec.consumer(ConsumerConfig{Name: "phoenix", Subject: "souk.test.>", AckWait: 5 * time.Second, testLiveness: 50 * time.Millisecond})
 		MustSubscribe(t, b, db, cfg, rec.handle)
 		e1 := MustEvent(t, ctx, "thing_happened", "agg", 1)
 		if err := b.Publish(ctx, e1); err != nil {
@@ -256,4 +258,37 @@ func TestSubscriptionRecreatesLostConsumer(t *testing.T) {
 			t.Errorf("e1 has %d effects, want 1", n)
 		}
 	})
+}
+
+func TestCheckLiveness(t *testing.T) {
+	db := storetest.MustOpen(t, store.SQLite, Migrations)
+	MustEffectsTable(t, db)
+	ctx := context.Background()
+	b := MustOpen(t, isolated(Config{}))
+	rec := newRecorder()
+	s := MustSubscribe(t, b, db, ConsumerConfig{Name: "probe", Subject: "souk.test.>"}, rec.handle)
+	if err := s.checkLiveness(); err != nil {
+		t.Fatalf("a running, idle subscription: checkLiveness = %v, want nil", err)
+	}
+
+	// Nobody pulls any more, and an event waits: stalled.
+	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, MustEvent(t, ctx, "thing_happened", "agg", 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.fetch = ctx // Stop cancelled it; the probe needs a live context
+	if err := s.checkLiveness(); !errors.Is(err, errStalled) {
+		t.Errorf("pending events, no puller: checkLiveness = %v, want errStalled", err)
+	}
+
+	if err := b.js.DeleteConsumer(ctx, b.cfg.Stream, "probe"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.checkLiveness(); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("deleted consumer: checkLiveness = %v, want ErrConsumerNotFound", err)
+	}
 }

@@ -124,9 +124,10 @@ func testPublishConsume(t *testing.T, be backend, db *store.DB) {
 	if consumerSpan.Parent.SpanID() != parent.SpanContext().SpanID() {
 		t.Errorf("consumer span's parent = %s, want the publisher's span %s", consumerSpan.Parent.SpanID(), parent.SpanContext().SpanID())
 	}
-	if got := metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeProcessed)); got != 2 {
-		t.Errorf("processed deliveries metric = %v, want 2", got)
-	}
+	// Counted just after the commit the recorder saw.
+	waitUntil(t, waitLong, "the processed metric to reach 2", func() bool {
+		return metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeProcessed)) == 2
+	})
 	if got := metricValue(t, b.metrics.published.WithLabelValues(e.Type, "ok")); got != 1 {
 		t.Errorf("published metric for %s = %v, want 1", e.Type, got)
 	}
@@ -227,9 +228,10 @@ func testCrashBeforeAck(t *testing.T, be backend, db *store.DB) {
 	if n := inboxRows(t, db, cfg.Name, e.ID); n != 1 {
 		t.Errorf("%d inbox rows, want 1", n)
 	}
-	if got := metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeDuplicate)); got < 1 {
-		t.Errorf("duplicate deliveries metric = %v, want at least 1", got)
-	}
+	// Counted just after the hook that observed the duplicate.
+	waitUntil(t, waitLong, "the duplicate metric", func() bool {
+		return metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeDuplicate)) >= 1
+	})
 	if got := metricValue(t, b.metrics.redeliveries.WithLabelValues(cfg.Name)); got < 1 {
 		t.Errorf("redeliveries metric = %v, want at least 1", got)
 	}
@@ -470,9 +472,10 @@ func testRelayPublisherFailure(t *testing.T, be backend, db *store.DB) {
 	if got := metricValue(t, b.metrics.relayFailures.WithLabelValues("test")); got < 3 {
 		t.Errorf("relay failures metric = %v, want at least 3", got)
 	}
-	if got := metricValue(t, b.metrics.outboxPending.WithLabelValues("test")); got != 0 {
-		t.Errorf("outbox pending gauge = %v, want 0", got)
-	}
+	// The gauge is refreshed after each drain, so it may trail Flush a little.
+	waitUntil(t, waitLong, "the outbox pending gauge to drop to 0", func() bool {
+		return metricValue(t, b.metrics.outboxPending.WithLabelValues("test")) == 0
+	})
 }
 
 func testRelayNetworkOutage(t *testing.T, be backend, db *store.DB) {
