@@ -190,6 +190,9 @@ type VariantRef struct {
 	ProductTitle  string `json:"product_title"`
 	ProductHandle string `json:"product_handle"`
 	ProductStatus Status `json:"product_status"`
+	// ProductCategoryIDs are the product's categories, for category
+	// promotions and tax rules.
+	ProductCategoryIDs []string `json:"product_category_ids"`
 }
 
 // ProductInput creates a product. Title is required; Handle is derived from

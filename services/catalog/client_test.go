@@ -78,7 +78,7 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := VariantRef{Variant: v, ProductID: shirt.ID, ProductTitle: shirt.Title, ProductHandle: shirt.Handle, ProductStatus: StatusPublished}
+		want := VariantRef{Variant: v, ProductID: shirt.ID, ProductTitle: shirt.Title, ProductHandle: shirt.Handle, ProductStatus: StatusPublished, ProductCategoryIDs: shirt.CategoryIDs}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("GetVariant =\n%+v\nwant\n%+v", got, want)
 		}

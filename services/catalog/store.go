@@ -408,6 +408,22 @@ func variantRef(ctx context.Context, q store.Querier, variantID string) (Variant
 	if err := decodeVariantJSON(&r.Variant, options, attrs); err != nil {
 		return VariantRef{}, err
 	}
+	rows, err := q.Query(ctx, `SELECT category_id FROM catalog_product_categories WHERE product_id = ? ORDER BY position`, r.ProductID)
+	if err != nil {
+		return VariantRef{}, fmt.Errorf("read variant categories: %w", err)
+	}
+	defer rows.Close()
+	r.ProductCategoryIDs = []string{}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return VariantRef{}, fmt.Errorf("read variant categories: %w", err)
+		}
+		r.ProductCategoryIDs = append(r.ProductCategoryIDs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return VariantRef{}, fmt.Errorf("read variant categories: %w", err)
+	}
 	return r, nil
 }
 
