@@ -1,0 +1,177 @@
+package pricing
+
+import (
+	"context"
+	"time"
+
+	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/money"
+)
+
+// Address is where a cart ships to, as far as pricing cares: the country
+// (ISO 3166-1 alpha-2, "NL") picks tax rates and shipping methods, the
+// optional region (ISO 3166-2, "US-CA" or "CA") a region-specific tax rate.
+type Address struct {
+	Country    string `json:"country"`
+	Region     string `json:"region,omitempty"`
+	PostalCode string `json:"postal_code,omitempty"`
+}
+
+// QuoteLine is one cart line to be priced. ID is the caller's line id
+// (echoed back in QuotedLine), VariantID selects the price, ProductID and
+// CategoryIDs select product and category promotions.
+type QuoteLine struct {
+	ID          string   `json:"id"`
+	VariantID   string   `json:"variant_id"`
+	SKU         string   `json:"sku,omitempty"`
+	ProductID   string   `json:"product_id,omitempty"`
+	CategoryIDs []string `json:"category_ids,omitempty"`
+	Quantity    int64    `json:"quantity"`
+}
+
+// QuoteRequest asks for the totals of a cart.
+type QuoteRequest struct {
+	Currency       string      `json:"currency"`
+	CustomerID     string      `json:"customer_id,omitempty"`
+	CustomerGroups []string    `json:"customer_groups,omitempty"`
+	Lines          []QuoteLine `json:"lines"`
+	// Codes are the voucher codes applied to the cart (any case).
+	Codes           []string `json:"codes,omitempty"`
+	ShippingAddress *Address `json:"shipping_address,omitempty"`
+	// ShippingMethodID is the chosen shipping method; "" for none yet.
+	ShippingMethodID string `json:"shipping_method_id,omitempty"`
+	// At is the instant prices and promotions are evaluated at; zero: now.
+	At time.Time `json:"at,omitzero"`
+}
+
+// Line problems reported in QuotedLine.Problem.
+const (
+	// ProblemPriceMissing: no price list valid for the request has a price
+	// for the variant in the currency; the line cannot be bought and is
+	// left out of every total.
+	ProblemPriceMissing = "price_missing"
+)
+
+// QuotedLine is one priced line. Subtotal = UnitPrice × Quantity; Total =
+// Subtotal − Discount (tax included or not as Quote.PricesIncludeTax says;
+// Tax is the line's share of the tax either way).
+type QuotedLine struct {
+	ID        string      `json:"id"`
+	VariantID string      `json:"variant_id"`
+	Quantity  int64       `json:"quantity"`
+	UnitPrice money.Money `json:"unit_price"`
+	Subtotal  money.Money `json:"subtotal"`
+	Discount  money.Money `json:"discount"`
+	Tax       money.Money `json:"tax"`
+	Total     money.Money `json:"total"`
+	// Problem is "" or a code (ProblemPriceMissing).
+	Problem string `json:"problem,omitempty"`
+}
+
+// AppliedPromotion is a promotion that took part in a quote and what it took
+// off (for free_shipping: the shipping price it waived).
+type AppliedPromotion struct {
+	PromotionID string      `json:"promotion_id"`
+	Name        string      `json:"name"`
+	Code        string      `json:"code,omitempty"`
+	Amount      money.Money `json:"amount"`
+}
+
+// Code problems reported in CodeProblem.Problem (and as apperr codes by
+// CheckCode).
+const (
+	CodeInvalid       apperr.Code = "code_invalid"        // no such code, or its promotion is inactive
+	CodeExpired       apperr.Code = "code_expired"        // outside the promotion's validity window
+	CodeExhausted     apperr.Code = "code_exhausted"      // usage limit (total or per customer) reached
+	CodeNotApplicable apperr.Code = "code_not_applicable" // valid, but its conditions do not hold for this cart
+)
+
+// CodeProblem says why a code of the request did not apply.
+type CodeProblem struct {
+	Code    string `json:"code"`
+	Problem string `json:"problem"`
+}
+
+// ShippingOption is a shipping method priced for a cart. Free is true when
+// the price was waived (threshold met or a free_shipping promotion).
+type ShippingOption struct {
+	ID    string      `json:"id"`
+	Name  string      `json:"name"`
+	Price money.Money `json:"price"`
+	Free  bool        `json:"free"`
+}
+
+// Quote is a priced cart. total = subtotal − discount_total + shipping_total
+// (+ tax_total when prices exclude tax); every amount is in Currency.
+type Quote struct {
+	Currency         string             `json:"currency"`
+	PricesIncludeTax bool               `json:"prices_include_tax"`
+	Lines            []QuotedLine       `json:"lines"`
+	Subtotal         money.Money        `json:"subtotal"`
+	DiscountTotal    money.Money        `json:"discount_total"`
+	ShippingTotal    money.Money        `json:"shipping_total"`
+	TaxTotal         money.Money        `json:"tax_total"`
+	Total            money.Money        `json:"total"`
+	Promotions       []AppliedPromotion `json:"promotions"`
+	CodeProblems     []CodeProblem      `json:"code_problems"`
+	// Shipping is the chosen method, priced; nil when none is chosen.
+	Shipping *ShippingOption `json:"shipping,omitempty"`
+}
+
+// Redemption states.
+const (
+	RedemptionPending  = "pending"
+	RedemptionRedeemed = "redeemed"
+	RedemptionReleased = "released"
+)
+
+// RedeemRequest asks to use up voucher codes for an order. Key is the
+// idempotency key (the checkout saga derives it from the order and step).
+type RedeemRequest struct {
+	Key        string   `json:"key"`
+	OrderID    string   `json:"order_id"`
+	CustomerID string   `json:"customer_id,omitempty"`
+	Codes      []string `json:"codes"`
+	Currency   string   `json:"currency,omitempty"`
+}
+
+// Redemption is the record of a RedeemRequest.
+type Redemption struct {
+	ID      string   `json:"id"`
+	Key     string   `json:"key"`
+	OrderID string   `json:"order_id"`
+	Codes   []string `json:"codes"`
+	State   string   `json:"state"`
+}
+
+// Client is what other services (cart, orders, catalog's storefront) may ask
+// pricing. Implementations are safe for concurrent use and return
+// *apperr.Error codes alike. *Service is the in-process implementation,
+// *HTTPClient the remote one; one contract suite runs against both.
+type Client interface {
+	// Quote prices a cart: unit prices, discounts allocated to lines,
+	// shipping, tax and totals. Codes that do not apply are reported in
+	// Quote.CodeProblems, not as errors; lines without a price carry
+	// Problem "price_missing" and are left out of the totals. Errors:
+	// validation_failed (currency, quantities, address).
+	Quote(ctx context.Context, req QuoteRequest) (Quote, error)
+	// ShippingOptions returns the methods available for the request's
+	// address and currency, priced for this cart (0 when free).
+	ShippingOptions(ctx context.Context, req QuoteRequest) ([]ShippingOption, error)
+	// CheckCode reports whether a voucher code can be used now by the
+	// customer: nil, or apperr codes code_invalid / code_expired /
+	// code_exhausted.
+	CheckCode(ctx context.Context, code, currency, customerID string) error
+	// Redeem uses up the request's codes atomically (all or none),
+	// idempotently by Key: the same key returns the first redemption. A
+	// usage limit is never exceeded, whatever the concurrency. Errors:
+	// code_invalid / code_expired / code_exhausted, validation_failed.
+	Redeem(ctx context.Context, req RedeemRequest) (Redemption, error)
+	// Release gives the uses of the redemption with the key back, once;
+	// releasing again, or an unknown key, is a no-op.
+	Release(ctx context.Context, key string) error
+	// Prices returns the display price of each variant that has one for a
+	// shopper of the groups in the currency, now (variants without a price
+	// are absent from the map).
+	Prices(ctx context.Context, currency string, customerGroups []string, variantIDs []string) (map[string]money.Money, error)
+}
