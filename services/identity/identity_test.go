@@ -9,6 +9,7 @@ import (
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
+	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
 	"github.com/soukhq/souk/services/identity"
@@ -16,11 +17,11 @@ import (
 
 func newService(t *testing.T, db *store.DB) *identity.Service {
 	t.Helper()
-	return identity.New(db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return identity.New(db, bus.NewOutbox(nil), slog.New(slog.NewTextHandler(io.Discard, nil)), identity.Config{})
 }
 
 func TestAPIKeys(t *testing.T) {
-	storetest.Run(t, []store.Migrations{identity.Migrations}, func(t *testing.T, db *store.DB) {
+	storetest.Run(t, []store.Migrations{bus.Migrations, identity.Migrations}, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		s := newService(t, db)
 
@@ -70,7 +71,7 @@ func TestAPIKeys(t *testing.T) {
 }
 
 func TestBootstrap(t *testing.T) {
-	storetest.Run(t, []store.Migrations{identity.Migrations}, func(t *testing.T, db *store.DB) {
+	storetest.Run(t, []store.Migrations{bus.Migrations, identity.Migrations}, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		s := newService(t, db)
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
+	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/store"
 )
@@ -28,19 +29,78 @@ var Migrations = store.Migrations{Name: "identity", FS: migrationsFS}
 // SecretPrefix starts every API key secret, so secret scanners recognise one.
 const SecretPrefix = "sk_"
 
-// Service is the identity service. It is safe for concurrent use.
+// Service is the identity service. It is safe for concurrent use. Every
+// error a caller may see is an *apperr.Error (or a *ThrottledError, which
+// unwraps to one); anything else is internal.
 type Service struct {
 	db     *store.DB
+	outbox *bus.Outbox
 	logger *slog.Logger
+	cfg    Config
+	// now is the clock; tests replace it. Microseconds: what PostgreSQL
+	// keeps, so a value read back equals the one written on both engines.
 	now    func() time.Time
+	hasher *hasher
+	// accountLimiter counts failed logins per account, ipLimiter attempts
+	// per client IP.
+	accountLimiter Limiter
+	ipLimiter      Limiter
+	ring           keyring
 }
 
 var _ auth.Authenticator = (*Service)(nil)
 
-// New returns the identity service over its database.
-func New(db *store.DB, logger *slog.Logger) *Service {
-	return &Service{db: db, logger: logger, now: time.Now}
+// Option tunes a Service beyond its Config.
+type Option func(*Service)
+
+// WithLimiters replaces the in-memory login throttles: account counts failed
+// logins per account, ip counts login and registration attempts per client
+// IP. A nil limiter keeps the default. Use shared (Redis) limiters when
+// several identity processes serve logins.
+func WithLimiters(account, ip Limiter) Option {
+	return func(s *Service) {
+		if account != nil {
+			s.accountLimiter = account
+		}
+		if ip != nil {
+			s.ipLimiter = ip
+		}
+	}
 }
+
+// New returns the identity service on db, whose schema must have
+// Migrations and bus.Migrations applied. cfg takes its defaults for zero
+// fields; it is not validated here (the composition root calls
+// cfg.Validate). Events go through outbox (nil: rows are written without
+// waking a relay); a nil logger discards. The first signing key is created
+// on first use.
+func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger, cfg Config, opts ...Option) *Service {
+	if outbox == nil {
+		outbox = bus.NewOutbox(nil)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	s := &Service{
+		db:     db,
+		outbox: outbox,
+		logger: logger,
+		cfg:    cfg,
+		now:    func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		hasher: newHasher(cfg.Argon2),
+	}
+	clock := func() time.Time { return s.now() }
+	s.accountLimiter = NewMemoryLimiter(cfg.ThrottleAccountFailures, cfg.ThrottleAccountWindow, clock)
+	s.ipLimiter = NewMemoryLimiter(cfg.ThrottleIPAttempts, cfg.ThrottleIPWindow, clock)
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
+}
+
+// Config returns the configuration in effect, defaults applied.
+func (s *Service) Config() Config { return s.cfg }
 
 // NewSecret returns a new random API key secret: "sk_" and 32 random bytes
 // in hex (256 bits), so a plain SHA-256 digest is a safe way to store it.
@@ -160,9 +220,26 @@ func (s *Service) RevokeAPIKey(ctx context.Context, keyID string) error {
 	return nil
 }
 
-// Authenticate implements auth.Authenticator for API key secrets.
+// Authenticate implements auth.Authenticator. It accepts API key secrets
+// ("sk_…", looked up in the database) and access tokens (JWTs verified with
+// the published signing keys, without a database look-up once the keys are
+// cached). Anything else, and any token refused, is apperr.Unauthorized.
 func (s *Service) Authenticate(ctx context.Context, token string) (auth.Principal, error) {
-	if !strings.HasPrefix(token, SecretPrefix) || len(token) > 200 {
+	switch {
+	case strings.HasPrefix(token, SecretPrefix):
+		return s.authenticateAPIKey(ctx, token)
+	case looksLikeJWT(token):
+		c, err := s.VerifyAccessToken(ctx, token)
+		if err != nil {
+			return auth.Principal{}, err
+		}
+		return c.Principal(), nil
+	}
+	return auth.Principal{}, apperr.New(apperr.Unauthorized, "invalid bearer token")
+}
+
+func (s *Service) authenticateAPIKey(ctx context.Context, token string) (auth.Principal, error) {
+	if len(token) > 200 {
 		return auth.Principal{}, apperr.New(apperr.Unauthorized, "invalid bearer token")
 	}
 	var (
