@@ -114,8 +114,17 @@ type Quote struct {
 	Total            money.Money        `json:"total"`
 	Promotions       []AppliedPromotion `json:"promotions"`
 	CodeProblems     []CodeProblem      `json:"code_problems"`
-	// Shipping is the chosen method, priced; nil when none is chosen.
+	// Shipping is the chosen method, priced; nil when none is chosen or
+	// it cannot ship this cart (then ShippingProblem says so).
 	Shipping *ShippingOption `json:"shipping,omitempty"`
+	// ShippingProblem is "" or ShippingUnavailable: the chosen method does
+	// not serve the address or the currency.
+	ShippingProblem string `json:"shipping_problem,omitempty"`
+	// ShippingTax is the part of TaxTotal that falls on shipping (shipping
+	// is taxed at the address's rate, like the goods).
+	ShippingTax money.Money `json:"shipping_tax"`
+	// TaxRateBps is the tax rate applied, in basis points (2100 = 21 %).
+	TaxRateBps int64 `json:"tax_rate_bps"`
 }
 
 // Redemption states.
