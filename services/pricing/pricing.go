@@ -508,6 +508,8 @@ func validateGroups(v *apperr.Validation, field string, groups []string) []strin
 			v.Add(f, "required", "a customer group cannot be empty")
 		case len(g) > MaxGroupLen:
 			v.Addf(f, "too_long", "must be at most %d characters", MaxGroupLen)
+		case strings.Contains(g, ","):
+			v.Add(f, "invalid", "a customer group has no commas")
 		case slices.Contains(out, g):
 			v.Add(f, "duplicate", "listed twice")
 		default:
@@ -656,9 +658,12 @@ func validatePromotion(v *apperr.Validation, p *Promotion) {
 	if p.Codes == nil {
 		p.Codes = []string{}
 	}
-	for field, lim := range map[string]*int64{"usage_limit": p.UsageLimit, "usage_limit_per_customer": p.UsageLimitPerCustomer} {
-		if lim != nil && (*lim < 1 || *lim > MaxUsageLimit) {
-			v.Addf(field, "out_of_range", "must be from 1 to %d, or null for no limit", MaxUsageLimit)
+	for _, lim := range []struct {
+		field string
+		value *int64
+	}{{"usage_limit", p.UsageLimit}, {"usage_limit_per_customer", p.UsageLimitPerCustomer}} {
+		if lim.value != nil && (*lim.value < 1 || *lim.value > MaxUsageLimit) {
+			v.Addf(lim.field, "out_of_range", "must be from 1 to %d, or null for no limit", MaxUsageLimit)
 		}
 	}
 	if (p.UsageLimit != nil || p.UsageLimitPerCustomer != nil) && len(p.Codes) == 0 {
@@ -728,3 +733,4 @@ func notFound(kind, ref string) error {
 func versionConflict(kind string, want, have int64) error {
 	return apperr.New(apperr.VersionConflict, "%s is at version %d, not %d; fetch it again and retry", kind, have, want)
 }
+

@@ -271,6 +271,9 @@ func (s *Service) Prices(ctx context.Context, currency string, customerGroups []
 	var ids []string
 	for i, vid := range variantIDs {
 		validateExternalID(&v, fmt.Sprintf("variant_ids[%d]", i), vid, true)
+		if strings.Contains(vid, ",") {
+			v.Add(fmt.Sprintf("variant_ids[%d]", i), "invalid", "a variant id has no commas")
+		}
 		if !slices.Contains(ids, vid) {
 			ids = append(ids, vid)
 		}

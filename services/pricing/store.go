@@ -780,5 +780,5 @@ func activeShippingMethods(ctx context.Context, q store.Querier) ([]ShippingMeth
 
 // claimMeta records key once; it reports whether this call recorded it.
 func claimMeta(ctx context.Context, tx *store.Tx, key, value string, at time.Time) (bool, error) {
-	return affected("record "+key)(tx.Exec(ctx, `INSERT INTO pricing_meta (key, value, created_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`, key, value, at))
+	return affected("record " + key)(tx.Exec(ctx, `INSERT INTO pricing_meta (key, value, created_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`, key, value, at))
 }
