@@ -80,4 +80,3 @@ func TestStoreCache(t *testing.T) {
 		}
 	})
 }
-
