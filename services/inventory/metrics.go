@@ -1,0 +1,85 @@
+package inventory
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of souk_inventory_reservations_total.
+const (
+	outcomeReserved         = "reserved"
+	outcomeOutOfStock       = "out_of_stock"
+	outcomeIdempotentReplay = "idempotent_replay"
+	outcomeReleased         = "released"
+	outcomeCommitted        = "committed"
+	outcomeExpired          = "expired"
+)
+
+// metrics are the inventory's Prometheus metrics:
+//
+//	souk_inventory_reservations_total{outcome}    counter
+//	souk_inventory_reservation_conflicts_total    counter
+//	souk_inventory_stock_low_total                counter
+//
+// A nil *metrics records nothing, so call sites need no checks.
+type metrics struct {
+	reservations *prometheus.CounterVec
+	conflicts    prometheus.Counter
+	stockLow     prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		return nil
+	}
+	m := &metrics{
+		reservations: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "souk_inventory_reservations_total",
+			Help: "Reservation operations by outcome: reserved, out_of_stock, idempotent_replay, released, committed, expired.",
+		}, []string{"outcome"})),
+		conflicts: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "souk_inventory_reservation_conflicts_total",
+			Help: "Conditional stock updates that matched no row because the stock changed after it was read; the reservation was planned again.",
+		})),
+		stockLow: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "souk_inventory_stock_low_total",
+			Help: "souk.inventory.stock_low.v1 events published: a SKU's sellable stock fell to its threshold or below.",
+		})),
+	}
+	for _, o := range []string{outcomeReserved, outcomeOutOfStock, outcomeIdempotentReplay, outcomeReleased, outcomeCommitted, outcomeExpired} {
+		m.reservations.WithLabelValues(o) // export zeros, so rates work from the start
+	}
+	return m
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic("inventory: register metrics: " + err.Error()) // a wiring mistake
+	}
+	return c
+}
+
+func (m *metrics) reservation(outcome string, n int) {
+	if m != nil && n > 0 {
+		m.reservations.WithLabelValues(outcome).Add(float64(n))
+	}
+}
+
+func (m *metrics) conflict() {
+	if m != nil {
+		m.conflicts.Inc()
+	}
+}
+
+func (m *metrics) low(n int) {
+	if m != nil && n > 0 {
+		m.stockLow.Add(float64(n))
+	}
+}
