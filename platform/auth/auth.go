@@ -32,6 +32,9 @@ type Principal struct {
 	Role string
 	// Name is a human label for logs and audit records.
 	Name string
+	// Groups are a customer's groups ("vip", "wholesale"), which select
+	// group prices and promotions; empty for staff and API keys.
+	Groups []string
 }
 
 // Authenticator turns a bearer token into a principal. It returns an

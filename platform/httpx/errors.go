@@ -27,11 +27,12 @@ var statusOf = map[apperr.Code]int{
 	apperr.RateLimited:          http.StatusTooManyRequests,
 	apperr.Unavailable:          http.StatusServiceUnavailable,
 	// Domain codes published in API.md.
-	"out_of_stock":     http.StatusConflict,
-	"payment_declined": http.StatusPaymentRequired,
-	"code_invalid":     http.StatusUnprocessableEntity,
-	"code_expired":     http.StatusUnprocessableEntity,
-	"code_exhausted":   http.StatusUnprocessableEntity,
+	"out_of_stock":        http.StatusConflict,
+	"invalid_credentials": http.StatusUnauthorized,
+	"payment_declined":    http.StatusPaymentRequired,
+	"code_invalid":        http.StatusUnprocessableEntity,
+	"code_expired":        http.StatusUnprocessableEntity,
+	"code_exhausted":      http.StatusUnprocessableEntity,
 }
 
 // StatusOf returns the HTTP status for an error code.

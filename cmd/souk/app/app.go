@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -268,9 +269,14 @@ func (a *App) initIdentity(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	svc := identity.New(u.db, a.logger.With("component", "identity"))
+	svc := identity.New(u.db, u.outbox, a.logger.With("component", "identity"), identity.Config{})
 	u.routes = svc.Routes()
 	a.authn, a.authz = svc, identity.Policy{}
+	if a.cfg.Demo {
+		if _, err := identity.Seed(ctx, svc); err != nil {
+			return fmt.Errorf("load demo accounts: %w", err)
+		}
+	}
 
 	secret, err := svc.Bootstrap(ctx, a.cfg.AdminAPIKey)
 	if err != nil {
@@ -311,7 +317,13 @@ func (a *App) initGateway(ctx context.Context) error {
 		if !ok {
 			return errors.New("admin routes need the identity service: run it here (--services) or name it with --remote identity=URL")
 		}
-		a.authn, a.authz = identity.NewHTTPAuthenticator(remote, &http.Client{Timeout: 5 * time.Second}), identity.Policy{}
+		// Access tokens are verified here against identity's published keys;
+		// API keys are checked by asking identity.
+		hc := &http.Client{Timeout: 5 * time.Second}
+		a.authn = identity.NewJWKSAuthenticator(strings.TrimSuffix(remote, "/")+identity.JWKSPath, hc,
+			identity.WithAPIKeyAuthenticator(identity.NewHTTPAuthenticator(remote, hc)),
+			identity.WithJWKSLogger(a.logger.With("component", "jwks")))
+		a.authz = identity.Policy{}
 	}
 	g := gateway.New(gateway.Config{}, a.logger.With("component", "gateway"))
 	table := gateway.Table{Remote: map[string]string{}}

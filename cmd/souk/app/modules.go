@@ -13,7 +13,7 @@ var ServiceNames = []string{"identity", "catalog"}
 // answers. The gateway sends them to the local service, or to its --remote
 // URL. A test checks every route a service declares lies under its prefixes.
 var servicePrefixes = map[string][]string{
-	"identity": {"/admin/api-keys", "/admin/auth"},
+	"identity": {"/admin/api-keys", "/admin/auth", "/admin/customers", "/admin/staff", "/store/customers", "/store/auth", "/.well-known/jwks.json"},
 	"catalog":  {"/admin/products", "/admin/categories", "/store/products", "/store/categories", "/store/variants"},
 }
 
