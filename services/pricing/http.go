@@ -188,7 +188,9 @@ func (s *Service) handleUpdateTaxRate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) handleCreateShippingMethod(w http.ResponseWriter, r *http.Request) {
-	create(func(r *http.Request, in ShippingMethodInput) (ShippingMethod, error) { return s.CreateShippingMethod(r.Context(), in) },
+	create(func(r *http.Request, in ShippingMethodInput) (ShippingMethod, error) {
+		return s.CreateShippingMethod(r.Context(), in)
+	},
 		func(m ShippingMethod) (string, int64) { return "/admin/shipping-methods/" + m.ID, m.Version })(w, r)
 }
 

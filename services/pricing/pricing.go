@@ -733,4 +733,3 @@ func notFound(kind, ref string) error {
 func versionConflict(kind string, want, have int64) error {
 	return apperr.New(apperr.VersionConflict, "%s is at version %d, not %d; fetch it again and retry", kind, have, want)
 }
-

@@ -1,0 +1,201 @@
+package pricing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/store/storetest"
+)
+
+// testMigrations is what pricing's database carries in production.
+var testMigrations = []store.Migrations{bus.Migrations, Migrations}
+
+// testNow is the tests' clock: never the wall clock.
+var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newTestService(db *store.DB) *Service {
+	s := New(db, bus.NewOutbox(nil), nil, Config{DefaultCountry: "NL"})
+	s.now = func() time.Time { return testNow }
+	return s
+}
+
+// runStores runs test against a fresh pricing service on every engine.
+func runStores(t *testing.T, test func(t *testing.T, s *Service)) {
+	t.Helper()
+	storetest.Run(t, testMigrations, func(t *testing.T, db *store.DB) {
+		test(t, newTestService(db))
+	})
+}
+
+// MustNewSQLiteService returns a service on a fresh SQLite database.
+func MustNewSQLiteService(t testing.TB) *Service {
+	t.Helper()
+	return newTestService(storetest.MustOpen(t, store.SQLite, testMigrations...))
+}
+
+func MustCreatePriceList(t testing.TB, s *Service, in PriceListInput) PriceList {
+	t.Helper()
+	pl, err := s.CreatePriceList(context.Background(), in)
+	if err != nil {
+		t.Fatalf("CreatePriceList(%q): %v", in.Name, err)
+	}
+	return pl
+}
+
+func MustCreatePromotion(t testing.TB, s *Service, in PromotionInput) Promotion {
+	t.Helper()
+	p, err := s.CreatePromotion(context.Background(), in)
+	if err != nil {
+		t.Fatalf("CreatePromotion(%q): %v", in.Name, err)
+	}
+	return p
+}
+
+func MustCreateTaxRate(t testing.TB, s *Service, in TaxRateInput) TaxRate {
+	t.Helper()
+	r, err := s.CreateTaxRate(context.Background(), in)
+	if err != nil {
+		t.Fatalf("CreateTaxRate(%s): %v", in.Country, err)
+	}
+	return r
+}
+
+func MustCreateShippingMethod(t testing.TB, s *Service, in ShippingMethodInput) ShippingMethod {
+	t.Helper()
+	m, err := s.CreateShippingMethod(context.Background(), in)
+	if err != nil {
+		t.Fatalf("CreateShippingMethod(%q): %v", in.Name, err)
+	}
+	return m
+}
+
+func MustQuote(t testing.TB, c Client, req QuoteRequest) Quote {
+	t.Helper()
+	q, err := c.Quote(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Quote: %v", err)
+	}
+	return q
+}
+
+// wantErr fails unless err carries code and, when fields are given, names
+// each of them among its field errors.
+func wantErr(t testing.TB, err error, code apperr.Code, fields ...string) {
+	t.Helper()
+	if !apperr.Is(err, code) {
+		t.Fatalf("err = %v, want code %s", err, code)
+	}
+	var e *apperr.Error
+	errors.As(err, &e)
+	var got []string
+	for _, f := range e.Fields {
+		got = append(got, f.Field)
+	}
+	for _, f := range fields {
+		if !slices.Contains(got, f) {
+			t.Errorf("err fields = %v, want %q among them (err: %v)", got, f, err)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// countRows counts rows of a query.
+func countRows(t testing.TB, s *Service, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// mount serves the routes on a plain ServeMux, without the gateway's
+// middleware: what the tests need to reach the handlers.
+func mount(routes []httpx.Route) *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, r := range routes {
+		mux.HandleFunc(r.Pattern(), r.Handler)
+	}
+	return mux
+}
+
+// request is one HTTP exchange of a test.
+type request struct {
+	method, path, body string
+	header             map[string]string
+}
+
+func (rq request) build() *http.Request {
+	var r *http.Request
+	if rq.body != "" {
+		r = httptest.NewRequest(rq.method, rq.path, strings.NewReader(rq.body))
+		r.Header.Set("Content-Type", "application/json")
+	} else {
+		r = httptest.NewRequest(rq.method, rq.path, nil)
+	}
+	for k, v := range rq.header {
+		r.Header.Set(k, v)
+	}
+	return r
+}
+
+func serve(h http.Handler, rq request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, rq.build())
+	return w
+}
+
+// MustServe performs the request and fails unless the status is want.
+func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.ResponseRecorder {
+	t.Helper()
+	w := serve(h, rq)
+	if w.Code != want {
+		t.Fatalf("%s %s = %d, want %d\n%s", rq.method, rq.path, w.Code, want, w.Body)
+	}
+	return w
+}
+
+func MustDecode[T any](t testing.TB, w *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+		t.Fatalf("decode %T: %v\n%s", v, err, w.Body)
+	}
+	return v
+}
+
+// wantProblem checks a problem+json answer: status, code and field names.
+func wantProblem(t testing.TB, w *httptest.ResponseRecorder, status int, code string, fields ...string) {
+	t.Helper()
+	if w.Code != status {
+		t.Fatalf("status = %d, want %d\n%s", w.Code, status, w.Body)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	p := MustDecode[httpx.Problem](t, w)
+	if string(p.Code) != code || p.Status != status || p.Type != httpx.ProblemTypeBase+code {
+		t.Fatalf("problem = %+v, want code %s", p, code)
+	}
+	var got []string
+	for _, f := range p.Errors {
+		got = append(got, f.Field)
+	}
+	for _, f := range fields {
+		if !slices.Contains(got, f) {
+			t.Errorf("problem fields = %v, want %q among them", got, f)
+		}
+	}
+}
