@@ -184,6 +184,7 @@ type request struct {
 	method, path, body string
 	token              string // bearer token, if any
 	header             map[string]string
+	remoteAddr         string // default httptest's 192.0.2.1:1234
 }
 
 func (rq request) build() *http.Request {
@@ -199,6 +200,9 @@ func (rq request) build() *http.Request {
 	}
 	for k, v := range rq.header {
 		r.Header.Set(k, v)
+	}
+	if rq.remoteAddr != "" {
+		r.RemoteAddr = rq.remoteAddr
 	}
 	return r
 }

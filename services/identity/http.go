@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -49,25 +48,10 @@ func (s *Service) Routes() []httpx.Route {
 	}
 }
 
-// writeError is httpx.Error plus what identity's errors need on the wire:
-// Retry-After for a throttled attempt, and status 401 for
-// invalid_credentials.
-//
-// TODO(platform): httpx's code→status map lacks invalid_credentials (it
-// answers unknown codes with 422); once it maps it to 401 this becomes a
-// plain httpx.Error call.
+// writeError is httpx.Error plus the Retry-After of a throttled attempt.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	retryAfterHeader(w, err)
-	if !apperr.Is(err, CodeInvalidCredentials) || httpx.StatusOf(CodeInvalidCredentials) == http.StatusUnauthorized {
-		httpx.Error(w, r, err)
-		return
-	}
-	p := httpx.ProblemFor(err)
-	p.Status, p.Title = http.StatusUnauthorized, http.StatusText(http.StatusUnauthorized)
-	p.Instance, p.RequestID = r.URL.Path, httpx.RequestIDFrom(r.Context())
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
-	_ = json.NewEncoder(w).Encode(p)
+	httpx.Error(w, r, err)
 }
 
 // noStore marks a response that carries credentials or personal data.

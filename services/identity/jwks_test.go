@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,7 +101,7 @@ func testAuthenticatorContract(t *testing.T, e testEnv, a auth.Authenticator) {
 			want        auth.Principal
 		}{
 			{"customer", MustLogin(t, s, auth.KindCustomer, "ada@example.com").AccessToken,
-				auth.Principal{Subject: cust.ID, Kind: auth.KindCustomer, Name: "Ada"}},
+				auth.Principal{Subject: cust.ID, Kind: auth.KindCustomer, Name: "Ada", Groups: []string{"vip"}}},
 			{"staff", MustLogin(t, s, auth.KindStaff, "support@example.com").AccessToken,
 				auth.Principal{Subject: staff.ID, Kind: auth.KindStaff, Role: "support", Name: "Staff support"}},
 			{"api key", key, auth.Principal{Kind: auth.KindAPIKey, Role: "fulfilment", Name: "test fulfilment"}},
@@ -112,7 +113,7 @@ func testAuthenticatorContract(t *testing.T, e testEnv, a auth.Authenticator) {
 					t.Errorf("api key subject = %q", p.Subject)
 				}
 			}
-			if err != nil || p != tt.want {
+			if err != nil || !reflect.DeepEqual(p, tt.want) {
 				t.Errorf("%s: Authenticate = %+v, %v; want %+v", tt.name, p, err, tt.want)
 			}
 		}

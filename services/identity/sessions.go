@@ -19,7 +19,7 @@ import (
 
 // CodeInvalidCredentials is the error code of a refused login: the same
 // for an unknown email, a wrong password and a disabled staff user, so a
-// caller cannot tell which. It is answered with 401.
+// caller cannot tell which. httpx answers it with 401.
 const CodeInvalidCredentials apperr.Code = "invalid_credentials"
 
 // RefreshTokenPrefix starts every refresh token.

@@ -45,16 +45,29 @@ type Claims struct {
 	Kind auth.Kind `json:"kind"`
 	// Role is the staff role; empty for customers.
 	Role string `json:"role,omitempty"`
-	// Groups are the customer's groups (see Customer.Groups).
+	// Groups are the customer's groups (see Customer.Groups); they reach
+	// auth.Principal.Groups, where pricing reads them.
 	Groups []string `json:"groups,omitempty"`
 	// Name is the subject's display name, for logs and audit records.
 	Name string `json:"name,omitempty"`
 }
 
-// Principal returns the auth.Principal the claims describe.
+// Principal returns the auth.Principal the claims describe, customer
+// groups included.
 func (c Claims) Principal() auth.Principal {
-	return auth.Principal{Subject: c.Subject, Kind: c.Kind, Role: c.Role, Name: c.Name}
+	return auth.Principal{Subject: c.Subject, Kind: c.Kind, Role: c.Role, Name: c.Name, Groups: slices.Clone(c.Groups)}
 }
+
+// AccessTokenVerifier verifies access tokens and returns their claims.
+// *Service and *JWKSAuthenticator implement it.
+type AccessTokenVerifier interface {
+	VerifyAccessToken(ctx context.Context, token string) (Claims, error)
+}
+
+var (
+	_ AccessTokenVerifier = (*Service)(nil)
+	_ AccessTokenVerifier = (*JWKSAuthenticator)(nil)
+)
 
 // check enforces what every access token must carry, beyond signature and
 // time: a subject of its kind, a valid role for staff and none for
