@@ -194,11 +194,41 @@ func (s *Service) handleListProducts(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, r, err)
 		return
 	}
-	s.cache.serve(w, r, func() (any, error) { return s.ListProducts(r.Context(), q) })
+	currency, err := s.storeCurrency(r)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	s.cache.serve(w, r, s.storeKeySuffix(r), func() (any, error) {
+		page, err := s.ListProducts(r.Context(), q)
+		if err != nil {
+			return nil, err
+		}
+		data, err := s.decorate(r.Context(), currency, page.Data)
+		if err != nil {
+			return nil, err
+		}
+		return httpx.Page[StoreProduct]{Data: data, NextCursor: page.NextCursor}, nil
+	})
 }
 
 func (s *Service) handleGetProduct(w http.ResponseWriter, r *http.Request) {
-	s.cache.serve(w, r, func() (any, error) { return s.GetProduct(r.Context(), r.PathValue("id")) })
+	currency, err := s.storeCurrency(r)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	s.cache.serve(w, r, s.storeKeySuffix(r), func() (any, error) {
+		p, err := s.GetProduct(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return nil, err
+		}
+		out, err := s.decorate(r.Context(), currency, []Product{p})
+		if err != nil {
+			return nil, err
+		}
+		return out[0], nil
+	})
 }
 
 // categoryTree is the body of GET /store/categories.
@@ -207,7 +237,7 @@ type categoryTree struct {
 }
 
 func (s *Service) handleCategoryTree(w http.ResponseWriter, r *http.Request) {
-	s.cache.serve(w, r, func() (any, error) {
+	s.cache.serve(w, r, "", func() (any, error) {
 		tree, err := s.CategoryTree(r.Context())
 		return categoryTree{Data: tree}, err
 	})

@@ -31,6 +31,11 @@ type Service struct {
 	search searchIndex
 	cache  *storeCache // nil: Store API reads go to the database every time
 	now    func() time.Time
+
+	// Storefront decoration (WithStorefront); nil sources add nothing.
+	prices          PriceSource
+	stock           StockSource
+	defaultCurrency string
 }
 
 // ServiceOption tunes a Service.

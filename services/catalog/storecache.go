@@ -58,14 +58,15 @@ func (c *storeCache) invalidate() {
 	c.cache.InvalidateAll()
 }
 
-// serve answers r from the cache, or runs load, encodes its value, caches
+// serve answers r from the cache (keyed by path, canonical query and
+// keySuffix — what else the answer depends on), or runs load, encodes its value, caches
 // the body when load succeeded, and answers with it. The body is encoded
 // exactly as httpx.JSON would.
-func (c *storeCache) serve(w http.ResponseWriter, r *http.Request, load func() (any, error)) {
+func (c *storeCache) serve(w http.ResponseWriter, r *http.Request, keySuffix string, load func() (any, error)) {
 	key := ""
 	var gen uint64
 	if c != nil {
-		key = r.URL.Path + "?" + r.URL.Query().Encode()
+		key = r.URL.Path + "?" + r.URL.Query().Encode() + keySuffix
 		gen = c.gen.Load()
 		if hit, ok := c.cache.GetIfPresent(key); ok && hit.gen == gen {
 			writeBody(w, hit.body)
