@@ -1,0 +1,188 @@
+package inventory
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/soukhq/souk/platform/bus"
+)
+
+// eventTypes is every event the inventory publishes.
+var eventTypes = []string{EventStockReserved, EventStockReservationFailed, EventStockReleased, EventStockCommitted, EventStockLow, EventStockAdjusted}
+
+// MustCompileEventSchemas compiles api/events/<type>.json for every type.
+func MustCompileEventSchemas(t testing.TB) map[string]*jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	out := map[string]*jsonschema.Schema{}
+	for _, typ := range eventTypes {
+		path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sch, err := c.Compile(path)
+		if err != nil {
+			t.Fatalf("compile schema of %s: %v", typ, err)
+		}
+		out[typ] = sch
+	}
+	return out
+}
+
+type outboxRow struct {
+	typ, aggregate string
+	payload        []byte
+}
+
+func outboxRows(t testing.TB, s *Service) []outboxRow {
+	t.Helper()
+	rows, err := s.db.Query(context.Background(), `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []outboxRow
+	for rows.Next() {
+		var r outboxRow
+		var payload string
+		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
+			t.Fatal(err)
+		}
+		r.payload = []byte(payload)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func validate(t testing.TB, sch *jsonschema.Schema, payload []byte) error {
+	t.Helper()
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(payload)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch.Validate(inst)
+}
+
+// TestEventsMatchTheirSchemas drives the inventory through every kind of
+// change, then validates each outbox row against its event's JSON Schema.
+func TestEventsMatchTheirSchemas(t *testing.T) {
+	schemas := MustCompileEventSchemas(t)
+	clk := newClock()
+	runStores(t, func(t *testing.T, s *Service) {
+		ctx := context.Background()
+		a := MustCreateLocation(t, s, "A", 1)
+		b := MustCreateLocation(t, s, "B", 2)
+		MustSetLevel(t, s, "SHIRT", a.ID, 6) // stock_adjusted
+		MustSetLevel(t, s, "SHIRT", b.ID, 2)
+		if _, err := s.Adjust(ctx, "SHIRT", AdjustmentInput{LocationID: b.ID, Delta: -1, Reason: ReasonDamaged, Note: "torn"}); err != nil {
+			t.Fatal(err)
+		}
+		MustAllowBackorder(t, s, "PRE")
+		MustSetLevel(t, s, "PRE", a.ID, 0)
+
+		r, err := s.Reserve(ctx, ReserveRequest{Key: "ord_1:reserve", OrderID: "ord_1", Lines: []ReserveLine{line("SHIRT", 4), line("PRE", 2)}})
+		if err != nil { // stock_reserved, stock_low (SHIRT 7 → 3)
+			t.Fatal(err)
+		}
+		if _, err := s.Commit(ctx, r.ID, ""); err != nil { // stock_committed
+			t.Fatal(err)
+		}
+		rel := MustReserve(t, s, "rel", line("SHIRT", 1))
+		if _, err := s.Release(ctx, rel.ID); err != nil { // stock_released
+			t.Fatal(err)
+		}
+		if _, err := s.Reserve(ctx, ReserveRequest{Key: "exp", Lines: []ReserveLine{line("SHIRT", 1)}, TTL: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Minute)
+		if n, err := s.ExpireStale(ctx, clk.Now()); n != 1 || err != nil { // stock_released (expired)
+			t.Fatalf("ExpireStale = %d, %v", n, err)
+		}
+		_, err = s.Reserve(ctx, ReserveRequest{Key: "fail", Lines: []ReserveLine{line("SHIRT", 50), line("GHOST", 1)}}) // stock_reservation_failed
+		wantErr(t, err, CodeOutOfStock)
+
+		seen := map[string]int{}
+		for i, row := range outboxRows(t, s) {
+			sch, ok := schemas[row.typ]
+			if !ok {
+				t.Fatalf("row %d: event type %q has no schema", i, row.typ)
+			}
+			if err := validate(t, sch, row.payload); err != nil {
+				t.Errorf("row %d (%s) does not match its schema: %v\n%s", i, row.typ, err, row.payload)
+			}
+			var e bus.Event
+			if err := json.Unmarshal(row.payload, &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Subject != row.aggregate || e.Type != row.typ || e.Source != "inventory" {
+				t.Errorf("row %d: subject %q, aggregate %q, type %q", i, e.Subject, row.aggregate, e.Type)
+			}
+			seen[row.typ]++
+		}
+		for _, typ := range eventTypes {
+			if seen[typ] == 0 {
+				t.Errorf("no %s was emitted", typ)
+			}
+		}
+		if seen[EventStockReleased] != 2 || seen[EventStockLow] != 1 {
+			t.Errorf("events seen: %v", seen)
+		}
+	}, WithClock(clk.Now))
+}
+
+// TestEventSchemasRejectDrift makes sure the schemas are strict enough to
+// catch data that lost or mistyped a field.
+func TestEventSchemasRejectDrift(t *testing.T) {
+	schemas := MustCompileEventSchemas(t)
+	s := MustNewSQLiteService(t)
+	loc := MustCreateLocation(t, s, "A", 1)
+	MustSetLevel(t, s, "SKU", loc.ID, 10)
+	MustReserve(t, s, "k", line("SKU", 1))
+	var reserved []byte
+	for _, row := range outboxRows(t, s) {
+		if row.typ == EventStockReserved {
+			reserved = row.payload
+		}
+	}
+	if err := validate(t, schemas[EventStockReserved], reserved); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(e, data map[string]any)
+	}{
+		{"missing data.reservation_id", func(_, d map[string]any) { delete(d, "reservation_id") }},
+		{"string quantity", func(_, d map[string]any) { d["lines"].([]any)[0].(map[string]any)["quantity"] = "1" }},
+		{"zero quantity", func(_, d map[string]any) { d["lines"].([]any)[0].(map[string]any)["quantity"] = 0 }},
+		{"line without allocations", func(_, d map[string]any) { d["lines"].([]any)[0].(map[string]any)["allocations"] = []any{} }},
+		{"unknown data field", func(_, d map[string]any) { d["price"] = 10 }},
+		{"no lines", func(_, d map[string]any) { d["lines"] = []any{} }},
+		{"wrong type", func(e, _ map[string]any) { e["type"] = EventStockReleased }},
+		{"bad subject", func(e, _ map[string]any) { e["subject"] = "ord_1" }},
+		{"bad location id", func(_, d map[string]any) {
+			d["lines"].([]any)[0].(map[string]any)["allocations"].([]any)[0].(map[string]any)["location_id"] = "A"
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var e map[string]any
+			if err := json.Unmarshal(reserved, &e); err != nil {
+				t.Fatal(err)
+			}
+			tt.mutate(e, e["data"].(map[string]any))
+			b, _ := json.Marshal(e)
+			if err := validate(t, schemas[EventStockReserved], b); err == nil {
+				t.Fatal("schema accepted a drifted event")
+			}
+		})
+	}
+}
