@@ -59,7 +59,9 @@ var _ auth.Authenticator = (*JWKSAuthenticator)(nil)
 type JWKSOption func(*JWKSAuthenticator)
 
 // WithTokenIssuer sets the "iss" access tokens must carry (default "souk").
-func WithTokenIssuer(iss string) JWKSOption { return func(a *JWKSAuthenticator) { a.verify.issuer = iss } }
+func WithTokenIssuer(iss string) JWKSOption {
+	return func(a *JWKSAuthenticator) { a.verify.issuer = iss }
+}
 
 // WithTokenAudience sets the "aud" access tokens must carry (default "souk").
 func WithTokenAudience(aud string) JWKSOption {
@@ -67,7 +69,9 @@ func WithTokenAudience(aud string) JWKSOption {
 }
 
 // WithLeeway sets the clock skew tolerated on exp and iat (default 30s).
-func WithLeeway(d time.Duration) JWKSOption { return func(a *JWKSAuthenticator) { a.verify.leeway = d } }
+func WithLeeway(d time.Duration) JWKSOption {
+	return func(a *JWKSAuthenticator) { a.verify.leeway = d }
+}
 
 // WithJWKSCacheTTL sets how long a fetched JWKS is used before it is
 // fetched again (default 5m).

@@ -49,11 +49,27 @@ func Seed(ctx context.Context, s *Service) (seeded bool, err error) {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		if _, err := s.insertCustomer(ctx, tx, DemoCustomerEmail, "Ada Lovelace", hashes[0], []string{"vip"}); err != nil {
-			return fmt.Errorf("customer %s: %w", DemoCustomerEmail, err)
+		// An account someone created by hand before the first demo start
+		// is left as it is (a failed INSERT would abort the transaction on
+		// PostgreSQL, hence the look first).
+		taken, err := emailInUse(ctx, tx, "customers", DemoCustomerEmail)
+		if err != nil {
+			return err
+		}
+		if !taken {
+			if _, err := s.insertCustomer(ctx, tx, DemoCustomerEmail, "Ada Lovelace", hashes[0], []string{"vip"}); err != nil {
+				return fmt.Errorf("customer %s: %w", DemoCustomerEmail, err)
+			}
 		}
 		for i, r := range Roles {
 			email := string(r) + "@example.com"
+			taken, err := emailInUse(ctx, tx, "staff_users", email)
+			if err != nil {
+				return err
+			}
+			if taken {
+				continue
+			}
 			if _, err := s.insertStaff(ctx, tx, email, "Demo "+string(r), r, hashes[i+1]); err != nil {
 				return fmt.Errorf("staff %s: %w", email, err)
 			}
@@ -68,4 +84,10 @@ func Seed(ctx context.Context, s *Service) (seeded bool, err error) {
 		s.logger.InfoContext(ctx, "demo accounts created", "customer", DemoCustomerEmail, "staff", len(Roles), "password", DemoPassword)
 	}
 	return seeded, nil
+}
+
+func emailInUse(ctx context.Context, tx *store.Tx, table, email string) (bool, error) {
+	var n int
+	err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM `+table+` WHERE email = ?`, email).Scan(&n)
+	return n > 0, err
 }

@@ -243,7 +243,7 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 		other := MustLogin(t, s, auth.KindCustomer, "ada@example.com") // another device
 
 		victim := MustRefresh(t, s, auth.KindCustomer, stolen.RefreshToken) // the owner refreshes
-		_, err := s.Refresh(ctx, auth.KindCustomer, stolen.RefreshToken)   // the thief replays
+		_, err := s.Refresh(ctx, auth.KindCustomer, stolen.RefreshToken)    // the thief replays
 		wantErr(t, err, apperr.Unauthorized)
 		_, err = s.Refresh(ctx, auth.KindCustomer, victim.RefreshToken)
 		wantErr(t, err, apperr.Unauthorized)

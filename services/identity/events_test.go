@@ -1,0 +1,116 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/soukhq/souk/platform/bus"
+)
+
+// MustCompileEventSchema compiles api/events/<type>.json.
+func MustCompileEventSchema(t testing.TB, typ string) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile(path)
+	if err != nil {
+		t.Fatalf("compile schema of %s: %v", typ, err)
+	}
+	return sch
+}
+
+// outboxEvents returns the outbox's events, in order.
+func outboxEvents(t testing.TB, s *Service) []bus.Event {
+	t.Helper()
+	rows, err := s.db.Query(context.Background(), `SELECT payload FROM souk_outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []bus.Event
+	for rows.Next() {
+		var payload string
+		if err := rows.Scan(&payload); err != nil {
+			t.Fatal(err)
+		}
+		var e bus.Event
+		if err := json.Unmarshal([]byte(payload), &e); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEventsMatchTheirSchema: registration and the demo seed announce each
+// customer once, in the outbox, valid against the event's JSON Schema and
+// without a password; a refused registration announces nothing.
+func TestEventsMatchTheirSchema(t *testing.T) {
+	schema := MustCompileEventSchema(t, EventCustomerRegistered)
+	runEnvs(t, Config{}, func(t *testing.T, e testEnv) {
+		ctx := context.Background()
+		c := MustRegister(t, e.s, "bob@example.com", "Bob")
+		if _, err := e.s.RegisterCustomer(ctx, RegisterParams{Email: "bob@example.com", Password: testPassword, Name: "Again"}); err == nil {
+			t.Fatal("duplicate registered")
+		}
+		if _, err := Seed(ctx, e.s); err != nil {
+			t.Fatal(err)
+		}
+		events := outboxEvents(t, e.s)
+		if len(events) != 2 {
+			t.Fatalf("events = %d, want 2 (bob's and the seed's ada's)", len(events))
+		}
+		for _, ev := range events {
+			raw, _ := json.Marshal(ev)
+			doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(raw)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := schema.Validate(doc); err != nil {
+				t.Errorf("event does not match its schema: %v\n%s", err, raw)
+			}
+			if strings.Contains(string(raw), "argon2") || strings.Contains(string(raw), "password") {
+				t.Errorf("event leaks a password: %s", raw)
+			}
+		}
+		var first CustomerRegistered
+		if err := events[0].Decode(&first); err != nil || first.ID != c.ID || events[0].Subject != c.ID || first.Email != "bob@example.com" {
+			t.Fatalf("first event = %+v, %v", first, err)
+		}
+	})
+}
+
+// TestEventSchemaRefuses: the schema is strict enough to catch drift.
+func TestEventSchemaRefuses(t *testing.T) {
+	schema := MustCompileEventSchema(t, EventCustomerRegistered)
+	e := MustNewSQLiteEnv(t, Config{})
+	MustRegister(t, e.s, "ada@example.com", "Ada")
+	raw, _ := json.Marshal(outboxEvents(t, e.s)[0])
+	for name, mutate := range map[string]func(m map[string]any){
+		"password hash in data": func(m map[string]any) { m["data"].(map[string]any)["password_hash"] = "x" },
+		"no email":              func(m map[string]any) { delete(m["data"].(map[string]any), "email") },
+		"wrong source":          func(m map[string]any) { m["source"] = "catalog" },
+		"subject not a cus_ id": func(m map[string]any) { m["subject"] = "usr_01JD3Q0000000000000000000A" },
+	} {
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		mutate(m)
+		b, _ := json.Marshal(m)
+		doc, _ := jsonschema.UnmarshalJSON(strings.NewReader(string(b)))
+		if schema.Validate(doc) == nil {
+			t.Errorf("%s: passed the schema", name)
+		}
+	}
+}
