@@ -1,0 +1,188 @@
+package pricing
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/soukhq/souk/platform/bus"
+)
+
+// eventTypes is every event pricing publishes.
+var eventTypes = []string{EventPriceChanged, EventVoucherRedeemed, EventVoucherReleased}
+
+// MustCompileEventSchemas compiles api/events/<type>.json for every type.
+func MustCompileEventSchemas(t testing.TB) map[string]*jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	out := map[string]*jsonschema.Schema{}
+	for _, typ := range eventTypes {
+		path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sch, err := c.Compile(path)
+		if err != nil {
+			t.Fatalf("compile schema of %s: %v", typ, err)
+		}
+		out[typ] = sch
+	}
+	return out
+}
+
+type outboxRow struct {
+	typ, aggregate string
+	payload        []byte
+}
+
+func outboxRows(t testing.TB, s *Service) []outboxRow {
+	t.Helper()
+	rows, err := s.db.Query(context.Background(), `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []outboxRow
+	for rows.Next() {
+		var r outboxRow
+		var payload string
+		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
+			t.Fatal(err)
+		}
+		r.payload = []byte(payload)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// mustEventData decodes an outbox payload's data into v.
+func mustEventData(t testing.TB, payload []byte, v any) bus.Event {
+	t.Helper()
+	var e bus.Event
+	if err := json.Unmarshal(payload, &e); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Decode(v); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestEventsMatchTheirSchemas drives pricing through every kind of change
+// and validates each outbox row against its event's JSON Schema.
+func TestEventsMatchTheirSchemas(t *testing.T) {
+	schemas := MustCompileEventSchemas(t)
+	runStores(t, func(t *testing.T, s *Service) {
+		ctx := context.Background()
+		vip := "vip"
+		pl := MustCreatePriceList(t, s, PriceListInput{Name: "Retail", Currency: "EUR", PricesIncludeTax: true, Prices: []Price{{varA, 100}}})
+		MustCreatePriceList(t, s, PriceListInput{Name: "VIP", Currency: "EUR", CustomerGroup: &vip, StartsAt: &testNow, Prices: []Price{}})
+		if _, err := s.UpdatePriceList(ctx, pl.ID, PriceListPatch{Prices: &[]Price{{varA, 90}, {varB, 10}}}, 0); err != nil {
+			t.Fatal(err)
+		}
+		MustVoucher(t, s, "SAVE", nil, ptr(int64(2)))
+		MustVoucher(t, s, "MORE", nil, nil)
+		if _, err := s.Redeem(ctx, RedeemRequest{Key: "k", OrderID: "ord_1", CustomerID: "cus_1", Codes: []string{"SAVE", "MORE"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Release(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		var types []string
+		for i, row := range outboxRows(t, s) {
+			types = append(types, row.typ)
+			sch, ok := schemas[row.typ]
+			if !ok {
+				t.Fatalf("row %d: event type %q has no schema", i, row.typ)
+			}
+			inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(row.payload)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sch.Validate(inst); err != nil {
+				t.Errorf("row %d (%s) does not match its schema: %v\n%s", i, row.typ, err, row.payload)
+			}
+			var e bus.Event
+			if err := json.Unmarshal(row.payload, &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Subject != row.aggregate || e.Type != row.typ || e.Source != "pricing" {
+				t.Errorf("row %d: subject %q aggregate %q type %q", i, e.Subject, row.aggregate, e.Type)
+			}
+		}
+		want := []string{EventPriceChanged, EventPriceChanged, EventPriceChanged, EventVoucherRedeemed, EventVoucherReleased}
+		if !slices.Equal(types, want) {
+			t.Fatalf("events = %v, want %v", types, want)
+		}
+	})
+}
+
+// TestEventSchemasRejectDrift makes sure the schemas are strict enough to
+// catch data that lost or mistyped a field.
+func TestEventSchemasRejectDrift(t *testing.T) {
+	schemas := MustCompileEventSchemas(t)
+	s := MustNewSQLiteService(t)
+	MustCreatePriceList(t, s, PriceListInput{Name: "Retail", Currency: "EUR", Prices: []Price{{varA, 100}}})
+	MustVoucher(t, s, "SAVE", nil, nil)
+	if _, err := s.Redeem(context.Background(), RedeemRequest{Key: "k", OrderID: "ord_1", Codes: []string{"SAVE"}}); err != nil {
+		t.Fatal(err)
+	}
+	rows := outboxRows(t, s)
+	data := func(e map[string]any) map[string]any { return e["data"].(map[string]any) }
+	for _, tt := range []struct {
+		name   string
+		row    int
+		mutate func(e map[string]any)
+	}{
+		{"price: missing version", 0, func(e map[string]any) { delete(data(e), "version") }},
+		{"price: float amount in variant ids", 0, func(e map[string]any) { data(e)["variant_ids"] = []any{1.5} }},
+		{"price: unknown field", 0, func(e map[string]any) { data(e)["amount"] = 10 }},
+		{"price: bad currency", 0, func(e map[string]any) { data(e)["currency"] = "euro" }},
+		{"price: wrong subject", 0, func(e map[string]any) { e["subject"] = "promo_1" }},
+		{"voucher: wrong state for the type", 1, func(e map[string]any) { data(e)["state"] = "released" }},
+		{"voucher: no codes", 1, func(e map[string]any) { data(e)["codes"] = []any{} }},
+		{"voucher: lower-case code", 1, func(e map[string]any) { data(e)["codes"] = []any{"save"} }},
+		{"voucher: wrong type", 1, func(e map[string]any) { e["type"] = EventVoucherReleased }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var e map[string]any
+			if err := json.Unmarshal(rows[tt.row].payload, &e); err != nil {
+				t.Fatal(err)
+			}
+			tt.mutate(e)
+			b, _ := json.Marshal(e)
+			inst, _ := jsonschema.UnmarshalJSON(strings.NewReader(string(b)))
+			if err := schemas[rows[tt.row].typ].Validate(inst); err == nil {
+				t.Fatalf("schema accepted a drifted event:\n%s", b)
+			}
+		})
+	}
+}
+
+func TestChangedVariants(t *testing.T) {
+	base := PriceList{Prices: []Price{{"a", 1}, {"b", 2}}}
+	for _, tt := range []struct {
+		name string
+		prev *PriceList
+		next PriceList
+		want []string
+	}{
+		{"new list", nil, base, []string{"a", "b"}},
+		{"same", &base, base, []string{}},
+		{"repriced, added, removed", &base, PriceList{Prices: []Price{{"a", 5}, {"c", 3}}}, []string{"a", "b", "c"}},
+		{"priority changes every price", &base, PriceList{Priority: 1, Prices: []Price{{"a", 1}}}, []string{"a", "b"}},
+	} {
+		if got := changedVariants(tt.prev, tt.next); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
