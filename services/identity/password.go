@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -44,7 +43,6 @@ const (
 	maxSaltLen        = 64
 	minKeyLen         = 16
 	maxKeyLen         = 64
-	maxPasswordBytes  = 1024 // 256 characters of up to 4 bytes
 	minPasswordChars  = 10
 	maxPasswordChars  = 256
 	argon2PHCIdentity = "argon2id"
@@ -73,21 +71,20 @@ func (p Argon2Params) validate() error {
 type hasher struct {
 	params Argon2Params
 	slots  chan struct{}
-	// dummy is a hash of a random password with params, verified when the
-	// account does not exist so that the answer takes as long as for a
-	// wrong password.
-	dummy func() (string, error)
+	// dummy is an encoded hash with params, a random salt and a random
+	// key (which no password can match), verified when the account does
+	// not exist so that the answer takes as long as for a wrong password.
+	dummy string
 	// verifications counts verify calls (tests check that an unknown
 	// account costs one, like a wrong password).
 	verifications atomic.Int64
 }
 
 func newHasher(p Argon2Params) *hasher {
-	h := &hasher{params: p, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
-	h.dummy = sync.OnceValues(func() (string, error) {
-		return h.hash(context.Background(), rand.Text())
-	})
-	return h
+	salt, key := make([]byte, p.SaltLen), make([]byte, p.KeyLen)
+	_, _ = rand.Read(salt)
+	_, _ = rand.Read(key)
+	return &hasher{params: p, slots: make(chan struct{}, runtime.GOMAXPROCS(0)), dummy: encodeHash(p, salt, key)}
 }
 
 // acquire waits for a hashing slot, or for ctx to end.
@@ -137,11 +134,7 @@ func (h *hasher) verify(ctx context.Context, password, encoded string) (ok, stal
 // verifyDummy spends the time of a verification on the dummy hash: the
 // account does not exist, and nobody may tell that from the timing.
 func (h *hasher) verifyDummy(ctx context.Context, password string) error {
-	d, err := h.dummy()
-	if err != nil {
-		return err
-	}
-	_, _, err = h.verify(ctx, password, d)
+	_, _, err := h.verify(ctx, password, h.dummy)
 	return err
 }
 

@@ -411,15 +411,6 @@ type subject struct {
 	groups []string
 }
 
-// signAccessToken issues an access token for sub with the active key.
-func (s *Service) signAccessToken(ctx context.Context, sub subject) (string, error) {
-	k, err := s.activeKey(ctx)
-	if err != nil {
-		return "", err
-	}
-	return signClaims(k, s.claimsFor(sub))
-}
-
 func (s *Service) claimsFor(sub subject) Claims {
 	now := s.now()
 	return Claims{
