@@ -115,10 +115,6 @@ func (s *Service) handleListStock(w http.ResponseWriter, r *http.Request) {
 			httpx.Error(w, r, err)
 			return
 		}
-		if len(skus) == 0 {
-			httpx.JSON(w, http.StatusOK, httpx.NewPage[StockItem](nil, ""))
-			return
-		}
 	}
 	page, err := s.ListStock(r.Context(), skus, lp.Limit, r.URL.Query().Get("cursor"))
 	if err != nil {
@@ -303,7 +299,7 @@ func hasBody(r *http.Request) bool {
 func (s *Service) handleAvailability(w http.ResponseWriter, r *http.Request) {
 	vals := r.URL.Query()["sku"]
 	skus, err := parseSKUList("sku", vals)
-	if err == nil && len(skus) == 0 {
+	if err == nil && len(vals) == 0 {
 		var v apperr.Validation
 		v.Add("sku", "required", "name at least one SKU: ?sku=a,b")
 		err = v.Err()

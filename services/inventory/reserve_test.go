@@ -101,7 +101,7 @@ func TestReserveIdempotentByKey(t *testing.T) {
 		t.Run("same request: same reservation, stock taken once", func(t *testing.T) {
 			again := req
 			again.Lines = []ReserveLine{line("MUG", 1), line("SHIRT", 2)} // order of lines does not matter
-			again.TTL = time.Hour                                          // nor the TTL
+			again.TTL = time.Hour                                         // nor the TTL
 			r, replayed, err := s.reserve(ctx, again)
 			if err != nil || !replayed || !reflect.DeepEqual(r, first) {
 				t.Fatalf("replay = %+v, %v, %v", r, replayed, err)
@@ -491,7 +491,9 @@ func TestStockLowOncePerCrossing(t *testing.T) {
 		b := MustCreateLocation(t, s, "B", 2)
 		MustSetLevel(t, s, "LOW", a.ID, 4)
 		MustSetLevel(t, s, "LOW", b.ID, 4) // 8 sellable, threshold 5
-		lows := func() int { return countRows(t, s, `SELECT COUNT(*) FROM souk_outbox WHERE event_type = ?`, EventStockLow) }
+		lows := func() int {
+			return countRows(t, s, `SELECT COUNT(*) FROM souk_outbox WHERE event_type = ?`, EventStockLow)
+		}
 
 		r1 := MustReserve(t, s, "r1", line("LOW", 2)) // 6
 		if lows() != 0 {
