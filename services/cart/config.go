@@ -45,9 +45,11 @@ type Config struct {
 	// at least 100ms). Several processes may run it on one database.
 	ExpiryInterval time.Duration
 	// CustomerGroups returns the customer groups of a customer principal,
-	// for group prices and promotions (identity knows them). nil: none.
-	// It is called with the request's context and the cart's customer
-	// (the caller's own principal when it is that customer).
+	// for group prices and promotions (identity knows them). It is called
+	// with the request's context and the cart's customer: the caller's own
+	// principal when the caller is that customer, else a principal with
+	// only Subject and Kind (a staff read, a checkout). nil: the
+	// principal's own Groups (so none when the customer is not the caller).
 	CustomerGroups func(ctx context.Context, p auth.Principal) []string
 }
 

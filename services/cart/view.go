@@ -53,14 +53,17 @@ func (s *Service) resolve(ctx context.Context, r record) (lines []line, gone []b
 
 // groups returns the customer groups of the cart's customer: asked with the
 // caller's principal when the caller is that customer, else with a
-// principal naming the customer.
+// principal naming the customer (and no groups of its own).
 func (s *Service) groups(ctx context.Context, r record, c Caller) []string {
-	if s.cfg.CustomerGroups == nil || r.CustomerID == "" {
+	if r.CustomerID == "" {
 		return nil
 	}
 	p := c.Principal
 	if c.customerID() != r.CustomerID {
 		p = customerPrincipal(r.CustomerID)
+	}
+	if s.cfg.CustomerGroups == nil {
+		return slices.Clone(p.Groups)
 	}
 	return s.cfg.CustomerGroups(ctx, p)
 }
