@@ -45,7 +45,7 @@ type QuoteRequest struct {
 	Currency       string      `json:"currency"`
 	CustomerID     string      `json:"customer_id,omitempty"`
 	CustomerGroups []string    `json:"customer_groups,omitempty"`
-	Lines          []QuoteLine `json:"lines"`
+	Lines          []QuoteLine `json:"lines,omitempty"`
 	// Codes are the voucher codes applied to the cart (any case).
 	Codes           []string `json:"codes,omitempty"`
 	ShippingAddress *Address `json:"shipping_address,omitempty"`
