@@ -170,7 +170,11 @@ func (a *JWKSAuthenticator) key(ctx context.Context, kid string) (ed25519.Public
 		}
 		return nil, apperr.New(apperr.Unavailable, "the identity service's signing keys cannot be fetched")
 	}
-	keys, err := a.fetch(ctx)
+	// The fetch serves every waiting caller: one caller giving up must not
+	// fail it for the others (its own timeout still bounds it).
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksFetchTimeout)
+	keys, err := a.fetch(fctx)
+	cancel()
 	a.mu.Lock()
 	a.triedAt = a.verify.now()
 	if err == nil {
@@ -200,8 +204,11 @@ func (a *JWKSAuthenticator) cached(kid string) (pub ed25519.PublicKey, known, fr
 	return pub, known, a.keys != nil && a.verify.now().Sub(a.fetchedAt) < a.ttl
 }
 
-// maxJWKSBytes bounds the JWKS document read.
-const maxJWKSBytes = 1 << 20
+// maxJWKSBytes bounds the JWKS document read; jwksFetchTimeout one fetch.
+const (
+	maxJWKSBytes     = 1 << 20
+	jwksFetchTimeout = 10 * time.Second
+)
 
 // fetch reads the JWKS and returns its Ed25519 signing keys by kid.
 func (a *JWKSAuthenticator) fetch(ctx context.Context) (map[string]ed25519.PublicKey, error) {

@@ -302,7 +302,7 @@ func (s *Service) publicKey(ctx context.Context, kid string) (ed25519.PublicKey,
 	}
 	keys, err := s.keys(ctx, false)
 	if err != nil {
-		return nil, err
+		return nil, apperr.Wrap(err, apperr.Unavailable, "the signing keys cannot be read")
 	}
 	if pub, ok := find(keys); ok {
 		return pub, nil
@@ -315,7 +315,7 @@ func (s *Service) publicKey(ctx context.Context, kid string) (ed25519.PublicKey,
 	s.ring.mu.Unlock()
 	if stale {
 		if keys, err = s.keys(ctx, true); err != nil {
-			return nil, err
+			return nil, apperr.Wrap(err, apperr.Unavailable, "the signing keys cannot be read")
 		}
 		if pub, ok := find(keys); ok {
 			return pub, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -124,4 +125,17 @@ func TestKeysAcrossProcesses(t *testing.T) {
 			t.Fatalf("after its cache expired, b signs with %s, a with %s", kb.kid, ka.kid)
 		}
 	})
+}
+
+// TestKeysUnreadable: when the signing keys cannot be read, verification is
+// unavailable (503), never a 401 that would log everybody out.
+func TestKeysUnreadable(t *testing.T) {
+	e := MustNewSQLiteEnv(t, Config{})
+	MustRegister(t, e.s, "ada@example.com", "Ada")
+	tok := MustLogin(t, e.s, auth.KindCustomer, "ada@example.com").AccessToken
+	e.clock.Advance(2 * keyCacheTTL)
+	_ = e.s.db.Close()
+	if _, err := e.s.Authenticate(context.Background(), tok); !apperr.Is(err, apperr.Unavailable) {
+		t.Fatalf("Authenticate with the database gone = %v, want unavailable", err)
+	}
 }
