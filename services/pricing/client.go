@@ -42,7 +42,10 @@ type QuoteLine struct {
 
 // QuoteRequest asks for the totals of a cart.
 type QuoteRequest struct {
-	Currency       string      `json:"currency"`
+	Currency string `json:"currency"`
+	// CustomerID is the customer's id or, for a guest, any stable key
+	// (such as "email:" + the normalised e-mail address). Codes limited
+	// per customer apply only when it is given (else code_not_applicable).
 	CustomerID     string      `json:"customer_id,omitempty"`
 	CustomerGroups []string    `json:"customer_groups,omitempty"`
 	Lines          []QuoteLine `json:"lines,omitempty"`
@@ -147,6 +150,8 @@ const (
 
 // RedeemRequest asks to use up voucher codes for an order. Key is the
 // idempotency key (the checkout saga derives it from the order and step).
+// CustomerID is the key per-customer limits count (as in QuoteRequest); it
+// is required for codes limited per customer.
 type RedeemRequest struct {
 	Key        string   `json:"key"`
 	OrderID    string   `json:"order_id"`
@@ -155,7 +160,9 @@ type RedeemRequest struct {
 	Currency   string   `json:"currency,omitempty"`
 }
 
-// Redemption is the record of a RedeemRequest.
+// Redemption is the record of a RedeemRequest. State is redeemed, or
+// released after Release (pending exists only inside the redeeming
+// transaction and is never returned).
 type Redemption struct {
 	ID      string   `json:"id"`
 	Key     string   `json:"key"`

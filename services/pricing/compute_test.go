@@ -424,10 +424,10 @@ func TestComputeDetails(t *testing.T) {
 
 func TestMulDivRound(t *testing.T) {
 	for _, tt := range []struct{ a, num, den, want int64 }{
-		{5, 10, 100, 1},        // 0.5 → 1 (half up)
-		{4, 10, 100, 0},        // 0.4 → 0
-		{15, 10, 100, 2},       // 1.5 → 2
-		{25, 10, 100, 3},       // 2.5 → 3 (half up, not to even)
+		{5, 10, 100, 1},  // 0.5 → 1 (half up)
+		{4, 10, 100, 0},  // 0.4 → 0
+		{15, 10, 100, 2}, // 1.5 → 2
+		{25, 10, 100, 3}, // 2.5 → 3 (half up, not to even)
 		{4498, 2100, 12100, 781},
 		{0, 2100, 12100, 0},
 		{math.MaxInt64, 1, 1, math.MaxInt64},
@@ -454,11 +454,11 @@ func TestAllocate(t *testing.T) {
 		want    []int64
 	}{
 		{450, []int64{3998, 500}, []int64{400, 50}},
-		{1, []int64{1, 1, 1}, []int64{1, 0, 0}},           // tie: the earlier
-		{2, []int64{1, 3, 3}, []int64{0, 1, 1}},           // 0.29 0.86 0.86
-		{7, []int64{0, 0, 7}, []int64{0, 0, 7}},           // zero weights get nothing
-		{10, []int64{10, 0, 5}, []int64{7, 0, 3}},         // 6.67 / 3.33 → 6+3, the unit to the larger remainder
-		{5, []int64{2, 2, 1}, []int64{2, 2, 1}},           // exact
+		{1, []int64{1, 1, 1}, []int64{1, 0, 0}},   // tie: the earlier
+		{2, []int64{1, 3, 3}, []int64{0, 1, 1}},   // 0.29 0.86 0.86
+		{7, []int64{0, 0, 7}, []int64{0, 0, 7}},   // zero weights get nothing
+		{10, []int64{10, 0, 5}, []int64{7, 0, 3}}, // 6.67 / 3.33 → 6+3, the unit to the larger remainder
+		{5, []int64{2, 2, 1}, []int64{2, 2, 1}},   // exact
 		{0, []int64{4, 5}, []int64{0, 0}},
 		{3, []int64{math.MaxInt64 / 2, math.MaxInt64 / 2}, []int64{2, 1}},
 	} {

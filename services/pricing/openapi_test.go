@@ -109,7 +109,7 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	ifMatch := func(v string) map[string]string { return map[string]string{"If-Match": v} }
 
 	pl := MustDecode[PriceList](t, c.check(request{method: "POST", path: "/admin/price-lists",
-		body: `{"name": "Retail", "currency": "eur", "prices_include_tax": true, "prices": [{"variant_id": "` + varA + `", "amount": 2500}]}`,
+		body:   `{"name": "Retail", "currency": "eur", "prices_include_tax": true, "prices": [{"variant_id": "` + varA + `", "amount": 2500}]}`,
 		header: map[string]string{"Idempotency-Key": "k1"}}))
 	c.check(request{method: "POST", path: "/admin/price-lists", body: `{"name": "VIP", "currency": "EUR", "customer_group": "vip", "starts_at": "2026-01-01T00:00:00Z", "priority": 3}`})
 	c.check(request{method: "GET", path: "/admin/price-lists?limit=1"})
