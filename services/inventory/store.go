@@ -65,13 +65,6 @@ func ptrString(s sql.NullString) *string {
 	return &s.String
 }
 
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
 // --- locations ---
 
 const locationColumns = `id, code, name, address, country, priority, active, version, created_at, updated_at`
