@@ -1,0 +1,160 @@
+package cart
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/store"
+)
+
+// MustCompileEventSchema compiles api/events/<type>.json.
+func MustCompileEventSchema(t testing.TB, typ string) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile(path)
+	if err != nil {
+		t.Fatalf("compile schema of %s: %v", typ, err)
+	}
+	return sch
+}
+
+type outboxRow struct {
+	typ, aggregate string
+	payload        []byte
+}
+
+func outboxRows(t testing.TB, db *store.DB) []outboxRow {
+	t.Helper()
+	rows, err := db.Query(bg, `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []outboxRow
+	for rows.Next() {
+		var r outboxRow
+		var payload string
+		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
+			t.Fatal(err)
+		}
+		r.payload = []byte(payload)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEventsMatchTheirSchemas checks out an anonymous and a customer cart
+// (one of them twice), then validates each outbox row against the event's
+// JSON Schema and its data against the carts.
+func TestEventsMatchTheirSchemas(t *testing.T) {
+	schema := MustCompileEventSchema(t, EventCartCheckedOut)
+	runStores(t, func(t *testing.T, e *env) {
+		anonCart, shopper := e.MustCreate(t, Caller{})
+		e.MustAdd(t, shopper, anonCart.ID, e.shirt.ID, 2)
+		if _, err := e.s.AddCode(bg, shopper, anonCart.ID, "WINTER10", 0); err != nil {
+			t.Fatal(err)
+		}
+		custCart, ada := e.MustCreate(t, customer("cus_events"))
+		e.MustAdd(t, ada, custCart.ID, e.mug.ID, 1)
+		if _, err := e.s.Update(bg, ada, custCart.ID, Patch{Email: Value("ada@example.com")}, 0); err != nil {
+			t.Fatal(err)
+		}
+		orders := map[string]string{anonCart.ID: orderID(), custCart.ID: orderID()}
+		for _, cartID := range []string{anonCart.ID, custCart.ID, anonCart.ID} {
+			if err := e.s.MarkCheckedOut(bg, cartID, orders[cartID]); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		rows := outboxRows(t, e.db)
+		if len(rows) != 2 {
+			t.Fatalf("%d events, want one per checked-out cart", len(rows))
+		}
+		for i, row := range rows {
+			inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(row.payload)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := schema.Validate(inst); err != nil {
+				t.Errorf("row %d does not match its schema: %v\n%s", i, err, row.payload)
+			}
+			var ev bus.Event
+			if err := json.Unmarshal(row.payload, &ev); err != nil {
+				t.Fatal(err)
+			}
+			var data CheckedOut
+			if err := ev.Decode(&data); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Type != EventCartCheckedOut || row.typ != ev.Type || ev.Subject != data.CartID || row.aggregate != data.CartID ||
+				ev.Source != "cart" || data.OrderID != orders[data.CartID] {
+				t.Errorf("row %d: %+v / %+v", i, ev, data)
+			}
+		}
+		var first, second CheckedOut
+		_ = json.Unmarshal(rows[0].payload, &struct{ Data *CheckedOut }{&first})
+		_ = json.Unmarshal(rows[1].payload, &struct{ Data *CheckedOut }{&second})
+		if first.CustomerID != nil || len(first.Items) != 1 || first.Items[0].Quantity != 2 || first.Items[0].SKU != "LIN-M" ||
+			len(first.DiscountCodes) != 1 || first.Email != "" {
+			t.Errorf("anonymous checkout = %+v", first)
+		}
+		if second.CustomerID == nil || *second.CustomerID != "cus_events" || second.Email != "ada@example.com" || len(second.DiscountCodes) != 0 {
+			t.Errorf("customer checkout = %+v", second)
+		}
+	})
+}
+
+// TestEventSchemaRejectsDrift makes sure the schema is strict enough to
+// catch an event that lost or mistyped a field.
+func TestEventSchemaRejectsDrift(t *testing.T) {
+	schema := MustCompileEventSchema(t, EventCartCheckedOut)
+	e := MustNewSQLiteEnv(t, Config{})
+	cart, c := e.MustCreate(t, Caller{})
+	e.MustAdd(t, c, cart.ID, e.shirt.ID, 1)
+	if err := e.s.MarkCheckedOut(bg, cart.ID, orderID()); err != nil {
+		t.Fatal(err)
+	}
+	rows := outboxRows(t, e.db)
+	if len(rows) != 1 {
+		t.Fatalf("%d outbox rows", len(rows))
+	}
+	data := func(ev map[string]any) map[string]any { return ev["data"].(map[string]any) }
+	for _, tt := range []struct {
+		name   string
+		mutate func(ev map[string]any)
+	}{
+		{"missing order_id", func(ev map[string]any) { delete(data(ev), "order_id") }},
+		{"string version", func(ev map[string]any) { data(ev)["version"] = "2" }},
+		{"prices leaked in", func(ev map[string]any) { data(ev)["total"] = 10 }},
+		{"item without sku", func(ev map[string]any) { delete(data(ev)["items"].([]any)[0].(map[string]any), "sku") }},
+		{"zero quantity", func(ev map[string]any) { data(ev)["items"].([]any)[0].(map[string]any)["quantity"] = 0 }},
+		{"wrong type", func(ev map[string]any) { ev["type"] = "souk.cart.cart_abandoned.v1" }},
+		{"bad subject", func(ev map[string]any) { ev["subject"] = "prod_1" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var ev map[string]any
+			if err := json.Unmarshal(rows[0].payload, &ev); err != nil {
+				t.Fatal(err)
+			}
+			tt.mutate(ev)
+			b, _ := json.Marshal(ev)
+			inst, _ := jsonschema.UnmarshalJSON(strings.NewReader(string(b)))
+			if err := schema.Validate(inst); err == nil {
+				t.Fatal("schema accepted a drifted event")
+			}
+		})
+	}
+}
