@@ -421,18 +421,15 @@ func (c *computation) evaluate(promos []Promotion) (option, error) {
 		}
 	}
 	if m := c.in.Shipping; m != nil && m.shipsTo(c.in.ShippingCountry) {
+		// Shipping rates are read in the quote's tax mode: no conversion.
 		if amount, freeOver, ok := m.rateFor(c.cur); ok {
-			base, err := c.convert(amount, c.incl)
-			if err != nil {
-				return option{}, err
-			}
 			switch {
 			case freeOver != nil && c.subtotal-o.discount >= *freeOver:
 				o.free = true
 			case freeShipping:
-				o.free, o.waived = true, base
+				o.free, o.waived = true, amount
 			default:
-				o.shipping = base
+				o.shipping = amount
 			}
 		}
 	}

@@ -49,28 +49,27 @@ const (
 // the field. MaxAmount × MaxQuantity × MaxLines stays far below 2^63, so a
 // valid cart can never overflow; the arithmetic is checked all the same.
 const (
-	MaxNameLen         = 200
-	MaxAmount          = 10_000_000_000 // minor units of one price, fixed discount or shipping rate
-	MaxQuantity        = 100_000        // units of one quote line
-	MaxLines           = 500            // lines of one quote
-	MaxCodes           = 20             // voucher codes of one quote or redemption
-	MaxPricesPerList   = 10_000
-	MaxCodesPerPromo   = 1_000
-	MaxTargetIDs       = 100
-	MaxGroups          = 20
-	MaxGroupLen        = 64
-	MaxCountries       = 300
-	MaxShippingRates   = 50
-	MaxRateBps         = 10_000 // 100 %
-	MaxVariantIDs      = 500    // variants of one Prices call
-	MaxIdempotencyKey  = 255
-	MaxCodeLen         = 64
-	MinCodeLen         = 3
-	MaxPriority        = 1_000_000
-	MaxUsageLimit      = 1_000_000_000
-	MaxBuyGetQuantity  = 1_000
-	MaxExternalIDLen   = 128 // order, customer, variant, product, category and line ids from other services
-	maxListPricesShown = MaxPricesPerList
+	MaxNameLen        = 200
+	MaxAmount         = 10_000_000_000 // minor units of one price, fixed discount or shipping rate
+	MaxQuantity       = 100_000        // units of one quote line
+	MaxLines          = 500            // lines of one quote
+	MaxCodes          = 20             // voucher codes of one quote or redemption
+	MaxPricesPerList  = 10_000
+	MaxCodesPerPromo  = 1_000
+	MaxTargetIDs      = 100
+	MaxGroups         = 20
+	MaxGroupLen       = 64
+	MaxCountries      = 300
+	MaxShippingRates  = 50
+	MaxRateBps        = 10_000 // 100 %
+	MaxVariantIDs     = 500    // variants of one Prices call
+	MaxIdempotencyKey = 255
+	MaxCodeLen        = 64
+	MinCodeLen        = 3
+	MaxPriority       = 1_000_000
+	MaxUsageLimit     = 1_000_000_000
+	MaxBuyGetQuantity = 1_000
+	MaxExternalIDLen  = 128 // order, customer, variant, product, category and line ids from other services
 )
 
 // Nullable is a JSON field of a patch that may be absent, null or a value:
