@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -161,12 +162,17 @@ type signingKey struct {
 func (k signingKey) published(now time.Time) bool { return k.retire == nil || now.Before(*k.retire) }
 
 // keyring caches the signing keys of the database. It is safe for
-// concurrent use.
+// concurrent use: readers take the current snapshot without locking;
+// reloads are serialised by mu.
 type keyring struct {
+	snap     atomic.Pointer[keySnapshot]
 	mu       sync.Mutex
-	keys     []signingKey
-	loadedAt time.Time // zero: never loaded
-	forcedAt time.Time // last reload for an unknown kid
+	forcedAt time.Time // last reload for an unknown kid; guarded by mu
+}
+
+type keySnapshot struct {
+	keys     []signingKey // never modified once published
+	loadedAt time.Time
 }
 
 // SigningKey describes a signing key, without its private part.
@@ -186,12 +192,19 @@ func (k signingKey) info() SigningKey {
 // (keyCacheTTL) unless force, reading the database otherwise and creating
 // the first key when there is none.
 func (s *Service) keys(ctx context.Context, force bool) ([]signingKey, error) {
+	fresh := func() (*keySnapshot, bool) {
+		sn := s.ring.snap.Load()
+		return sn, sn != nil && s.now().Sub(sn.loadedAt) < keyCacheTTL
+	}
+	if sn, ok := fresh(); ok && !force {
+		return sn.keys, nil
+	}
 	s.ring.mu.Lock()
 	defer s.ring.mu.Unlock()
-	now := s.now()
-	if !s.ring.loadedAt.IsZero() && now.Sub(s.ring.loadedAt) < keyCacheTTL && !force {
-		return s.ring.keys, nil
+	if sn, ok := fresh(); ok && !force { // reloaded while this caller waited
+		return sn.keys, nil
 	}
+	now := s.now()
 	keys, err := s.loadKeys(ctx)
 	if err != nil {
 		return nil, err
@@ -204,7 +217,7 @@ func (s *Service) keys(ctx context.Context, force bool) ([]signingKey, error) {
 			return nil, err
 		}
 	}
-	s.ring.keys, s.ring.loadedAt = keys, now
+	s.ring.snap.Store(&keySnapshot{keys: keys, loadedAt: now})
 	return keys, nil
 }
 

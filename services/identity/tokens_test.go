@@ -139,3 +139,18 @@ func TestKeysUnreadable(t *testing.T) {
 		t.Fatalf("Authenticate with the database gone = %v, want unavailable", err)
 	}
 }
+
+// BenchmarkAuthenticateAccessToken: the per-request cost of a customer's
+// access token in process (signature and claims; keys cached).
+func BenchmarkAuthenticateAccessToken(b *testing.B) {
+	e := MustNewSQLiteEnv(b, Config{})
+	MustRegister(b, e.s, "ada@example.com", "Ada")
+	tok := MustLogin(b, e.s, auth.KindCustomer, "ada@example.com").AccessToken
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.s.Authenticate(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
