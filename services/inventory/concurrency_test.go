@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/store/storetest"
 )
 
 // reserveConcurrently has n goroutines reserve one unit of sku each, every
@@ -189,4 +191,28 @@ func TestConcurrentSameKey(t *testing.T) {
 			t.Fatalf("%d reservation rows", c)
 		}
 	})
+}
+
+// BenchmarkReserveHotSKU measures reservations of one hot SKU from parallel
+// goroutines (SQLite; PostgreSQL too when SOUK_TEST_POSTGRES_URL is set):
+// the throughput ceiling of a flash sale, one short transaction at a time.
+func BenchmarkReserveHotSKU(b *testing.B) {
+	for _, engine := range []store.Engine{store.SQLite, store.Postgres} {
+		b.Run(string(engine), func(b *testing.B) {
+			s := New(storetest.MustOpen(b, engine, testMigrations...), nil, nil, Config{})
+			loc := MustCreateLocation(b, s, "A", 1)
+			MustSetLevel(b, s, "HOT", loc.ID, MaxQuantity)
+			var n atomic.Int64
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					key := fmt.Sprintf("bench-%d", n.Add(1))
+					if _, err := s.Reserve(context.Background(), ReserveRequest{Key: key, Lines: []ReserveLine{line("HOT", 1)}}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }

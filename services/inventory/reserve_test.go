@@ -409,11 +409,11 @@ func TestBackorder(t *testing.T) {
 		wantLevel(t, s, "PRE", b.ID, 0, 0)
 
 		// A backordered level may be counted down below what it holds.
-		MustReserve(t, s, "pre-2", line("PRE", 1)) // backordered at A: -2 on hand, 1 reserved
+		MustReserve(t, s, "pre-2", line("PRE", 3)) // backordered at A: -2 on hand, 3 reserved
 		if _, err := s.SetLevel(ctx, "PRE", a.ID, LevelInput{OnHand: 0}, 0); err != nil {
 			t.Fatalf("SetLevel below reserved with backorder: %v", err)
 		}
-		wantLevel(t, s, "PRE", a.ID, 0, 1)
+		wantLevel(t, s, "PRE", a.ID, 0, 3)
 
 		t.Run("turning backorder off stops new backorders", func(t *testing.T) {
 			if _, err := s.UpdateItem(ctx, "PRE", ItemPatch{Backorder: ptr(false)}, 0); err != nil {
@@ -441,10 +441,15 @@ func TestBackorder(t *testing.T) {
 			if got := flagged(); !slices.Equal(got, []string{a.ID}) {
 				t.Fatalf("levels keeping backorder: %v, want only A (oversold)", got)
 			}
-			_, err = s.SetLevel(ctx, "PRE", b.ID, LevelInput{OnHand: 0, Reason: ReasonCorrection}, 0)
-			if err != nil {
-				t.Fatal(err)
+			// Receiving stock is always allowed, even when A stays short of
+			// its reservations; lowering it further is not.
+			if _, err := s.Adjust(ctx, "PRE", AdjustmentInput{LocationID: a.ID, Delta: 1, Reason: ReasonReceived}); err != nil {
+				t.Fatalf("receiving at an oversold level: %v", err)
 			}
+			if _, err := s.Adjust(ctx, "PRE", AdjustmentInput{LocationID: a.ID, Delta: -1, Reason: ReasonCorrection}); !apperr.Is(err, apperr.Conflict) {
+				t.Fatalf("lowering an oversold level without backorder: %v", err)
+			}
+			wantLevel(t, s, "PRE", a.ID, 1, 3)
 			MustSetLevel(t, s, "PRE", a.ID, 10) // restocked: no longer oversold
 			for _, on := range []bool{true, false} {
 				if _, err := s.UpdateItem(ctx, "PRE", ItemPatch{Backorder: ptr(on)}, 0); err != nil {

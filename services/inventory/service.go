@@ -409,8 +409,9 @@ func equalPtr(a, b *int64) bool {
 // (reason in.Reason, default cycle_count) and announced as stock_adjusted;
 // setting the value it has changes nothing. Errors: validation_failed
 // ("sku", "on_hand", "reason", "note"), not_found (the location),
-// version_conflict, and conflict when, for a SKU without backorder, the new
-// on_hand is below what is reserved there.
+// version_conflict, and conflict when, for a SKU without backorder, a
+// lower on_hand would be below what is reserved there (raising it is always
+// allowed, even when a level oversold under backorder stays short).
 func (s *Service) SetLevel(ctx context.Context, sku, locationID string, in LevelInput, ifMatch int64) (StockItem, error) {
 	if in.Reason == "" {
 		in.Reason = ReasonCycleCount
@@ -545,7 +546,7 @@ func (s *Service) changeOnHand(ctx context.Context, tx *store.Tx, sku, locationI
 	switch {
 	case delta < 0 && after < 0:
 		return StockItem{}, Adjustment{}, apperr.New(apperr.Conflict, "%s has %d on hand at %s; it cannot go below zero", sku, before, loc.Code)
-	case !st.item.backorder && after < reserved:
+	case delta < 0 && !st.item.backorder && after < reserved:
 		return StockItem{}, Adjustment{}, apperr.New(apperr.Conflict,
 			"%d units of %s are reserved at %s; on hand cannot go below that (%d) unless the SKU takes backorders", reserved, sku, loc.Code, after)
 	}
@@ -560,7 +561,8 @@ func (s *Service) changeOnHand(ctx context.Context, tx *store.Tx, sku, locationI
 			version: 1, active: loc.Active, priority: loc.Priority})
 		sortLevels(st.levels)
 	} else {
-		got, ok, err := changeOnHandRow(ctx, tx, sku, locationID, delta, version, st.item.backorder, now)
+		guard := delta < 0 && !st.item.backorder
+		got, ok, err := changeOnHandRow(ctx, tx, sku, locationID, delta, version, guard, now)
 		if err != nil {
 			return StockItem{}, Adjustment{}, err
 		}

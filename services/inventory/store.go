@@ -331,24 +331,21 @@ func insertLevel(ctx context.Context, tx *store.Tx, sku, locationID string, onHa
 	return nil
 }
 
-// changeOnHandRow adds delta to a level's on_hand, on condition that the level
-// is still at version expected (the read the change was decided on) and,
-// unless the SKU takes backorders, that the level keeps enough for its
-// reservations. It returns the new on_hand and false when the condition
-// failed.
-func changeOnHandRow(ctx context.Context, tx *store.Tx, sku, locationID string, delta, expected int64, backorder bool, now time.Time) (int64, bool, error) {
+// changeOnHandRow adds delta to a level's on_hand, on condition that the
+// level is still at version expected (the read the change was decided on)
+// and, with guardReserved (a decrease for a SKU without backorder), that
+// the level keeps enough for its reservations. It returns the new on_hand
+// and false when the condition failed.
+func changeOnHandRow(ctx context.Context, tx *store.Tx, sku, locationID string, delta, expected int64, guardReserved bool, now time.Time) (int64, bool, error) {
 	query := `UPDATE inventory_stock_levels SET on_hand = on_hand + ?, version = version + 1, updated_at = ?
 		WHERE sku = ? AND location_id = ? AND version = ?`
-	if !backorder {
-		query += ` AND on_hand + ? >= reserved`
-	}
-	query += ` RETURNING on_hand`
 	args := []any{delta, now, sku, locationID, expected}
-	if !backorder {
+	if guardReserved {
+		query += ` AND on_hand + ? >= reserved`
 		args = append(args, delta)
 	}
 	var after int64
-	err := tx.QueryRow(ctx, query, args...).Scan(&after)
+	err := tx.QueryRow(ctx, query+` RETURNING on_hand`, args...).Scan(&after)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
