@@ -147,7 +147,7 @@ func TestHTTPCart(t *testing.T) {
 	}
 	wantProblem(t, serve(h, request{method: "PATCH", path: path, token: tok, body: `{"total": {"amount": 0, "currency": "EUR"}}`}), 400, "bad_request", "total")
 
-	w = MustServe(t, h, 200, request{method: "POST", path: path + "/items", token: tok, body: `{"variant_id": "` + e.shirt.ID + `", "quantity": 2}`})
+	MustServe(t, h, 200, request{method: "POST", path: path + "/items", token: tok, body: `{"variant_id": "` + e.shirt.ID + `", "quantity": 2}`})
 	w = MustServe(t, h, 200, request{method: "POST", path: path + "/items", token: tok, body: `{"variant_id": "` + e.shirt.ID + `", "quantity": 1}`})
 	c := MustDecode[Cart](t, w)
 	if w.Header().Get("ETag") != `"3"` || len(c.Items) != 1 || c.Items[0].Quantity != 3 || c.Total != eur(3*2999) {

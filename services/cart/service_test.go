@@ -745,6 +745,21 @@ func TestDependencyFailures(t *testing.T) {
 		wantErr(t, err, apperr.Unavailable)
 	})
 
+	t.Run("pricing down before a change: unavailable, nothing changed", func(t *testing.T) {
+		e.pr.fail(down)
+		defer e.pr.fail(nil)
+		_, err := e.s.AddItem(bg, c, cart.ID, ItemInput{VariantID: e.mug.ID, Quantity: 1}, 0)
+		wantErr(t, err, apperr.Unavailable)
+		_, err = e.s.AddCode(bg, c, cart.ID, "WINTER10", 0)
+		wantErr(t, err, apperr.Unavailable)
+		_, err = e.s.Update(bg, c, cart.ID, Patch{ShippingAddress: Value(validAddress()), ShippingMethodID: Value("ship_standard")}, 0)
+		wantErr(t, err, apperr.Unavailable)
+		e.pr.fail(nil)
+		if got := e.MustGet(t, c, cart.ID); got.Version != 2 {
+			t.Fatalf("failed changes moved the version to %d", got.Version)
+		}
+	})
+
 	t.Run("a saved change answers unpriced, never 5xx", func(t *testing.T) {
 		got, err := e.s.Update(bg, c, cart.ID, Patch{Email: Value("ada@example.com")}, 0)
 		if err != nil {
