@@ -47,6 +47,9 @@ const (
 	PermCustomersRead  auth.Permission = "customers:read"
 	PermCustomersWrite auth.Permission = "customers:write"
 	PermCartsRead      auth.Permission = "carts:read"
+	// PermCartsWrite marks carts checked out: the checkout's own service
+	// calls, admin-only for people.
+	PermCartsWrite     auth.Permission = "carts:write"
 	PermOrdersRead     auth.Permission = "orders:read"
 	PermOrdersWrite    auth.Permission = "orders:write"
 	PermOrdersFulfil   auth.Permission = "orders:fulfil"
@@ -67,7 +70,7 @@ var allPermissions = []auth.Permission{
 	PermPricingRead, PermPricingWrite,
 	PermInventoryRead, PermInventoryWrite,
 	PermCustomersRead, PermCustomersWrite,
-	PermCartsRead,
+	PermCartsRead, PermCartsWrite,
 	PermOrdersRead, PermOrdersWrite, PermOrdersFulfil, PermOrdersRefund,
 	PermWebhooksManage, PermStaffManage, PermAPIKeysManage, PermAuthKeysRotate,
 	PermWhoAmI,
@@ -76,8 +79,8 @@ var allPermissions = []auth.Permission{
 
 // grants is the single permission matrix, written per role. Admin holds
 // every permission and is not listed. A permission no role is granted here
-// (staff:manage, api_keys:manage, auth:keys:rotate, webhooks:manage,
-// ops:write) is admin-only, and so is any permission missing from
+// (carts:write, staff:manage, api_keys:manage, auth:keys:rotate,
+// webhooks:manage, ops:write) is admin-only, and so is any permission missing from
 // allPermissions: a new route is closed by default.
 var grants = map[Role][]auth.Permission{
 	RoleMerchandiser: {

@@ -12,7 +12,7 @@ import (
 // who may do what changes this table too.
 func TestPermissionMatrix(t *testing.T) {
 	all := []string{
-		"api_keys:manage", "auth:keys:rotate", "auth:whoami", "carts:read",
+		"api_keys:manage", "auth:keys:rotate", "auth:whoami", "carts:read", "carts:write",
 		"catalog:read", "catalog:write", "customers:read", "customers:write",
 		"inventory:read", "inventory:write", "ops:read", "ops:write",
 		"orders:fulfil", "orders:read", "orders:refund", "orders:write",

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -30,8 +29,11 @@ import (
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/telemetry"
+	"github.com/soukhq/souk/services/cart"
 	"github.com/soukhq/souk/services/catalog"
 	"github.com/soukhq/souk/services/identity"
+	"github.com/soukhq/souk/services/inventory"
+	"github.com/soukhq/souk/services/pricing"
 )
 
 // App is one running Souk process.
@@ -53,6 +55,15 @@ type App struct {
 
 	authn auth.Authenticator
 	authz auth.Authorizer
+
+	// The services this process runs (nil when not local).
+	identity  *identity.Service
+	catalog   *catalog.Service
+	pricing   *pricing.Service
+	inventory *inventory.Service
+	cart      *cart.Service
+	// serviceHTTP calls services of other processes, with the service token.
+	serviceHTTP *http.Client
 
 	gateway  *gateway.Gateway
 	server   *http.Server
@@ -99,6 +110,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.tracer, a.stopTracer = tp, stop
 	a.propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	a.serviceHTTP = newServiceHTTP(a.cfg.ServiceToken)
 
 	mods := a.modules()
 	names, err := order(mods, []string{moduleGateway})
@@ -262,53 +274,6 @@ func (a *App) openUnit(ctx context.Context, name string) (*unit, error) {
 	engine := string(db.Engine())
 	logger.Info("database ready", "engine", engine, "url", redact(url), "schema", schema)
 	return u, nil
-}
-
-func (a *App) initIdentity(ctx context.Context) error {
-	u, err := a.openUnit(ctx, "identity")
-	if err != nil {
-		return err
-	}
-	svc := identity.New(u.db, u.outbox, a.logger.With("component", "identity"), identity.Config{})
-	u.routes = svc.Routes()
-	a.authn, a.authz = svc, identity.Policy{}
-	if a.cfg.Demo {
-		if _, err := identity.Seed(ctx, svc); err != nil {
-			return fmt.Errorf("load demo accounts: %w", err)
-		}
-	}
-
-	secret, err := svc.Bootstrap(ctx, a.cfg.AdminAPIKey)
-	if err != nil {
-		return err
-	}
-	if secret != "" {
-		path := filepath.Join(a.cfg.DataDir, "admin-api-key")
-		if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-			return fmt.Errorf("write admin key: %w", err)
-		}
-		fmt.Fprintf(a.stdout, "\nAn admin API key was created (shown this once; also saved to %s):\n\n    %s\n\nUse it as: curl -H 'Authorization: Bearer %s' http://%s/admin/products\n\n", path, secret, secret, a.cfg.Addr)
-		a.logger.Info("admin API key generated", "path", path)
-	}
-	return nil
-}
-
-func (a *App) initCatalog(ctx context.Context) error {
-	u, err := a.openUnit(ctx, "catalog")
-	if err != nil {
-		return err
-	}
-	svc := catalog.New(u.db, u.outbox, a.logger.With("component", "catalog"))
-	u.routes = svc.Routes()
-	if a.cfg.Demo {
-		if _, err := catalog.Seed(ctx, svc); err != nil {
-			return fmt.Errorf("load demo catalogue: %w", err)
-		}
-	}
-	return nil
 }
 
 func (a *App) initGateway(ctx context.Context) error {

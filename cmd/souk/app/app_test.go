@@ -55,7 +55,7 @@ func TestServeHelpListsFlagsAndEnv(t *testing.T) {
 func TestSelectedServices(t *testing.T) {
 	cfg := Config{Services: []string{"all"}, Remote: map[string]string{"identity": "http://id:8080"}}
 	got, err := cfg.Selected()
-	if err != nil || !slices.Equal(got, []string{"catalog"}) {
+	if err != nil || !slices.Equal(got, []string{"cart", "catalog", "inventory", "pricing"}) {
 		t.Fatalf("all minus remote identity = %v, %v", got, err)
 	}
 	cfg = Config{Services: []string{"catalog"}, Remote: map[string]string{"catalog": "http://c"}}
@@ -81,13 +81,18 @@ func TestDatabaseFor(t *testing.T) {
 }
 
 func TestModuleOrder(t *testing.T) {
-	a := &App{selected: []string{"catalog", "identity"}}
+	a := &App{selected: []string{"cart", "catalog", "identity", "inventory", "pricing"}}
 	got, err := order(a.modules(), []string{moduleGateway})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got, []string{"bus", "catalog", "identity", "gateway"}) {
-		t.Fatalf("order = %v", got)
+	// Used services start before their users: pricing and inventory before
+	// catalog (storefront prices and stock), catalog and pricing before cart.
+	before := func(x, y string) bool { return slices.Index(got, x) < slices.Index(got, y) }
+	for _, pair := range [][2]string{{"bus", "identity"}, {"pricing", "catalog"}, {"inventory", "catalog"}, {"catalog", "cart"}, {"pricing", "cart"}, {"cart", "demo"}, {"demo", "gateway"}} {
+		if !before(pair[0], pair[1]) {
+			t.Errorf("%s must start before %s: %v", pair[0], pair[1], got)
+		}
 	}
 	a = &App{selected: []string{"catalog"}}
 	got, _ = order(a.modules(), []string{moduleGateway})

@@ -14,8 +14,11 @@ import (
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/telemetry"
+	"github.com/soukhq/souk/services/cart"
 	"github.com/soukhq/souk/services/catalog"
 	"github.com/soukhq/souk/services/identity"
+	"github.com/soukhq/souk/services/inventory"
+	"github.com/soukhq/souk/services/pricing"
 )
 
 // EnvPrefix starts every environment variable the binary reads.
@@ -114,8 +117,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEn
 
 // serviceMigrations are each service's own migration set.
 var serviceMigrations = map[string]store.Migrations{
-	"identity": identity.Migrations,
-	"catalog":  catalog.Migrations,
+	"identity":  identity.Migrations,
+	"pricing":   pricing.Migrations,
+	"inventory": inventory.Migrations,
+	"catalog":   catalog.Migrations,
+	"cart":      cart.Migrations,
 }
 
 // migrate applies every selected service's migrations.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/platform/config"
+	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
 )
 
@@ -46,6 +47,14 @@ type Config struct {
 	// Remote forwards services this process does not run to their base URLs
 	// ("catalog=http://catalog:8080,identity=http://identity:8080").
 	Remote config.Map
+	// Currency is the store's default currency (ISO 4217) for storefront
+	// prices; Country its home country (ISO 3166-1 alpha-2) for tax and
+	// shipping before a shopper gives an address.
+	Currency string
+	Country  string
+	// ServiceToken is the bearer token (an API key secret with the roles the
+	// calls need) this process sends to services of other processes.
+	ServiceToken string
 	// AdminAPIKey, when set, is the secret of an admin API key that is
 	// created on start if missing. Prefer the environment variable.
 	AdminAPIKey string
@@ -77,6 +86,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BusSubjectPrefix, "bus-subject-prefix", "", "prefix for every event subject, to share one NATS account between installations")
 	c.Remote = config.Map{}
 	fs.Var(&c.Remote, "remote", "base URLs of services run elsewhere, name=url,… (their routes are forwarded)")
+	fs.StringVar(&c.Currency, "currency", "EUR", "the store's default currency for storefront prices (ISO 4217)")
+	fs.StringVar(&c.Country, "country", "NL", "the store's home country for tax and shipping before an address is known (ISO 3166-1 alpha-2)")
+	fs.StringVar(&c.ServiceToken, "service-token", "", "bearer token sent to services run by other processes (an API key secret)")
 	fs.StringVar(&c.AdminAPIKey, "admin-api-key", "", "secret of an admin API key to create if missing (sk_…); without it one is generated on first start")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
@@ -114,6 +126,12 @@ func (c *Config) Validate() error {
 		if !slices.Contains(ServiceNames, name) {
 			errs = append(errs, fmt.Errorf("--remote: unknown service %q", name))
 		}
+	}
+	if _, err := money.ParseCurrency(c.Currency); err != nil {
+		errs = append(errs, fmt.Errorf("--currency: %w", err))
+	}
+	if len(c.Country) != 2 || strings.ToUpper(c.Country) != c.Country {
+		errs = append(errs, fmt.Errorf("--country %q: want an upper-case ISO 3166-1 alpha-2 code such as NL", c.Country))
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))

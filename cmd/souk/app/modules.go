@@ -7,19 +7,23 @@ import (
 )
 
 // ServiceNames lists the services this binary can run, in start order.
-var ServiceNames = []string{"identity", "catalog"}
+var ServiceNames = []string{"identity", "pricing", "inventory", "catalog", "cart"}
 
 // servicePrefixes is the routing data for each service: the path prefixes it
 // answers. The gateway sends them to the local service, or to its --remote
 // URL. A test checks every route a service declares lies under its prefixes.
 var servicePrefixes = map[string][]string{
-	"identity": {"/admin/api-keys", "/admin/auth", "/admin/customers", "/admin/staff", "/store/customers", "/store/auth", "/.well-known/jwks.json"},
-	"catalog":  {"/admin/products", "/admin/categories", "/store/products", "/store/categories", "/store/variants"},
+	"identity":  {"/admin/api-keys", "/admin/auth", "/admin/customers", "/admin/staff", "/store/customers", "/store/auth", "/.well-known/jwks.json"},
+	"catalog":   {"/admin/products", "/admin/categories", "/store/products", "/store/categories", "/store/variants"},
+	"pricing":   {"/admin/price-lists", "/admin/promotions", "/admin/tax-rates", "/admin/shipping-methods", "/admin/pricing"},
+	"inventory": {"/admin/inventory", "/admin/stock-locations", "/admin/reservations", "/store/inventory"},
+	"cart":      {"/admin/carts", "/store/carts"},
 }
 
 // Module names besides the services.
 const (
 	moduleBus     = "bus"
+	moduleDemo    = "demo"
 	moduleGateway = "gateway"
 )
 
@@ -33,13 +37,27 @@ type module struct {
 }
 
 func (a *App) modules() map[string]module {
-	m := map[string]module{
-		moduleBus:  {init: a.initBus, stop: a.stopBus},
-		"identity": {deps: []string{moduleBus}, init: a.initIdentity},
-		"catalog":  {deps: []string{moduleBus}, init: a.initCatalog},
+	// A service that uses another depends on it when both run here, so the
+	// one it uses exists first; a remote one is reached over HTTP.
+	local := func(names ...string) []string {
+		deps := []string{moduleBus}
+		for _, n := range names {
+			if slices.Contains(a.selected, n) {
+				deps = append(deps, n)
+			}
+		}
+		return deps
 	}
-	m[moduleGateway] = module{deps: a.selected, init: a.initGateway, stop: a.stopGateway}
-	return m
+	return map[string]module{
+		moduleBus:     {init: a.initBus, stop: a.stopBus},
+		"identity":    {deps: local(), init: a.initIdentity},
+		"pricing":     {deps: local(), init: a.initPricing},
+		"inventory":   {deps: local(), init: a.initInventory},
+		"catalog":     {deps: local("pricing", "inventory"), init: a.initCatalog},
+		"cart":        {deps: local("catalog", "pricing"), init: a.initCart},
+		moduleDemo:    {deps: a.selected, init: a.initDemo},
+		moduleGateway: {deps: []string{moduleDemo}, init: a.initGateway, stop: a.stopGateway},
+	}
 }
 
 // order returns the modules needed for the targets, dependencies first.
