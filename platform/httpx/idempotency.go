@@ -90,8 +90,10 @@ func (c IdempotencyConfig) withDefaults() IdempotencyConfig {
 
 // Idempotency makes retried writes safe (API.md "retries", after Stripe). A
 // request with an Idempotency-Key header claims the key, in a scope — the
-// authenticated principal, else the X-Cart-Token, else "anonymous" — so two
-// callers never see each other's keys. While the first request runs, a retry
+// authenticated principal, else the X-Cart-Token — so two callers never see
+// each other's keys. A request with neither has nobody to scope its key to:
+// replaying it could hand one anonymous caller another's answer (a new
+// cart's secret token, say), so it runs as if it carried no key. While the first request runs, a retry
 // gets 409 idempotency_key_in_use (try again later); once it finished, every
 // retry with the same method, path and body gets the stored response (status,
 // Content-Type, Location/ETag-like headers and body, byte for byte, with
@@ -162,6 +164,10 @@ func (i *Idempotency) serve(next http.Handler, w http.ResponseWriter, r *http.Re
 	r = &r2
 
 	scope, fp := scopeOf(r), fingerprint(r, body)
+	if scope == "" {
+		next.ServeHTTP(w, r)
+		return
+	}
 	c, err := i.claim(r.Context(), scope, key, fp)
 	if err != nil {
 		Error(w, r, fmt.Errorf("claim idempotency key: %w", err))
@@ -224,7 +230,8 @@ func (i *Idempotency) readBody(w http.ResponseWriter, r *http.Request) ([]byte, 
 	return body, nil
 }
 
-// scopeOf names whose keys a request's key is among.
+// scopeOf names whose keys a request's key is among; "" when the caller is
+// anonymous.
 func scopeOf(r *http.Request) string {
 	if p, ok := auth.FromContext(r.Context()); ok && p.Subject != "" {
 		return "sub:" + p.Subject
@@ -233,7 +240,7 @@ func scopeOf(r *http.Request) string {
 		sum := sha256.Sum256([]byte(t)) // the secret itself is never stored
 		return "cart:" + hex.EncodeToString(sum[:])
 	}
-	return "anonymous"
+	return ""
 }
 
 // fingerprint identifies "the same request": method, path with query, body.

@@ -82,6 +82,9 @@ func MustIdempotentHandler(t testing.TB, db *store.DB, cfg httpx.IdempotencyConf
 type req struct {
 	method, path, key, body string
 	token, cartToken        string
+	// anonymous sends neither a bearer token nor a cart token; otherwise a
+	// request without either gets a default cart token, so it has a scope.
+	anonymous bool
 }
 
 func (q req) build() *http.Request {
@@ -101,8 +104,11 @@ func (q req) build() *http.Request {
 	if q.token != "" {
 		r.Header.Set("Authorization", "Bearer "+q.token)
 	}
-	if q.cartToken != "" {
+	switch {
+	case q.cartToken != "":
 		r.Header.Set("X-Cart-Token", q.cartToken)
+	case q.token == "" && !q.anonymous:
+		r.Header.Set("X-Cart-Token", "tok-default")
 	}
 	return r
 }
@@ -260,6 +266,22 @@ func TestIdempotency(t *testing.T) {
 			}
 			if c.calls.Load() != 1 {
 				t.Fatalf("handler ran %d times", c.calls.Load())
+			}
+		})
+
+		t.Run("anonymous requests are never replayed", func(t *testing.T) {
+			// Nobody to scope the key to: a replay could hand one anonymous
+			// caller another's answer (a new cart's secret token).
+			c := &creator{}
+			h, _, _ := MustIdempotentHandler(t, db, httpx.IdempotencyConfig{}, c)
+			key := newKey()
+			first := MustDo(t, h, req{key: key, body: `{"currency":"EUR"}`, anonymous: true})
+			second := MustDo(t, h, req{key: key, body: `{"currency":"EUR"}`, anonymous: true})
+			if first.status != 201 || second.status != 201 || second.replayed || first.body == second.body {
+				t.Fatalf("anonymous first %d %q, second %d %q replayed=%v", first.status, first.body, second.status, second.body, second.replayed)
+			}
+			if c.calls.Load() != 2 {
+				t.Fatalf("handler ran %d times, want 2", c.calls.Load())
 			}
 		})
 
