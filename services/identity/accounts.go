@@ -110,7 +110,7 @@ type RegisterParams struct {
 // announces it (customer_registered) in the same transaction. Errors:
 // validation_failed naming email, password or name; conflict naming email
 // when the address is registered already (this does tell whether an address
-// has an account, see ADR-argon2.md); rate_limited (*ThrottledError) when
+// has an account, see docs/adr/0011); rate_limited (*ThrottledError) when
 // the client IP made too many attempts.
 func (s *Service) RegisterCustomer(ctx context.Context, p RegisterParams) (Customer, error) {
 	if p.ClientIP != "" {

@@ -29,7 +29,7 @@ type Argon2Params struct {
 
 // DefaultArgon2 is 64 MiB, 2 passes, 2 lanes, a 16-byte salt and a 32-byte
 // key: above OWASP's minimum (19 MiB, t=2, p=1), and ~60 ms per hash on one
-// core of a current server. See ADR-argon2.md.
+// core of a current server. See docs/adr/0011-passwords-and-login-throttling.md.
 var DefaultArgon2 = Argon2Params{Memory: 64 * 1024, Time: 2, Threads: 2, SaltLen: 16, KeyLen: 32}
 
 // The bounds Validate enforces on configured parameters, and the (wider)

@@ -8,7 +8,7 @@
 //
 // The guarantee it exists for: stock is never oversold, however many
 // buyers, goroutines or processes reserve at once. Every allocation is a
-// conditional UPDATE in the database (see ADR-reservations.md), never a
+// conditional UPDATE in the database (see docs/adr/0010-inventory-reservations.md), never a
 // decision taken in Go memory.
 //
 // Other services use it only through Client: *Service in one process,

@@ -23,7 +23,7 @@ const maxReplans = 3
 const expiryBatch = 100
 
 // Reserve holds stock for the request's lines, all or nothing (see
-// planAllocation for where units are taken from and ADR-reservations.md for
+// planAllocation for where units are taken from and docs/adr/0010-inventory-reservations.md for
 // why it never oversells). It is idempotent by req.Key: the first call
 // makes the reservation; every later call with the key — concurrent ones
 // included — returns that reservation as it is now (in whatever state),

@@ -4,7 +4,7 @@
 // country and region, and shipping methods. It computes cart totals — unit
 // prices, discounts allocated to lines, shipping, tax and totals — with one
 // pure function, Compute, in which every rounding of a computed amount
-// happens in one place (mulDivRound, half-up; see ADR-pricing.md).
+// happens in one place (mulDivRound, half-up; see docs/adr/0008-pricing-rules.md).
 //
 // Money is int64 minor units with an ISO 4217 code (platform/money); no
 // floating point is used anywhere in this package.
