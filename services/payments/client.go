@@ -107,9 +107,13 @@ type Client interface {
 	Refund(ctx context.Context, key, paymentID string, amount money.Money) (Payment, error)
 	// Get returns a payment by id.
 	Get(ctx context.Context, paymentID string) (Payment, error)
-	// ByKey returns the payment an Authorize key made (reconciling with the
-	// provider first when that attempt's outcome is unknown); not_found
-	// when the key made none (never tried, or declined / not authorized:
-	// then the error is payment_declined).
+	// ByKey returns the payment an Authorize key made: authorized (or
+	// captured, …), or failed with the decline code when the provider
+	// declined. When that attempt's outcome is unknown (a timeout, a crash)
+	// payments first reconciles with the provider. Errors: not_found when
+	// the key made no payment (never tried, or the provider confirms it did
+	// not authorize — the key may then be retried with Authorize);
+	// unavailable while the outcome cannot be learnt yet (provider down,
+	// or the first attempt still in flight).
 	ByKey(ctx context.Context, authorizeKey string) (Payment, error)
 }
