@@ -17,7 +17,11 @@ type Route struct {
 	// Permission is what the caller must hold. Empty means public (Store API
 	// and operations endpoints); every /admin route must name one.
 	Permission auth.Permission
-	Handler    http.HandlerFunc
+	// NoReplay marks a POST whose response carries a credential (a token, a
+	// key's secret): Idempotency-Key is not honoured on it, because keeping
+	// the response for replay would store the credential in clear.
+	NoReplay bool
+	Handler  http.HandlerFunc
 }
 
 // Pattern is the net/http ServeMux pattern of the route ("GET /store/products").

@@ -22,7 +22,7 @@ import (
 // authorization, idempotency, body limits and metrics when it mounts them.
 func (s *Service) Routes() []httpx.Route {
 	return []httpx.Route{
-		{Method: http.MethodPost, Path: "/store/carts", Handler: s.handleCreate},
+		{Method: http.MethodPost, Path: "/store/carts", NoReplay: true, Handler: s.handleCreate},
 		{Method: http.MethodGet, Path: "/store/carts/{id}", Handler: s.handleGet},
 		{Method: http.MethodPatch, Path: "/store/carts/{id}", Handler: s.handleUpdate},
 		{Method: http.MethodPost, Path: "/store/carts/{id}/items", Handler: s.handleAddItem},

@@ -20,9 +20,9 @@ func (s *Service) Routes() []httpx.Route {
 		{Method: http.MethodPost, Path: "/store/customers", Handler: s.handleRegister},
 		{Method: http.MethodGet, Path: "/store/customers/me", Handler: s.handleMe},
 		{Method: http.MethodGet, Path: "/store/customers/{id}", Handler: s.handleStoreGetCustomer},
-		{Method: http.MethodPost, Path: "/store/auth/token", Handler: s.handleLogin(auth.KindCustomer)},
-		{Method: http.MethodPost, Path: "/store/auth/refresh", Handler: s.handleRefresh(auth.KindCustomer)},
-		{Method: http.MethodPost, Path: "/store/auth/logout", Handler: s.handleLogout(auth.KindCustomer)},
+		{Method: http.MethodPost, Path: "/store/auth/token", NoReplay: true, Handler: s.handleLogin(auth.KindCustomer)},
+		{Method: http.MethodPost, Path: "/store/auth/refresh", NoReplay: true, Handler: s.handleRefresh(auth.KindCustomer)},
+		{Method: http.MethodPost, Path: "/store/auth/logout", NoReplay: true, Handler: s.handleLogout(auth.KindCustomer)},
 
 		// Admin API: customers and staff.
 		{Method: http.MethodGet, Path: "/admin/customers", Permission: PermCustomersRead, Handler: s.handleListCustomers},
@@ -34,12 +34,12 @@ func (s *Service) Routes() []httpx.Route {
 		{Method: http.MethodPatch, Path: "/admin/staff/{id}", Permission: PermStaffManage, Handler: s.handleUpdateStaff},
 
 		// Admin API: staff sessions, keys, API keys.
-		{Method: http.MethodPost, Path: "/admin/auth/token", Handler: s.handleLogin(auth.KindStaff)},
-		{Method: http.MethodPost, Path: "/admin/auth/refresh", Handler: s.handleRefresh(auth.KindStaff)},
-		{Method: http.MethodPost, Path: "/admin/auth/logout", Handler: s.handleLogout(auth.KindStaff)},
+		{Method: http.MethodPost, Path: "/admin/auth/token", NoReplay: true, Handler: s.handleLogin(auth.KindStaff)},
+		{Method: http.MethodPost, Path: "/admin/auth/refresh", NoReplay: true, Handler: s.handleRefresh(auth.KindStaff)},
+		{Method: http.MethodPost, Path: "/admin/auth/logout", NoReplay: true, Handler: s.handleLogout(auth.KindStaff)},
 		{Method: http.MethodGet, Path: "/admin/auth/whoami", Permission: PermWhoAmI, Handler: s.handleWhoAmI},
 		{Method: http.MethodPost, Path: "/admin/auth/keys/rotate", Permission: PermAuthKeysRotate, Handler: s.handleRotateKey},
-		{Method: http.MethodPost, Path: "/admin/api-keys", Permission: PermAPIKeysManage, Handler: s.handleCreateKey},
+		{Method: http.MethodPost, Path: "/admin/api-keys", Permission: PermAPIKeysManage, NoReplay: true, Handler: s.handleCreateKey},
 		{Method: http.MethodGet, Path: "/admin/api-keys", Permission: PermAPIKeysManage, Handler: s.handleListKeys},
 		{Method: http.MethodDelete, Path: "/admin/api-keys/{id}", Permission: PermAPIKeysManage, Handler: s.handleRevokeKey},
 

@@ -374,7 +374,7 @@ func (a *App) decorator(service string, idem *httpx.Idempotency) gateway.Decorat
 		if service != "ops" {
 			mws = append(mws, httpx.Authorize(a.authn, a.authz, rt.Permission))
 		}
-		if rt.Method == http.MethodPost && idem != nil {
+		if rt.Method == http.MethodPost && idem != nil && !rt.NoReplay {
 			mws = append(mws, idem.Middleware())
 		}
 		return httpx.Chain(h, mws...)

@@ -144,3 +144,38 @@ func mustBootstrapKey(t *testing.T, a *App) string {
 	}
 	return secret
 }
+
+// TestCredentialsAreNeverReplayed: a response that carries a credential is
+// not kept for Idempotency-Key replay (it would sit in clear in the
+// database); the same key simply runs the request again.
+func TestCredentialsAreNeverReplayed(t *testing.T) {
+	a := mustStartApp(t)
+	base := "http://" + a.Addr()
+	admin := mustBootstrapKey(t, a)
+	send := func(path, token string, body []byte) (string, http.Header) {
+		req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "same-key")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var buf bytes.Buffer
+		_, _ = buf.ReadFrom(resp.Body)
+		return buf.String(), resp.Header
+	}
+	body, _ := json.Marshal(map[string]string{"name": "twice", "role": "viewer"})
+	first, _ := send("/admin/api-keys", admin, body)
+	second, h := send("/admin/api-keys", admin, body)
+	if first == second || h.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("an API key secret was replayed from storage:\n%s\n%s", first, second)
+	}
+	var n int
+	if err := a.units["identity"].db.QueryRow(context.Background(), `SELECT COUNT(*) FROM souk_idempotency_keys`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d idempotency rows kept for credential responses (%v)", n, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,6 +53,10 @@ type Config struct {
 	// shipping before a shopper gives an address.
 	Currency string
 	Country  string
+	// TrustedProxies are the networks (CIDR) of proxies in front of this
+	// process whose X-Forwarded-For names the real client, for per-IP login
+	// throttling.
+	TrustedProxies config.List
 	// ServiceToken is the bearer token (an API key secret with the roles the
 	// calls need) this process sends to services of other processes.
 	ServiceToken string
@@ -88,6 +93,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.Remote, "remote", "base URLs of services run elsewhere, name=url,… (their routes are forwarded)")
 	fs.StringVar(&c.Currency, "currency", "EUR", "the store's default currency for storefront prices (ISO 4217)")
 	fs.StringVar(&c.Country, "country", "NL", "the store's home country for tax and shipping before an address is known (ISO 3166-1 alpha-2)")
+	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (e.g. 10.0.0.0/8)")
 	fs.StringVar(&c.ServiceToken, "service-token", "", "bearer token sent to services run by other processes (an API key secret)")
 	fs.StringVar(&c.AdminAPIKey, "admin-api-key", "", "secret of an admin API key to create if missing (sk_…); without it one is generated on first start")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -126,6 +132,9 @@ func (c *Config) Validate() error {
 		if !slices.Contains(ServiceNames, name) {
 			errs = append(errs, fmt.Errorf("--remote: unknown service %q", name))
 		}
+	}
+	if _, err := c.trustedProxies(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := money.ParseCurrency(c.Currency); err != nil {
 		errs = append(errs, fmt.Errorf("--currency: %w", err))
@@ -184,4 +193,17 @@ func (c *Config) DatabaseFor(service string) (url, schema string) {
 		return c.DatabaseURL, service
 	}
 	return "sqlite:" + filepath.Join(c.DataDir, service+".db"), ""
+}
+
+// trustedProxies parses --trusted-proxies.
+func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for _, s := range c.TrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies %q: want a CIDR such as 10.0.0.0/8", s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

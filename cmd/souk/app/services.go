@@ -22,8 +22,23 @@ func (a *App) initIdentity(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	svc := identity.New(u.db, u.outbox, a.logger.With("component", "identity"), identity.Config{})
+	proxies, _ := a.cfg.trustedProxies() // checked by Validate
+	svc := identity.New(u.db, u.outbox, a.logger.With("component", "identity"), identity.Config{TrustedProxies: proxies})
 	u.routes = svc.Routes()
+	a.background("identity-cleanup", func(ctx context.Context) error {
+		t := time.NewTicker(10 * time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if err := svc.Cleanup(ctx); err != nil {
+					a.logger.Warn("identity cleanup failed", "error", err)
+				}
+			}
+		}
+	})
 	a.identity = svc
 	a.authn, a.authz = svc, identity.Policy{}
 
