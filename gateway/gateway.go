@@ -24,7 +24,9 @@ import (
 
 // Rule sends requests whose path is Prefix or lies below it (segment-wise:
 // "/admin/products" matches "/admin/products/prod_1", not
-// "/admin/productsx") to the named upstream. The longest matching prefix wins.
+// "/admin/productsx") to the named upstream. A "*" segment matches any one
+// segment ("/store/carts/*/checkout"). The rule with the most segments wins,
+// and among those the one with fewer wildcards.
 type Rule struct {
 	Prefix   string `json:"prefix"`
 	Upstream string `json:"upstream"`
@@ -66,9 +68,10 @@ type compiled struct {
 }
 
 type compiledRule struct {
-	prefix  string
-	name    string
-	handler http.Handler
+	segments  []string // the prefix split at "/", without the leading ""
+	wildcards int
+	name      string
+	handler   http.Handler
 }
 
 // New returns a gateway with an empty table.
@@ -117,9 +120,16 @@ func (g *Gateway) SetTable(t Table) error {
 		if !ok {
 			return fmt.Errorf("rule %s: upstream %q is neither local nor remote", r.Prefix, r.Upstream)
 		}
-		c.routes = append(c.routes, compiledRule{prefix: strings.TrimSuffix(r.Prefix, "/"), name: r.Upstream, handler: h})
+		segs := splitPath(r.Prefix)
+		c.routes = append(c.routes, compiledRule{segments: segs, wildcards: countWildcards(segs), name: r.Upstream, handler: h})
 	}
-	sort.SliceStable(c.routes, func(i, j int) bool { return len(c.routes[i].prefix) > len(c.routes[j].prefix) })
+	sort.SliceStable(c.routes, func(i, j int) bool {
+		a, b := c.routes[i], c.routes[j]
+		if len(a.segments) != len(b.segments) {
+			return len(a.segments) > len(b.segments)
+		}
+		return a.wildcards < b.wildcards
+	})
 	g.compiled.Store(c)
 	return nil
 }
@@ -130,8 +140,9 @@ func (g *Gateway) Table() Table { return g.compiled.Load().table }
 // ServeHTTP routes the request to its upstream, or answers 404.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := g.compiled.Load()
+	path := splitPath(r.URL.Path)
 	for _, rt := range c.routes {
-		if matches(r.URL.Path, rt.prefix) {
+		if matches(path, rt.segments) {
 			rt.handler.ServeHTTP(w, r)
 			return
 		}
@@ -139,11 +150,41 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpx.Error(w, r, apperr.New(apperr.NotFound, "no route for %s", r.URL.Path))
 }
 
-func matches(path, prefix string) bool {
-	if prefix == "" {
-		return true
+// splitPath splits "/a/b/" into ["a", "b"].
+func splitPath(p string) []string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return nil
 	}
-	return path == prefix || (strings.HasPrefix(path, prefix) && path[len(prefix)] == '/')
+	return strings.Split(p, "/")
+}
+
+func countWildcards(segs []string) int {
+	n := 0
+	for _, s := range segs {
+		if s == "*" {
+			n++
+		}
+	}
+	return n
+}
+
+// Matches reports whether a request path lies at or below a rule's prefix,
+// segment by segment, "*" matching any one segment.
+func Matches(prefix, path string) bool { return matches(splitPath(path), splitPath(prefix)) }
+
+// matches reports whether the path lies at or below the prefix, segment by
+// segment.
+func matches(path, prefix []string) bool {
+	if len(path) < len(prefix) {
+		return false
+	}
+	for i, seg := range prefix {
+		if seg != "*" && seg != path[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (g *Gateway) proxy(name string, target *url.URL) http.Handler {

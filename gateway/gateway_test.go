@@ -35,8 +35,12 @@ func TestRoutingTable(t *testing.T) {
 	g := newGateway(t)
 	g.AddLocal("catalog", text("catalog"))
 	g.AddLocal("ops", text("ops"))
+	g.AddLocal("cart", text("cart"))
+	g.AddLocal("orders", text("orders"))
 	err := g.SetTable(gateway.Table{
 		Rules: []gateway.Rule{
+			{Prefix: "/store/carts", Upstream: "cart"},
+			{Prefix: "/store/carts/*/checkout", Upstream: "orders"},
 			{Prefix: "/admin/products", Upstream: "catalog"},
 			{Prefix: "/admin/products/legacy", Upstream: "monolith"},
 			{Prefix: "/healthz", Upstream: "ops"},
@@ -56,6 +60,10 @@ func TestRoutingTable(t *testing.T) {
 		{"/admin/products/legacy/42", 200, "remote /admin/products/legacy/42"},
 		{"/admin/productsx", 404, ""},
 		{"/healthz", 200, "ops /healthz"},
+		{"/store/carts", 200, "cart /store/carts"},
+		{"/store/carts/cart_1/items", 200, "cart /store/carts/cart_1/items"},
+		{"/store/carts/cart_1/checkout", 200, "orders /store/carts/cart_1/checkout"},
+		{"/store/carts/cart_1/checkoutx", 200, "cart /store/carts/cart_1/checkoutx"},
 		{"/nowhere", 404, ""},
 	} {
 		rec := get(t, g, http.MethodGet, tt.path)
