@@ -40,9 +40,33 @@ func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 type process struct {
 	cmd    *exec.Cmd
 	url    string
-	stdout *bytes.Buffer
-	logs   *bytes.Buffer
+	stdout *syncBuffer
+	logs   *syncBuffer
 	done   chan error
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer goroutine and readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) WriteString(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.WriteString(s)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startProcess runs `souk serve` with args and waits for its "souk is ready"
@@ -55,7 +79,7 @@ func startProcess(t *testing.T, dataDir string, args ...string) *process {
 	}
 	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
 	cmd.Env = append(os.Environ(), "SOUK_ADMIN_API_KEY=") // exercise key generation
-	p := &process{cmd: cmd, stdout: &bytes.Buffer{}, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &process{cmd: cmd, stdout: &syncBuffer{}, logs: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout = p.stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
