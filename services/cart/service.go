@@ -414,7 +414,7 @@ func (s *Service) sellable(ctx context.Context, variantID, field string) (catalo
 func (s *Service) checkPrice(ctx context.Context, cur record, c Caller, ref catalog.VariantRef, quantity int64, field string) error {
 	const probe = "probe"
 	q, err := s.pricing.Quote(ctx, pricing.QuoteRequest{
-		Currency: cur.Currency, CustomerID: cur.CustomerID, CustomerGroups: s.groups(ctx, cur, c),
+		Currency: cur.Currency, CustomerID: PricingCustomerKey(cur.CustomerID, cur.Email), CustomerGroups: s.groups(ctx, cur, c),
 		Lines: []pricing.QuoteLine{{ID: probe, VariantID: ref.ID, SKU: ref.SKU, ProductID: ref.ProductID,
 			CategoryIDs: ref.ProductCategoryIDs, Quantity: quantity}},
 	})
@@ -493,7 +493,7 @@ func (s *Service) AddCode(ctx context.Context, c Caller, cartID, code string, if
 	}
 	r, err := s.change(ctx, cartID, c, ifMatch, func(ctx context.Context, cur record) (edit, error) {
 		if !containsFold(cur.Codes, code) {
-			if err := s.pricing.CheckCode(ctx, code, cur.Currency, cur.CustomerID); err != nil {
+			if err := s.pricing.CheckCode(ctx, code, cur.Currency, PricingCustomerKey(cur.CustomerID, cur.Email)); err != nil {
 				return nil, codeError(err)
 			}
 		}

@@ -74,7 +74,7 @@ func (s *Service) groups(ctx context.Context, r record, c Caller) []string {
 func (s *Service) quoteRequest(ctx context.Context, r record, c Caller, lines []line, gone []bool) pricing.QuoteRequest {
 	req := pricing.QuoteRequest{
 		Currency:         r.Currency,
-		CustomerID:       r.CustomerID,
+		CustomerID:       PricingCustomerKey(r.CustomerID, r.Email),
 		CustomerGroups:   s.groups(ctx, r, c),
 		Lines:            []pricing.QuoteLine{},
 		Codes:            slices.Clone(r.Codes),
