@@ -2,7 +2,7 @@
 // checkout details (email, addresses, shipping method) of a shopper, priced
 // by the pricing service on every read and never from what a client sends.
 // It owns the cart database (its own SQLite file or PostgreSQL schema),
-// serves the carts part of the Store API and two internal Admin routes for
+// serves the carts part of the Store API and internal Admin routes for
 // the orders service, and publishes souk.cart.cart_checked_out.v1 through
 // the transactional outbox.
 //

@@ -29,6 +29,41 @@ type CheckoutCart struct {
 	ShippingMethodID string         `json:"shipping_method_id"`
 	OrderID          string         `json:"order_id,omitempty"`
 	Version          int64          `json:"version"`
+	// CustomerGroups are the groups of the cart's customer (for group
+	// prices and promotions), set by CheckoutView only; empty for an
+	// anonymous cart.
+	CustomerGroups []string `json:"customer_groups,omitempty"`
+}
+
+// CheckoutViewInput is the shopper the orders service checks out for, as
+// the Store API saw them: their X-Cart-Token, and their customer id and
+// groups when they sent a customer access token. Every field is optional.
+// Over HTTP the token travels as X-Cart-Token (never in the URL) and the
+// rest as ?customer_id= and repeated ?customer_group=.
+type CheckoutViewInput struct {
+	CartToken      string
+	CustomerID     string
+	CustomerGroups []string
+}
+
+// caller turns the input back into the Caller it describes.
+func (in CheckoutViewInput) caller() Caller {
+	c := Caller{CartToken: in.CartToken}
+	if in.CustomerID != "" {
+		c.Principal = customerPrincipal(in.CustomerID)
+		c.Principal.Groups = slices.Clone(in.CustomerGroups)
+	}
+	return c
+}
+
+// CheckoutViewInputOf describes a caller for the checkout-view route: its
+// cart token, and its customer id and groups when it is a customer.
+func CheckoutViewInputOf(c Caller) CheckoutViewInput {
+	in := CheckoutViewInput{CartToken: c.CartToken}
+	if id := c.customerID(); id != "" {
+		in.CustomerID, in.CustomerGroups = id, slices.Clone(c.Principal.Groups)
+	}
+	return in
 }
 
 // CheckoutItem is a line of a CheckoutCart, described as the catalogue did
@@ -84,6 +119,27 @@ func (s *Service) GetForCheckout(ctx context.Context, cartID string) (CheckoutCa
 		return CheckoutCart{}, notFound(cartID)
 	}
 	return checkoutCartOf(r), nil
+}
+
+// CheckoutView implements Client: the cart as GetForCheckout shows it, but
+// only to a caller the Store API would open it for — its customer's token
+// for a customer's cart, its cart token for an anonymous one — and only
+// while it is live or checked out (a retried checkout must find the order
+// it became). Everything else is the same not_found the Store API answers.
+// CustomerGroups are those of the cart's customer, as Get prices them.
+func (s *Service) CheckoutView(ctx context.Context, cartID string, c Caller) (CheckoutCart, error) {
+	r, err := s.anyCart(ctx, cartID)
+	if err != nil {
+		return CheckoutCart{}, err
+	}
+	if !mayOpen(r, c) || (r.Status != StatusCheckedOut && !r.live(s.now())) {
+		return CheckoutCart{}, notFound(cartID)
+	}
+	out := checkoutCartOf(r)
+	if groups := s.groups(ctx, r, c); len(groups) > 0 {
+		out.CustomerGroups = groups
+	}
+	return out, nil
 }
 
 // MarkCheckedOut implements Client. An active cart becomes checked_out

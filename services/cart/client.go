@@ -26,6 +26,17 @@ type Client interface {
 	// GetForCheckout returns what an order needs of a live or checked-out
 	// cart. Errors: not_found (unknown, expired or merged), unavailable.
 	GetForCheckout(ctx context.Context, cartID string) (CheckoutCart, error)
+	// CheckoutView is GetForCheckout for a shopper: not_found unless the
+	// caller may open the cart exactly as the Store API decides (its
+	// customer's token, or its cart token), and the cart is live or
+	// checked out. It carries the customer's groups. Errors: not_found,
+	// unavailable.
+	CheckoutView(ctx context.Context, cartID string, caller Caller) (CheckoutCart, error)
+	// Validate reports whether the live cart can be bought as it is: nil,
+	// cart_empty, or cart_not_purchasable naming each line, code and
+	// shipping method that cannot (see Service.Validate). Errors also:
+	// not_found, unavailable.
+	Validate(ctx context.Context, cartID string) error
 	// MarkCheckedOut records that the cart became the order, once:
 	// repeating it with the same order id is a no-op, with another order id
 	// a conflict. Errors: validation_failed (order_id), not_found,
@@ -34,9 +45,11 @@ type Client interface {
 }
 
 // HTTPClient is Client over the cart's internal Admin routes
-// (GET /admin/carts/{id}/checkout with carts:read, POST
+// (GET /admin/carts/{id}/checkout, GET /admin/carts/{id}/checkout-view —
+// the shopper's cart token in X-Cart-Token, never in the URL — and GET
+// /admin/carts/{id}/validation with carts:read; POST
 // /admin/carts/{id}/checked-out with carts:write). Every attempt has a
-// timeout; as both calls are idempotent, transport failures and
+// timeout; as every call is idempotent, transport failures and
 // 429/502/503/504 answers are retried with jittered exponential backoff.
 // Problem documents become *apperr.Error with the remote code, message and
 // field errors, so apperr.Is works across the wire.
@@ -82,6 +95,45 @@ func (c *HTTPClient) GetForCheckout(ctx context.Context, cartID string) (Checkou
 	return out, nil
 }
 
+// CheckoutView implements Client.
+func (c *HTTPClient) CheckoutView(ctx context.Context, cartID string, caller Caller) (CheckoutCart, error) {
+	if cartID == "" {
+		return CheckoutCart{}, notFound(cartID)
+	}
+	in := CheckoutViewInputOf(caller)
+	q := url.Values{}
+	if in.CustomerID != "" {
+		q.Set("customer_id", in.CustomerID)
+	}
+	for _, g := range in.CustomerGroups {
+		q.Add("customer_group", g)
+	}
+	path := "/admin/carts/" + url.PathEscape(cartID) + "/checkout-view"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	hdr := http.Header{}
+	if in.CartToken != "" {
+		hdr.Set(httpx.HeaderCartToken, in.CartToken)
+	}
+	var out CheckoutCart
+	if err := c.callWith(ctx, http.MethodGet, path, hdr, nil, &out); err != nil {
+		return CheckoutCart{}, fmt.Errorf("get cart %s for checkout: %w", cartID, err)
+	}
+	return out, nil
+}
+
+// Validate implements Client.
+func (c *HTTPClient) Validate(ctx context.Context, cartID string) error {
+	if cartID == "" {
+		return notFound(cartID)
+	}
+	if err := c.call(ctx, http.MethodGet, "/admin/carts/"+url.PathEscape(cartID)+"/validation", nil, nil); err != nil {
+		return fmt.Errorf("validate cart %s: %w", cartID, err)
+	}
+	return nil
+}
+
 // MarkCheckedOut implements Client.
 func (c *HTTPClient) MarkCheckedOut(ctx context.Context, cartID, orderID string) error {
 	if cartID == "" {
@@ -97,9 +149,14 @@ func (c *HTTPClient) MarkCheckedOut(ctx context.Context, cartID, orderID string)
 // call makes the request, retrying what is worth retrying, and decodes a
 // 200 answer into out (unless out is nil).
 func (c *HTTPClient) call(ctx context.Context, method, path string, body []byte, out any) error {
+	return c.callWith(ctx, method, path, nil, body, out)
+}
+
+// callWith is call with extra request headers.
+func (c *HTTPClient) callWith(ctx context.Context, method, path string, hdr http.Header, body []byte, out any) error {
 	delay := c.backoff
 	for attempt := 1; ; attempt++ {
-		retry, err := c.try(ctx, method, c.base+path, body, out)
+		retry, err := c.try(ctx, method, c.base+path, hdr, body, out)
 		if err == nil || !retry || attempt == c.maxAttempts {
 			return err
 		}
@@ -115,7 +172,7 @@ func (c *HTTPClient) call(ctx context.Context, method, path string, body []byte,
 }
 
 // try makes one attempt and tells whether a failure is worth retrying.
-func (c *HTTPClient) try(ctx context.Context, method, u string, body []byte, out any) (retry bool, err error) {
+func (c *HTTPClient) try(ctx context.Context, method, u string, hdr http.Header, body []byte, out any) (retry bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var rd io.Reader
@@ -125,6 +182,9 @@ func (c *HTTPClient) try(ctx context.Context, method, u string, body []byte, out
 	req, err := http.NewRequestWithContext(actx, method, u, rd)
 	if err != nil {
 		return false, fmt.Errorf("build cart request: %w", err)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	req.Header.Set("Accept", "application/json, application/problem+json")
 	if body != nil {

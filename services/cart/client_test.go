@@ -84,6 +84,67 @@ func testClientContract(t *testing.T, e *env, c Client) {
 		}
 	})
 
+	t.Run("CheckoutView decides access as the Store API does", func(t *testing.T) {
+		co, err := c.CheckoutView(bg, cart.ID, Caller{Principal: customer("cus_contract").Principal})
+		if err != nil || co.ID != cart.ID || co.CustomerID != "cus_contract" || len(co.Items) != 2 {
+			t.Fatalf("CheckoutView by the customer = %+v, %v", co, err)
+		}
+		grouped := customer("cus_contract")
+		grouped.Principal.Groups = []string{"vip"}
+		co, err = c.CheckoutView(bg, cart.ID, grouped)
+		if err != nil || !reflect.DeepEqual(co.CustomerGroups, []string{"vip"}) {
+			t.Fatalf("CheckoutView with groups = %+v, %v", co.CustomerGroups, err)
+		}
+		anonCart, shopper := e.MustCreate(t, Caller{})
+		e.MustAdd(t, shopper, anonCart.ID, e.mug.ID, 1)
+		co, err = c.CheckoutView(bg, anonCart.ID, shopper)
+		if err != nil || co.ID != anonCart.ID || co.CustomerID != "" || co.CustomerGroups != nil {
+			t.Fatalf("CheckoutView by the token holder = %+v, %v", co, err)
+		}
+		// A customer may check out an anonymous cart whose token they hold.
+		withToken := customer("cus_other")
+		withToken.CartToken = shopper.CartToken
+		if _, err := c.CheckoutView(bg, anonCart.ID, withToken); err != nil {
+			t.Fatalf("CheckoutView by a customer with the token: %v", err)
+		}
+		for name, tt := range map[string]struct {
+			cartID string
+			caller Caller
+		}{
+			"another customer":               {cart.ID, customer("cus_other")},
+			"the customer cart's token only": {cart.ID, anon(shopper.CartToken)},
+			"no token":                       {anonCart.ID, Caller{}},
+			"a wrong token":                  {anonCart.ID, anon("ct_wrong")},
+			"a staff member":                 {anonCart.ID, staff()},
+			"an unknown cart":                {"cart_01JD3Q0000000000000000000A", shopper},
+			"a malformed id":                 {"a/../b", shopper},
+		} {
+			_, err := c.CheckoutView(bg, tt.cartID, tt.caller)
+			if !apperr.Is(err, apperr.NotFound) {
+				t.Errorf("%s: err = %v, want not_found", name, err)
+			}
+		}
+	})
+
+	t.Run("Validate", func(t *testing.T) {
+		if err := c.Validate(bg, cart.ID); err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+		empty, _ := e.MustCreate(t, Caller{})
+		wantErr(t, c.Validate(bg, empty.ID), CodeCartEmpty, "items")
+		broken, shopper := e.MustCreate(t, Caller{})
+		e.MustAdd(t, shopper, broken.ID, e.lamp.ID, 1)
+		e.MustAdd(t, shopper, broken.ID, e.mug.ID, 1)
+		e.cat.hide(e.lamp.ID)
+		defer func() {
+			e.cat.mu.Lock()
+			delete(e.cat.hidden, e.lamp.ID)
+			e.cat.mu.Unlock()
+		}()
+		wantErr(t, c.Validate(bg, broken.ID), CodeNotPurchasable, "items[0]")
+		wantErr(t, c.Validate(bg, "cart_01JD3Q0000000000000000000A"), apperr.NotFound)
+	})
+
 	t.Run("expired and merged carts are not found", func(t *testing.T) {
 		e.MustCreate(t, customer("cus_merger"))
 		src, shopper := e.MustCreate(t, Caller{})
@@ -92,13 +153,17 @@ func testClientContract(t *testing.T, e *env, c Client) {
 		}
 		_, err := c.GetForCheckout(bg, src.ID)
 		wantErr(t, err, apperr.NotFound)
+		_, err = c.CheckoutView(bg, src.ID, shopper)
+		wantErr(t, err, apperr.NotFound)
 		err = c.MarkCheckedOut(bg, src.ID, orderID())
 		wantErr(t, err, apperr.NotFound)
 
-		idle, _ := e.MustCreate(t, Caller{})
+		idle, idleShopper := e.MustCreate(t, Caller{})
 		e.clock.advance(DefaultAnonymousIdleTTL)
 		defer e.clock.advance(-DefaultAnonymousIdleTTL)
 		_, err = c.GetForCheckout(bg, idle.ID)
+		wantErr(t, err, apperr.NotFound)
+		_, err = c.CheckoutView(bg, idle.ID, idleShopper)
 		wantErr(t, err, apperr.NotFound)
 	})
 
@@ -123,6 +188,12 @@ func testClientContract(t *testing.T, e *env, c Client) {
 		if err != nil || co.Status != StatusCheckedOut || co.OrderID != ord || co.Version != 6 {
 			t.Fatalf("after checkout = %+v, %v", co, err)
 		}
+		// A retried checkout still finds the cart, and the order it became.
+		co, err = c.CheckoutView(bg, cart.ID, ada)
+		if err != nil || co.Status != StatusCheckedOut || co.OrderID != ord {
+			t.Fatalf("CheckoutView after checkout = %+v, %v", co, err)
+		}
+		wantErr(t, c.Validate(bg, cart.ID), apperr.NotFound)
 		_, err = e.s.Get(bg, ada, cart.ID)
 		wantErr(t, err, apperr.NotFound)
 		_, err = e.s.AddItem(bg, ada, cart.ID, ItemInput{VariantID: e.lamp.ID, Quantity: 1}, 0)

@@ -16,7 +16,7 @@ import (
 
 // Routes returns the carts part of the Store API (public: a cart answers to
 // its customer's token or to its X-Cart-Token, see the package comment),
-// the support view GET /admin/carts/{id} (carts:read) and the two internal
+// the support view GET /admin/carts/{id} (carts:read) and the internal
 // routes of the orders service's HTTPClient (carts:read, carts:write).
 // Handlers only do their job: the gateway wraps them with authentication,
 // authorization, idempotency, body limits and metrics when it mounts them.
@@ -35,6 +35,8 @@ func (s *Service) Routes() []httpx.Route {
 
 		{Method: http.MethodGet, Path: "/admin/carts/{id}", Permission: PermissionRead, Handler: s.handleAdminGet},
 		{Method: http.MethodGet, Path: "/admin/carts/{id}/checkout", Permission: PermissionRead, Handler: s.handleGetForCheckout},
+		{Method: http.MethodGet, Path: "/admin/carts/{id}/checkout-view", Permission: PermissionRead, Handler: s.handleCheckoutView},
+		{Method: http.MethodGet, Path: "/admin/carts/{id}/validation", Permission: PermissionRead, Handler: s.handleValidate},
 		{Method: http.MethodPost, Path: "/admin/carts/{id}/checked-out", Permission: PermissionWrite, Handler: s.handleMarkCheckedOut},
 	}
 }
@@ -351,4 +353,34 @@ func (s *Service) handleMarkCheckedOut(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.SetETag(w, c.Version)
 	httpx.JSON(w, http.StatusOK, c)
+}
+
+func (s *Service) handleCheckoutView(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	in := CheckoutViewInput{
+		CartToken:      strings.TrimSpace(r.Header.Get(httpx.HeaderCartToken)),
+		CustomerID:     q.Get("customer_id"),
+		CustomerGroups: q["customer_group"],
+	}
+	c, err := s.CheckoutView(r.Context(), r.PathValue("id"), in.caller())
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	httpx.SetETag(w, c.Version)
+	httpx.JSON(w, http.StatusOK, c)
+}
+
+// validation is the body of GET /admin/carts/{id}/validation when the cart
+// can be checked out; otherwise the answer is the problem saying why not.
+type validation struct {
+	Valid bool `json:"valid"`
+}
+
+func (s *Service) handleValidate(w http.ResponseWriter, r *http.Request) {
+	if err := s.Validate(r.Context(), r.PathValue("id")); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, validation{Valid: true})
 }

@@ -160,6 +160,11 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 
 	// The orders service's routes.
 	c.check(request{method: "GET", path: "/admin/carts/" + own.ID + "/checkout"})
+	c.check(request{method: "GET", path: "/admin/carts/" + own.ID + "/checkout-view?customer_id=cus_bob&customer_group=vip&customer_group=b2b"})
+	c.check(request{method: "GET", path: "/admin/carts/" + src.ID + "/checkout-view", token: src.CartToken})
+	c.check(request{method: "GET", path: "/admin/carts/" + own.ID + "/checkout-view"})
+	c.check(request{method: "GET", path: "/admin/carts/" + own.ID + "/validation"})
+	c.check(request{method: "GET", path: "/admin/carts/" + src.ID + "/validation"})
 	c.check(request{method: "POST", path: "/admin/carts/" + own.ID + "/checked-out", body: `{"order_id": "` + orderID() + `"}`})
 	c.check(request{method: "POST", path: "/admin/carts/" + own.ID + "/checked-out", body: `{"order_id": "` + orderID() + `"}`})
 
