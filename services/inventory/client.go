@@ -26,8 +26,8 @@ import (
 // be reached.
 //
 // Every method is idempotent, so a caller (the checkout saga) may retry any
-// of them: Reserve by its key, Release and Commit by the reservation's
-// state. *Service is the in-process implementation, *HTTPClient the remote
+// of them: Reserve by its key, Release, Commit and Restock by the
+// reservation's state. *Service is the in-process implementation, *HTTPClient the remote
 // one; one contract suite runs against both.
 type Client interface {
 	// Reserve holds stock for the lines, all or nothing; the same key
@@ -38,6 +38,10 @@ type Client interface {
 	Release(ctx context.Context, ref string) (Reservation, error)
 	// Commit turns a pending reservation into a sale for the order.
 	Commit(ctx context.Context, ref, orderID string) (Reservation, error)
+	// Restock undoes a committed reservation's sale (a cancelled order),
+	// once: later calls return it unchanged; a reservation that is not
+	// committed is a conflict.
+	Restock(ctx context.Context, ref string) (Reservation, error)
 	// GetReservation returns a reservation by id or key.
 	GetReservation(ctx context.Context, ref string) (Reservation, error)
 	// Availability tells, per SKU, what can be sold now.
@@ -127,6 +131,18 @@ func (c *HTTPClient) Commit(ctx context.Context, ref, orderID string) (Reservati
 	var r Reservation
 	if err := c.do(ctx, http.MethodPost, "/admin/reservations/"+url.PathEscape(ref)+"/commit", nil, nil, commitBody{OrderID: orderID}, &r); err != nil {
 		return Reservation{}, fmt.Errorf("commit reservation %s: %w", ref, err)
+	}
+	return r, nil
+}
+
+// Restock implements Client.
+func (c *HTTPClient) Restock(ctx context.Context, ref string) (Reservation, error) {
+	if ref == "" {
+		return Reservation{}, fmt.Errorf("restock reservation: %w", notFound("reservation", ref))
+	}
+	var r Reservation
+	if err := c.do(ctx, http.MethodPost, "/admin/reservations/"+url.PathEscape(ref)+"/restock", nil, nil, nil, &r); err != nil {
+		return Reservation{}, fmt.Errorf("restock reservation %s: %w", ref, err)
 	}
 	return r, nil
 }

@@ -149,6 +149,40 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		wantErr(t, err, apperr.NotFound)
 	})
 
+	t.Run("Restock", func(t *testing.T) {
+		sold := MustReserve(t, c, "sold", line("MUG", 1))
+		_, err := c.Restock(ctx, sold.ID)
+		wantErr(t, err, apperr.Conflict) // pending: release it instead
+		if _, err := c.Commit(ctx, sold.ID, "ord_restock"); err != nil {
+			t.Fatal(err)
+		}
+		wantLevel(t, s, "MUG", b.ID, 0, 0)
+		got, err := c.Restock(ctx, "sold")
+		if err != nil || got.State != StateCommitted || got.ID != sold.ID || *got.OrderID != "ord_restock" {
+			t.Fatalf("restock = %+v, %v", got, err)
+		}
+		again, err := c.Restock(ctx, sold.ID)
+		if err != nil || !reflect.DeepEqual(again, got) {
+			t.Fatalf("second restock = %+v, %v", again, err)
+		}
+		wantLevel(t, s, "MUG", b.ID, 1, 0) // back once, not twice
+		adjs, err := s.ListAdjustments(ctx, "MUG", b.ID, 1, "")
+		if err != nil || len(adjs.Data) != 1 || adjs.Data[0].Reason != ReasonReturned || adjs.Data[0].Delta != 1 ||
+			*adjs.Data[0].ReservationID != sold.ID || *adjs.Data[0].OrderID != "ord_restock" {
+			t.Fatalf("audit = %+v, %v", adjs.Data, err)
+		}
+		released := MustReserve(t, c, "released", line("MUG", 1))
+		if _, err := c.Release(ctx, released.ID); err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Restock(ctx, released.ID)
+		wantErr(t, err, apperr.Conflict)
+		_, err = c.Restock(ctx, "res_01JD3Q0000000000000000000A")
+		wantErr(t, err, apperr.NotFound)
+		_, err = c.Restock(ctx, "")
+		wantErr(t, err, apperr.NotFound)
+	})
+
 	t.Run("Availability", func(t *testing.T) {
 		got, err := c.Availability(ctx, []string{"SHIRT", "MUG", "PRE", "GHOST"})
 		if err != nil {

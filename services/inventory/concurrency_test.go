@@ -216,3 +216,40 @@ func BenchmarkReserveHotSKU(b *testing.B) {
 		})
 	}
 }
+
+// TestConcurrentRestocksRestockOnce: a cancelled order's sale undone by
+// several callers at once (a retried compensation racing the first one)
+// puts the units back on hand once.
+func TestConcurrentRestocksRestockOnce(t *testing.T) {
+	runStores(t, func(t *testing.T, s *Service) {
+		a := MustCreateLocation(t, s, "A", 1)
+		b := MustCreateLocation(t, s, "B", 2)
+		MustSetLevel(t, s, "R", a.ID, 2)
+		MustSetLevel(t, s, "R", b.ID, 5)
+		r := MustReserve(t, s, "ord_r/reserve", line("R", 4))
+		if _, err := s.Commit(context.Background(), r.ID, "ord_r"); err != nil {
+			t.Fatal(err)
+		}
+		if it := MustGetStock(t, s, "R"); it.OnHand != 3 || it.Reserved != 0 {
+			t.Fatalf("after the sale: %+v", it)
+		}
+		allocations := 0
+		for _, l := range r.Lines {
+			allocations += len(l.Allocations)
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				if _, err := s.Restock(context.Background(), r.Key); err != nil {
+					t.Errorf("Restock: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		wantLevel(t, s, "R", a.ID, 2, 0)
+		wantLevel(t, s, "R", b.ID, 5, 0)
+		if n := countRows(t, s, `SELECT COUNT(*) FROM inventory_adjustments WHERE reason = 'returned'`); n != allocations {
+			t.Fatalf("%d returned audit rows, want %d (one per allocation)", n, allocations)
+		}
+	})
+}

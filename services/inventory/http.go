@@ -34,6 +34,7 @@ func (s *Service) Routes() []httpx.Route {
 		{Method: http.MethodGet, Path: "/admin/reservations/{id}", Permission: PermissionRead, Handler: s.handleGetReservation},
 		{Method: http.MethodPost, Path: "/admin/reservations/{id}/release", Permission: PermissionWrite, Handler: s.handleRelease},
 		{Method: http.MethodPost, Path: "/admin/reservations/{id}/commit", Permission: PermissionWrite, Handler: s.handleCommit},
+		{Method: http.MethodPost, Path: "/admin/reservations/{id}/restock", Permission: PermissionWrite, Handler: s.handleRestock},
 
 		{Method: http.MethodGet, Path: "/store/inventory/availability", Handler: s.handleAvailability},
 	}
@@ -282,6 +283,15 @@ func (s *Service) handleCommit(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	res, err := s.Commit(r.Context(), r.PathValue("id"), body.OrderID)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, res)
+}
+
+func (s *Service) handleRestock(w http.ResponseWriter, r *http.Request) {
+	res, err := s.Restock(r.Context(), r.PathValue("id"))
 	if err != nil {
 		httpx.Error(w, r, err)
 		return

@@ -140,6 +140,8 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 		header: map[string]string{"Idempotency-Key": "ord_1:reserve"}})
 	c.check(request{method: "GET", path: "/admin/reservations/" + r.ID})
 	c.check(request{method: "POST", path: "/admin/reservations/" + r.ID + "/commit"})
+	c.check(request{method: "POST", path: "/admin/reservations/" + r.ID + "/restock"})
+	c.check(request{method: "POST", path: "/admin/reservations/" + r.ID + "/restock"})
 	c.check(request{method: "GET", path: "/admin/inventory/LIN-S/adjustments"})
 	rel := MustDecode[Reservation](t, MustStatus(t, http.StatusCreated,
 		c.check(request{method: "POST", path: "/admin/reservations", body: `{"key": "k2", "lines": [{"sku": "LIN-S", "quantity": 1}]}`})))
@@ -153,6 +155,7 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	c.check(request{method: "POST", path: "/admin/reservations", body: `{"lines": []}`, header: invalid})
 	c.check(request{method: "POST", path: "/admin/reservations/" + rel.ID + "/commit", body: `{"order_id": "ord_2"}`})
 	c.check(request{method: "POST", path: "/admin/reservations/" + r.ID + "/release"})
+	c.check(request{method: "POST", path: "/admin/reservations/" + rel.ID + "/restock"})
 	c.check(request{method: "GET", path: "/admin/reservations/res_01JD3Q0000000000000000000A"})
 	c.check(request{method: "PUT", path: "/admin/inventory/LIN-S/levels/" + a.ID, body: `{"on_hand": -1}`, header: invalid})
 	c.check(request{method: "POST", path: "/admin/stock-locations", body: `{"code": "RTM-DC", "name": "Again"}`})

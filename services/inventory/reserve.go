@@ -453,6 +453,69 @@ func (s *Service) Commit(ctx context.Context, ref, orderID string) (Reservation,
 	return out, nil
 }
 
+// Restock undoes the sale of a committed reservation whose order was
+// cancelled before anything shipped: each allocation's units go back on
+// hand at the location they were sold from, each change written to the
+// audit log (reason returned, with the reservation and order ids) and
+// announced as stock_adjusted. ref is the reservation's id or key. It is
+// idempotent: a reservation is restocked at most once (its returned audit
+// rows say so, checked under the SKU locks), and later calls return it
+// unchanged. The reservation stays committed. Errors: not_found; conflict
+// for a reservation that is not committed (a pending one is released
+// instead).
+func (s *Service) Restock(ctx context.Context, ref string) (Reservation, error) {
+	var out Reservation
+	err := s.write(ctx, func(tx *store.Tx) error {
+		r, err := findReservation(ctx, tx, ref)
+		if err != nil {
+			return err
+		}
+		if r.State != StateCommitted {
+			return apperr.New(apperr.Conflict, "reservation %s is %s, not committed; only a sale can be restocked", r.ID, r.State)
+		}
+		if err := lockItems(ctx, tx, r.skus()); err != nil {
+			return err
+		}
+		done, err := restocked(ctx, tx, r.ID)
+		if err != nil {
+			return err
+		}
+		out = r
+		if done {
+			return nil
+		}
+		now, actorName, resID := s.now(), actor(ctx), r.ID
+		var orderID *string
+		note := "sale undone"
+		if r.OrderID != nil {
+			oid := *r.OrderID
+			orderID, note = &oid, "order "+oid+" cancelled"
+		}
+		for _, a := range r.allocationsInLockOrder() {
+			after, err := restockAt(ctx, tx, a.sku, a.LocationID, a.Quantity, now)
+			if err != nil {
+				return err
+			}
+			adj := Adjustment{
+				ID: id.New(adjustmentPrefix), SKU: a.sku, LocationID: a.LocationID, Delta: a.Quantity,
+				OnHandBefore: after - a.Quantity, OnHandAfter: after, Reason: ReasonReturned, Note: note, Actor: actorName,
+				ReservationID: &resID, OrderID: orderID, CreatedAt: now,
+			}
+			if err := insertAdjustment(ctx, tx, adj); err != nil {
+				return err
+			}
+			if err := s.emit(ctx, tx, eventAdjusted(adj)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Reservation{}, fmt.Errorf("restock reservation %s: %w", ref, err)
+	}
+	return out, nil
+}
+
 // ExpireStale releases every pending reservation whose expires_at is at or
 // before now, each in its own transaction, and returns how many it
 // expired. Safe to run from several processes at once: each reservation

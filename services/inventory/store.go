@@ -412,6 +412,32 @@ func sellAt(ctx context.Context, tx *store.Tx, sku, locationID string, qty int64
 
 const adjustmentColumns = `id, sku, location_id, delta, on_hand_before, on_hand_after, reason, note, actor, reservation_id, order_id, created_at`
 
+// restockAt puts qty units back on hand at a level (a sale undone) and
+// returns its on_hand after.
+func restockAt(ctx context.Context, tx *store.Tx, sku, locationID string, qty int64, now time.Time) (int64, error) {
+	var after int64
+	err := tx.QueryRow(ctx, `UPDATE inventory_stock_levels SET on_hand = on_hand + ?, version = version + 1, updated_at = ?
+		WHERE sku = ? AND location_id = ? RETURNING on_hand`, qty, now, sku, locationID).Scan(&after)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("restock %s@%s: no such stock level", sku, locationID)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("restock %s@%s: %w", sku, locationID, err)
+	}
+	return after, nil
+}
+
+// restocked reports whether the reservation's sale was already undone.
+func restocked(ctx context.Context, q store.Querier, reservationID string) (bool, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT COUNT(*) FROM inventory_adjustments WHERE reservation_id = ? AND reason = ?`,
+		reservationID, string(ReasonReturned)).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("read restock of %s: %w", reservationID, err)
+	}
+	return n > 0, nil
+}
+
 func insertAdjustment(ctx context.Context, tx *store.Tx, a Adjustment) error {
 	var resID, orderID any
 	if a.ReservationID != nil {
