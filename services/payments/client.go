@@ -6,10 +6,22 @@
 package payments
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
+	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/money"
+	"github.com/soukhq/souk/platform/resilience"
 )
 
 // Status is a payment's state.
@@ -29,7 +41,7 @@ const (
 // CodeDeclined is the apperr code of a payment the provider declined
 // (HTTP 402); the error's Fields[0].Code is the decline code
 // ("card_declined", "insufficient_funds", "invalid_token", …).
-const CodeDeclined = "payment_declined"
+const CodeDeclined apperr.Code = "payment_declined"
 
 // Payment is one authorization and what happened to it since.
 type Payment struct {
@@ -116,4 +128,192 @@ type Client interface {
 	// unavailable while the outcome cannot be learnt yet (provider down,
 	// or the first attempt still in flight).
 	ByKey(ctx context.Context, authorizeKey string) (Payment, error)
+}
+
+// HTTPClient is Client over payments' Admin API (hc must carry credentials
+// holding orders:read, orders:write and, for Refund, orders:refund — e.g.
+// a transport adding a service API key). Every call goes through a
+// resilience policy (attempt timeout, breaker, bulkhead) and, being
+// idempotent — the operations by their key, which travels in the body and
+// as the Idempotency-Key header, the reads trivially — is retried after
+// transport failures and unavailable, rate_limited and
+// idempotency_key_in_use answers. Problem documents become *apperr.Error
+// with the remote code, message and field errors, so a decline is
+// apperr code payment_declined with Fields[0].Code the decline code, just
+// as in process.
+type HTTPClient struct {
+	base   string
+	hc     *http.Client
+	policy *resilience.Policy
+}
+
+var _ Client = (*HTTPClient)(nil)
+
+// ClientOption tunes an HTTPClient.
+type ClientOption func(*HTTPClient)
+
+// WithPolicy makes the client call through p instead of its default
+// policy (named "payments": 60 s per attempt — an authorization may take
+// the provider's retries —, 3 attempts, breaker after 5 failures).
+func WithPolicy(p *resilience.Policy) ClientOption {
+	return func(c *HTTPClient) { c.policy = p }
+}
+
+// NewHTTPClient returns a client of payments at baseURL (the gateway or
+// payments' own address). hc may be nil for a default client.
+func NewHTTPClient(baseURL string, hc *http.Client, opts ...ClientOption) *HTTPClient {
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	c := &HTTPClient{base: strings.TrimRight(baseURL, "/"), hc: hc}
+	for _, opt := range opts {
+		opt(c)
+	}
+	if c.policy == nil {
+		c.policy = resilience.MustNew(resilience.Config{Name: "payments", Timeout: 60 * time.Second, Idempotent: true})
+	}
+	return c
+}
+
+// Authorize implements Client.
+func (c *HTTPClient) Authorize(ctx context.Context, req AuthorizeRequest) (Payment, error) {
+	var p Payment
+	err := c.do(ctx, http.MethodPost, "/admin/payments/authorize", req.Key, authorizeBody{
+		Key: req.Key, OrderID: req.OrderID, Amount: req.Amount, Provider: req.Provider, Token: req.Token,
+		CustomerID: req.CustomerID, Email: req.Email,
+	}, &p)
+	if err != nil {
+		return Payment{}, fmt.Errorf("authorize payment: %w", err)
+	}
+	return p, nil
+}
+
+// Capture implements Client.
+func (c *HTTPClient) Capture(ctx context.Context, key, paymentID string, amount money.Money) (Payment, error) {
+	return c.operation(ctx, "capture", key, paymentID, &amount)
+}
+
+// Void implements Client.
+func (c *HTTPClient) Void(ctx context.Context, key, paymentID string) (Payment, error) {
+	return c.operation(ctx, "void", key, paymentID, nil)
+}
+
+// Refund implements Client.
+func (c *HTTPClient) Refund(ctx context.Context, key, paymentID string, amount money.Money) (Payment, error) {
+	return c.operation(ctx, "refund", key, paymentID, &amount)
+}
+
+func (c *HTTPClient) operation(ctx context.Context, verb, key, paymentID string, amount *money.Money) (Payment, error) {
+	if paymentID == "" {
+		return Payment{}, fmt.Errorf("%s payment: %w", verb, notFound("payment", paymentID))
+	}
+	var p Payment
+	path := "/admin/payments/" + url.PathEscape(paymentID) + "/" + verb
+	if err := c.do(ctx, http.MethodPost, path, key, operationBody{Key: key, Amount: amount}, &p); err != nil {
+		return Payment{}, fmt.Errorf("%s payment: %w", verb, err)
+	}
+	return p, nil
+}
+
+// Get implements Client.
+func (c *HTTPClient) Get(ctx context.Context, paymentID string) (Payment, error) {
+	if paymentID == "" {
+		return Payment{}, fmt.Errorf("get payment: %w", notFound("payment", paymentID))
+	}
+	var p Payment
+	if err := c.do(ctx, http.MethodGet, "/admin/payments/"+url.PathEscape(paymentID), "", nil, &p); err != nil {
+		return Payment{}, fmt.Errorf("get payment: %w", err)
+	}
+	return p, nil
+}
+
+// ByKey implements Client.
+func (c *HTTPClient) ByKey(ctx context.Context, authorizeKey string) (Payment, error) {
+	if authorizeKey == "" {
+		return Payment{}, fmt.Errorf("payment by key: %w", notFound("payment with key", authorizeKey))
+	}
+	var p Payment
+	if err := c.do(ctx, http.MethodGet, "/admin/payments/by-key/"+url.PathEscape(authorizeKey), "", nil, &p); err != nil {
+		return Payment{}, fmt.Errorf("payment by key: %w", err)
+	}
+	return p, nil
+}
+
+// do performs one call through the policy.
+func (c *HTTPClient) do(ctx context.Context, method, path, key string, body, out any) error {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return fmt.Errorf("encode payments request: %w", err)
+		}
+	}
+	return c.policy.Do(ctx, func(ctx context.Context) error {
+		var rd io.Reader
+		if payload != nil {
+			rd = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+		if err != nil {
+			return fmt.Errorf("build payments request: %w", err)
+		}
+		req.Header.Set("Accept", "application/json, application/problem+json")
+		if payload != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if key != "" && validKey(key) {
+			req.Header.Set(httpx.HeaderIdempotencyKey, key)
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return apperr.Wrap(err, apperr.Unavailable, "payments is unreachable")
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		if err != nil {
+			return apperr.Wrap(err, apperr.Unavailable, "payments' answer was cut off")
+		}
+		if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
+			if err := json.Unmarshal(raw, out); err != nil {
+				return apperr.Wrap(err, apperr.Unavailable, "payments answered with malformed JSON")
+			}
+			return nil
+		}
+		return problemError(resp, raw)
+	})
+}
+
+// problemError turns an error answer into the *apperr.Error it reports.
+func problemError(resp *http.Response, body []byte) error {
+	var p httpx.Problem
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt == "application/problem+json" && json.Unmarshal(body, &p) == nil && p.Code != "" {
+		code := p.Code
+		if code == apperr.Internal {
+			code = apperr.Unavailable // payments failed: for the caller, a dependency is down
+		}
+		return &apperr.Error{Code: code, Message: p.Detail, Fields: p.Errors,
+			Err: fmt.Errorf("payments answered %d %s", resp.StatusCode, p.Code)}
+	}
+	code := apperr.Internal
+	switch s := resp.StatusCode; {
+	case s == http.StatusBadRequest:
+		code = apperr.BadRequest
+	case s == http.StatusUnauthorized:
+		code = apperr.Unauthorized
+	case s == http.StatusPaymentRequired:
+		code = CodeDeclined
+	case s == http.StatusForbidden:
+		code = apperr.Forbidden
+	case s == http.StatusNotFound:
+		code = apperr.NotFound
+	case s == http.StatusConflict:
+		code = apperr.Conflict
+	case s == http.StatusTooManyRequests:
+		code = apperr.RateLimited
+	case s >= 500:
+		code = apperr.Unavailable
+	}
+	return &apperr.Error{Code: code, Message: fmt.Sprintf("payments answered %s", resp.Status),
+		Err: errors.New(strings.TrimSpace(string(body[:min(len(body), 200)])))}
 }
