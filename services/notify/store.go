@@ -1,0 +1,480 @@
+package notify
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/soukhq/souk/platform/store"
+)
+
+//go:embed migrations
+var migrationsFS embed.FS
+
+// Migrations creates notify's tables (emails, webhooks, deliveries). Apply
+// it with bus.Migrations (the outbox and the consumers' inbox) to notify's
+// database.
+var Migrations = store.Migrations{Name: "notify", FS: migrationsFS}
+
+// The SQL of notify. Every function takes the Querier or Tx to run in; the
+// service decides the transaction. None returns sql.ErrNoRows: a missing row
+// is an apperr NotFound, or a false "found"/"changed".
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func affected(res sql.Result, err error) (bool, error) {
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}
+
+func ptrTime(t sql.NullTime) *time.Time {
+	if !t.Valid {
+		return nil
+	}
+	u := t.Time.UTC()
+	return &u
+}
+
+// nullTime turns an optional time into a query argument.
+func nullTime(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return *t
+}
+
+// --- emails ---
+
+const emailColumns = `id, event_id, kind, reference, recipient, subject, text_body, html_body, state, attempts,
+	last_error, next_attempt_at, created_at, updated_at, sent_at`
+
+func scanEmail(r rowScanner) (Email, error) {
+	var (
+		e          Email
+		next, sent sql.NullTime
+	)
+	err := r.Scan(&e.ID, &e.EventID, &e.Kind, &e.Reference, &e.To, &e.Subject, &e.Text, &e.HTML, &e.State, &e.Attempts,
+		&e.LastError, &next, &e.CreatedAt, &e.UpdatedAt, &sent)
+	if err != nil {
+		return Email{}, err
+	}
+	e.NextAttemptAt, e.SentAt = ptrTime(next), ptrTime(sent)
+	e.CreatedAt, e.UpdatedAt = e.CreatedAt.UTC(), e.UpdatedAt.UTC()
+	return e, nil
+}
+
+// insertEmail stores e unless an email for its event exists; it reports
+// whether it inserted.
+func insertEmail(ctx context.Context, tx *store.Tx, e Email) (bool, error) {
+	return affected(tx.Exec(ctx, `INSERT INTO notify_emails (id, event_id, kind, reference, recipient, subject, text_body, html_body,
+		state, attempts, last_error, next_attempt_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+		e.ID, e.EventID, e.Kind, e.Reference, e.To, e.Subject, e.Text, e.HTML,
+		e.State, e.Attempts, e.LastError, nullTime(e.NextAttemptAt), e.CreatedAt, e.UpdatedAt))
+}
+
+func getEmail(ctx context.Context, q store.Querier, emailID string) (Email, error) {
+	e, err := scanEmail(q.QueryRow(ctx, `SELECT `+emailColumns+` FROM notify_emails WHERE id = ?`, emailID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Email{}, notFound("email", emailID)
+	}
+	if err != nil {
+		return Email{}, fmt.Errorf("read email: %w", err)
+	}
+	return e, nil
+}
+
+func emailsOfEvent(ctx context.Context, q store.Querier, eventID string) ([]Email, error) {
+	rows, err := q.Query(ctx, `SELECT `+emailColumns+` FROM notify_emails WHERE event_id = ? ORDER BY id`, eventID)
+	if err != nil {
+		return nil, fmt.Errorf("read emails: %w", err)
+	}
+	defer rows.Close()
+	var out []Email
+	for rows.Next() {
+		e, err := scanEmail(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read emails: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// dueEmails returns ids of pending emails whose attempt is due and that
+// nobody holds a lease on, oldest due first.
+func dueEmails(ctx context.Context, q store.Querier, now time.Time, limit int) ([]string, error) {
+	return ids(ctx, q, `SELECT id FROM notify_emails
+		WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+		ORDER BY next_attempt_at, id LIMIT ?`, now, now, limit)
+}
+
+// claimEmail takes a lease on a due email and counts the attempt: the
+// conditional UPDATE lets exactly one of several processes have it.
+func claimEmail(ctx context.Context, q store.Querier, emailID, owner string, now, until time.Time) (bool, error) {
+	return affected(q.Exec(ctx, `UPDATE notify_emails SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+		WHERE id = ? AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)`,
+		owner, until, now, emailID, now, now))
+}
+
+// finishEmail records an attempt's outcome if owner still holds the lease:
+// state sent or failed (next nil), or pending again at next.
+func finishEmail(ctx context.Context, q store.Querier, emailID, owner string, state EmailState, lastError string, next *time.Time, now time.Time) (bool, error) {
+	var sentAt any
+	if state == EmailSent {
+		sentAt = now
+	}
+	return affected(q.Exec(ctx, `UPDATE notify_emails SET state = ?, last_error = ?, next_attempt_at = ?, sent_at = ?,
+		lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?`,
+		state, lastError, nullTime(next), sentAt, now, emailID, owner))
+}
+
+func ids(ctx context.Context, q store.Querier, query string, args ...any) ([]string, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// --- webhooks ---
+
+const webhookColumns = `id, url, description, event_types, enabled, disabled_reason, disabled_at, consecutive_failures,
+	last_success_at, last_failure_at, version, created_at, updated_at`
+
+func scanWebhook(r rowScanner) (Webhook, error) {
+	var (
+		w                                    Webhook
+		types, reason                        string
+		disabledAt, lastSuccess, lastFailure sql.NullTime
+	)
+	err := r.Scan(&w.ID, &w.URL, &w.Description, &types, &w.Enabled, &reason, &disabledAt, &w.ConsecutiveFailures,
+		&lastSuccess, &lastFailure, &w.Version, &w.CreatedAt, &w.UpdatedAt)
+	if err != nil {
+		return Webhook{}, err
+	}
+	if err := json.Unmarshal([]byte(types), &w.EventTypes); err != nil {
+		return Webhook{}, fmt.Errorf("webhook %s: event_types: %w", w.ID, err)
+	}
+	if !w.Enabled {
+		w.DisabledReason = &reason
+	}
+	w.DisabledAt, w.LastSuccessAt, w.LastFailureAt = ptrTime(disabledAt), ptrTime(lastSuccess), ptrTime(lastFailure)
+	w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC(), w.UpdatedAt.UTC()
+	return w, nil
+}
+
+func getWebhook(ctx context.Context, q store.Querier, webhookID string) (Webhook, error) {
+	w, err := scanWebhook(q.QueryRow(ctx, `SELECT `+webhookColumns+` FROM notify_webhooks WHERE id = ?`, webhookID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Webhook{}, notFound("webhook", webhookID)
+	}
+	if err != nil {
+		return Webhook{}, fmt.Errorf("read webhook: %w", err)
+	}
+	return w, nil
+}
+
+func insertWebhook(ctx context.Context, tx *store.Tx, w Webhook, secret string) error {
+	types, err := json.Marshal(w.EventTypes)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO notify_webhooks (id, url, description, event_types, secret, enabled, version, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		w.ID, w.URL, w.Description, string(types), secret, w.Enabled, w.Version, w.CreatedAt, w.UpdatedAt)
+	return err
+}
+
+// updateWebhook writes the user-editable fields of w and its enabled state
+// if the row is still at version expected; enabling also clears the
+// failure count.
+func updateWebhook(ctx context.Context, tx *store.Tx, w Webhook, expected int64, resetFailures bool) (bool, error) {
+	types, err := json.Marshal(w.EventTypes)
+	if err != nil {
+		return false, err
+	}
+	reason := ""
+	if w.DisabledReason != nil {
+		reason = *w.DisabledReason
+	}
+	return affected(tx.Exec(ctx, `UPDATE notify_webhooks SET url = ?, description = ?, event_types = ?, enabled = ?,
+		disabled_reason = ?, disabled_at = ?,
+		consecutive_failures = CASE WHEN ? THEN 0 ELSE consecutive_failures END,
+		version = ?, updated_at = ? WHERE id = ? AND version = ?`,
+		w.URL, w.Description, string(types), w.Enabled, reason, nullTime(w.DisabledAt), resetFailures,
+		w.Version, w.UpdatedAt, w.ID, expected))
+}
+
+func deleteWebhook(ctx context.Context, tx *store.Tx, webhookID string) (bool, error) {
+	return affected(tx.Exec(ctx, `DELETE FROM notify_webhooks WHERE id = ?`, webhookID))
+}
+
+func listWebhooks(ctx context.Context, q store.Querier, afterID string, limit int) ([]Webhook, error) {
+	rows, err := q.Query(ctx, `SELECT `+webhookColumns+` FROM notify_webhooks WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list webhooks: %w", err)
+	}
+	defer rows.Close()
+	var out []Webhook
+	for rows.Next() {
+		w, err := scanWebhook(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list webhooks: %w", err)
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+// subscription is what the fan-out needs of an enabled webhook.
+type subscription struct {
+	id    string
+	types []string
+}
+
+func enabledSubscriptions(ctx context.Context, q store.Querier) ([]subscription, error) {
+	rows, err := q.Query(ctx, `SELECT id, event_types FROM notify_webhooks WHERE enabled = ? ORDER BY id`, true)
+	if err != nil {
+		return nil, fmt.Errorf("read subscriptions: %w", err)
+	}
+	defer rows.Close()
+	var out []subscription
+	for rows.Next() {
+		var (
+			sub   subscription
+			types string
+		)
+		if err := rows.Scan(&sub.id, &types); err != nil {
+			return nil, fmt.Errorf("read subscriptions: %w", err)
+		}
+		if err := json.Unmarshal([]byte(types), &sub.types); err != nil {
+			return nil, fmt.Errorf("webhook %s: event_types: %w", sub.id, err)
+		}
+		out = append(out, sub)
+	}
+	return out, rows.Err()
+}
+
+// webhookSucceeded records a successful attempt: the failure count starts
+// again. It reports whether the webhook still exists.
+func webhookSucceeded(ctx context.Context, tx *store.Tx, webhookID string, now time.Time) (bool, error) {
+	return affected(tx.Exec(ctx, `UPDATE notify_webhooks SET consecutive_failures = 0, last_success_at = ? WHERE id = ?`, now, webhookID))
+}
+
+// webhookFailed records a failed attempt; final counts a delivery that
+// ended failed. It reports whether the webhook still exists.
+func webhookFailed(ctx context.Context, tx *store.Tx, webhookID string, final bool, now time.Time) (bool, error) {
+	inc := 0
+	if final {
+		inc = 1
+	}
+	return affected(tx.Exec(ctx, `UPDATE notify_webhooks SET consecutive_failures = consecutive_failures + ?, last_failure_at = ? WHERE id = ?`,
+		inc, now, webhookID))
+}
+
+// disableWebhook disables an enabled webhook, bumping its version; false
+// when it was not enabled (any more).
+func disableWebhook(ctx context.Context, tx *store.Tx, webhookID, reason string, now time.Time) (bool, error) {
+	return affected(tx.Exec(ctx, `UPDATE notify_webhooks SET enabled = ?, disabled_reason = ?, disabled_at = ?, version = version + 1, updated_at = ?
+		WHERE id = ? AND enabled = ?`, false, reason, now, now, webhookID, true))
+}
+
+// --- deliveries ---
+
+const deliveryColumns = `id, webhook_id, event_id, event_type, status, attempts, last_status_code, last_error,
+	last_attempt_at, next_attempt_at, created_at, updated_at, completed_at`
+
+func scanDelivery(r rowScanner, extra ...any) (Delivery, error) {
+	var (
+		d                            Delivery
+		code                         sql.NullInt64
+		lastErr                      string
+		lastAttempt, next, completed sql.NullTime
+	)
+	dest := append([]any{&d.ID, &d.WebhookID, &d.EventID, &d.EventType, &d.Status, &d.Attempts, &code, &lastErr,
+		&lastAttempt, &next, &d.CreatedAt, &d.UpdatedAt, &completed}, extra...)
+	if err := r.Scan(dest...); err != nil {
+		return Delivery{}, err
+	}
+	if code.Valid {
+		c := int(code.Int64)
+		d.LastStatusCode = &c
+	}
+	if lastErr != "" {
+		d.LastError = &lastErr
+	}
+	d.LastAttemptAt, d.NextAttemptAt, d.CompletedAt = ptrTime(lastAttempt), ptrTime(next), ptrTime(completed)
+	d.CreatedAt, d.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
+	return d, nil
+}
+
+// insertDelivery stores a pending delivery unless the webhook already has
+// one for the event; it reports whether it inserted.
+func insertDelivery(ctx context.Context, tx *store.Tx, d Delivery, payload []byte, retryUntil time.Time) (bool, error) {
+	return affected(tx.Exec(ctx, `INSERT INTO notify_webhook_deliveries (id, webhook_id, event_id, event_type, payload, status,
+		attempts, next_attempt_at, retry_until, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, event_id) DO NOTHING`,
+		d.ID, d.WebhookID, d.EventID, d.EventType, string(payload), d.Status, 0, nullTime(d.NextAttemptAt), retryUntil, d.CreatedAt, d.UpdatedAt))
+}
+
+func getDelivery(ctx context.Context, q store.Querier, webhookID, deliveryID string) (Delivery, error) {
+	d, err := scanDelivery(q.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM notify_webhook_deliveries WHERE id = ? AND webhook_id = ?`,
+		deliveryID, webhookID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Delivery{}, notFound("delivery", deliveryID)
+	}
+	if err != nil {
+		return Delivery{}, fmt.Errorf("read delivery: %w", err)
+	}
+	return d, nil
+}
+
+// listDeliveries returns a webhook's deliveries newest first, before the id
+// beforeID ("" for the first page), optionally of one status.
+func listDeliveries(ctx context.Context, q store.Querier, webhookID string, status DeliveryStatus, beforeID string, limit int) ([]Delivery, error) {
+	query := `SELECT ` + deliveryColumns + ` FROM notify_webhook_deliveries WHERE webhook_id = ?`
+	args := []any{webhookID}
+	if status != "" {
+		query += ` AND status = ?`
+		args = append(args, status)
+	}
+	if beforeID != "" {
+		query += ` AND id < ?`
+		args = append(args, beforeID)
+	}
+	query += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list deliveries: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// dueDeliveries returns ids of deliveries of enabled webhooks whose attempt
+// is due and that nobody holds a lease on, oldest due first.
+func dueDeliveries(ctx context.Context, q store.Querier, now time.Time, limit int) ([]string, error) {
+	return ids(ctx, q, `SELECT d.id FROM notify_webhook_deliveries d JOIN notify_webhooks w ON w.id = d.webhook_id
+		WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?) AND w.enabled = ?
+		ORDER BY d.next_attempt_at, d.id LIMIT ?`, now, now, true, limit)
+}
+
+// claimDelivery takes a lease on a due delivery and counts the attempt:
+// the conditional UPDATE lets exactly one of several processes have it.
+func claimDelivery(ctx context.Context, q store.Querier, deliveryID, owner string, now, until time.Time) (bool, error) {
+	return affected(q.Exec(ctx, `UPDATE notify_webhook_deliveries SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+		WHERE id = ? AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)`,
+		owner, until, now, deliveryID, now, now))
+}
+
+// claimed is a delivery this process holds the lease on, with what the
+// attempt needs.
+type claimed struct {
+	Delivery
+	owner      string
+	payload    []byte
+	retryUntil time.Time
+	url        string
+	secret     string
+}
+
+func loadClaimed(ctx context.Context, q store.Querier, deliveryID, owner string) (claimed, bool, error) {
+	var (
+		c          claimed
+		payload    string
+		leaseOwner sql.NullString
+	)
+	cols := `d.id, d.webhook_id, d.event_id, d.event_type, d.status, d.attempts, d.last_status_code, d.last_error,
+		d.last_attempt_at, d.next_attempt_at, d.created_at, d.updated_at, d.completed_at`
+	d, err := scanDelivery(q.QueryRow(ctx, `SELECT `+cols+`, d.payload, d.retry_until, d.lease_owner, w.url, w.secret
+		FROM notify_webhook_deliveries d JOIN notify_webhooks w ON w.id = d.webhook_id WHERE d.id = ?`, deliveryID),
+		&payload, &c.retryUntil, &leaseOwner, &c.url, &c.secret)
+	if errors.Is(err, sql.ErrNoRows) {
+		return claimed{}, false, nil
+	}
+	if err != nil {
+		return claimed{}, false, fmt.Errorf("read delivery: %w", err)
+	}
+	if leaseOwner.String != owner {
+		return claimed{}, false, nil
+	}
+	c.Delivery, c.owner, c.payload, c.retryUntil = d, owner, []byte(payload), c.retryUntil.UTC()
+	return c, true, nil
+}
+
+// finishDelivery records an attempt's outcome if owner still holds the
+// lease. next is set for retrying, nil for succeeded and failed.
+func finishDelivery(ctx context.Context, tx *store.Tx, c claimed, status DeliveryStatus, code int, lastError string, next *time.Time, now time.Time) (bool, error) {
+	var codeArg, completed any
+	if code > 0 {
+		codeArg = code
+	}
+	if next == nil {
+		completed = now
+	}
+	return affected(tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET status = ?, last_status_code = ?, last_error = ?,
+		last_attempt_at = ?, next_attempt_at = ?, completed_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
+		WHERE id = ? AND lease_owner = ?`,
+		status, codeArg, lastError, now, nullTime(next), completed, now, c.ID, c.owner))
+}
+
+// failOutstanding fails a webhook's pending and retrying deliveries that
+// no attempt is running for (those finish on their own and, the webhook
+// being disabled, fail then).
+func failOutstanding(ctx context.Context, tx *store.Tx, webhookID, reason string, now time.Time) (int64, error) {
+	res, err := tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET status = ?, last_error = ?, next_attempt_at = NULL, completed_at = ?, updated_at = ?
+		WHERE webhook_id = ? AND next_attempt_at IS NOT NULL AND (lease_until IS NULL OR lease_until < ?)`,
+		DeliveryFailed, reason, now, now, webhookID, now)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// leased reports whether an attempt of the delivery holds a lease now.
+func leased(ctx context.Context, q store.Querier, deliveryID string, now time.Time) (bool, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT COUNT(*) FROM notify_webhook_deliveries WHERE id = ? AND lease_until IS NOT NULL AND lease_until >= ?`,
+		deliveryID, now).Scan(&n)
+	return n > 0, err
+}
+
+// scheduleNow makes a delivery due now; retryUntil, when set, also
+// replaces its retry deadline and reopens a finished delivery.
+func scheduleNow(ctx context.Context, tx *store.Tx, deliveryID string, status DeliveryStatus, retryUntil *time.Time, now time.Time) (bool, error) {
+	if retryUntil == nil {
+		return affected(tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND next_attempt_at IS NOT NULL`,
+			now, now, deliveryID))
+	}
+	return affected(tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET status = ?, next_attempt_at = ?, retry_until = ?, completed_at = NULL, updated_at = ?
+		WHERE id = ?`, status, now, *retryUntil, now, deliveryID))
+}
