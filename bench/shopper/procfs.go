@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// memory is what /proc/<pid>/status says of a process's resident memory.
+// Both are 0 where /proc is missing (the report then says so).
+type memory struct {
+	// HWM (VmHWM) is the peak resident set size since the process started:
+	// a high-water mark, never lowered.
+	HWM int64
+	// RSS (VmRSS) is the resident set size when it was read.
+	RSS int64
+}
+
+// readMemory reads pid's VmHWM and VmRSS.
+func readMemory(pid int) memory {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memory{}
+	}
+	return parseStatus(string(b))
+}
+
+// parseStatus picks VmHWM and VmRSS out of a /proc/<pid>/status text.
+func parseStatus(s string) memory {
+	var m memory
+	for line := range strings.Lines(s) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmHWM" && k != "VmRSS") {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) != 2 || f[1] != "kB" {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		if k == "VmHWM" {
+			m.HWM = n * 1024
+		} else {
+			m.RSS = n * 1024
+		}
+	}
+	return m
+}
+
+// clockTick is the unit of the CPU times in /proc/<pid>/stat (USER_HZ),
+// which Linux fixes at 100 per second on every architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// processCPU is the CPU time (user + system) pid has used so far, 0 when
+// unknown.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU reads utime + stime (fields 14 and 15) of a /proc/<pid>/stat
+// line. The command name (field 2) may hold spaces and parentheses, so
+// fields are counted from the last ')'.
+func parseStatCPU(s string) time.Duration {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime is field 14, stime field 15.
+	if len(f) < 13 {
+		return 0
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(u+st) * clockTick
+}

@@ -1,0 +1,473 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// The issue's targets, on a 2-core machine with the embedded topology.
+const (
+	targetCores           = 2
+	targetCheckoutP95     = 50 * time.Millisecond // at targetCheckoutLevel VUs
+	targetCheckoutLevel   = 8
+	targetOrdersPerSec    = 300.0 // at targetThroughputLevel VUs, with zero errors
+	targetThroughputLevel = 32
+)
+
+// report is one run of the benchmark.
+type report struct {
+	Command      string
+	Started      time.Time
+	Code         string // what was measured: commit and tree state, or a binary
+	Machine      machineFacts
+	Warmup       time.Duration
+	Duration     time.Duration
+	PollDeadline time.Duration
+	Fresh        bool
+	Topologies   []*topologyResult
+	LoadBefore   string
+	LoadAfter    string
+}
+
+// topologyResult holds one topology's levels.
+type topologyResult struct {
+	Name     string
+	Infra    string   // what souk ran on
+	Args     []string // souk's arguments, random parts elided
+	Variants int      // how many variants the carts drew from
+	Levels   []*levelResult
+}
+
+func (r *report) errors() int {
+	n := 0
+	for _, t := range r.Topologies {
+		for _, l := range t.Levels {
+			n += l.ErrorCount()
+		}
+	}
+	return n
+}
+
+func (r *report) level(topology string, vus int) *levelResult {
+	for _, t := range r.Topologies {
+		if t.Name != topology {
+			continue
+		}
+		for _, l := range t.Levels {
+			if l.Concurrency == vus {
+				return l
+			}
+		}
+	}
+	return nil
+}
+
+// targetCheck is one target of the issue with what was measured.
+type targetCheck struct {
+	Target     string
+	Measured   string
+	Met        bool
+	Measurable bool // false: the level was not run
+}
+
+// targets compares the run with the issue's targets.
+func (r *report) targets() []targetCheck {
+	out := []targetCheck{{
+		Target: fmt.Sprintf("embedded, %d VUs: checkout p95 under %s", targetCheckoutLevel, fmtDur(targetCheckoutP95)),
+	}, {
+		Target: fmt.Sprintf("embedded, %d VUs: at least %.0f completed flows/s with zero errors", targetThroughputLevel, targetOrdersPerSec),
+	}}
+	if l := r.level(topoEmbedded, targetCheckoutLevel); l != nil {
+		p95 := percentile(l.Checkout, 0.95)
+		out[0].Measurable = true
+		out[0].Met = l.Completed > 0 && p95 < targetCheckoutP95
+		out[0].Measured = "p95 " + fmtDur(p95)
+		if l.Completed == 0 {
+			out[0].Measured = "no checkout completed"
+		}
+		if n := l.ErrorCount(); n > 0 {
+			out[0].Measured += fmt.Sprintf(" (%d errors)", n)
+		}
+	}
+	if l := r.level(topoEmbedded, targetThroughputLevel); l != nil {
+		out[1].Measurable = true
+		out[1].Met = l.OrdersPerSecond() >= targetOrdersPerSec && l.ErrorCount() == 0
+		out[1].Measured = fmt.Sprintf("%.1f flows/s, %d errors", l.OrdersPerSecond(), l.ErrorCount())
+	}
+	return out
+}
+
+// Markers delimit the generated part of a results file, so that prose
+// written around it survives a re-run with -o.
+const (
+	beginMarker = "<!-- shopper:begin -->"
+	endMarker   = "<!-- shopper:end -->"
+)
+
+// sectionHeader goes above the markers when -o finds none: what the
+// generated block means. Edit it in the file; re-runs keep it.
+const sectionHeader = `# Shopper flow under load
+
+## What is measured, and why
+
+The whole purchase path of ` + "`souk serve --demo`" + `, as shoppers drive it: each
+virtual user (VU), back to back (closed loop), runs
+
+1. ` + "`POST /store/carts {currency: EUR}`" + `,
+2. two ` + "`POST /store/carts/{id}/items`" + ` with two different variants, quantity 1,
+3. ` + "`PATCH /store/carts/{id}`" + ` with an e-mail and an NL shipping address,
+4. ` + "`GET /store/carts/{id}/shipping-methods`" + `, then ` + "`PATCH`" + ` with the first one,
+5. ` + "`POST /store/carts/{id}/checkout {payment: {provider: test, token: tok_visa}}`" + `
+   with ` + "`X-Cart-Token`" + ` and a fresh ` + "`Idempotency-Key`" + `.
+
+A flow is **completed** when the checkout answers 201 with ` + "`status: confirmed`" + `;
+the throughput is completed orders per second of the measured window. A 202
+` + "`processing`" + ` is counted apart: the VU polls ` + "`GET /store/orders/{id}`" + ` (cart
+token) until the order is confirmed, and that time is reported separately.
+Any other answer is an error, listed by step, status and problem code.
+Latencies are of completed flows only: the checkout call alone, and the whole
+flow from the first request sent to the checkout answer read (nearest-rank
+percentiles over every flow of the window).
+
+How ` + "`go run ./bench/shopper`" + ` does it (source: ` + "`bench/shopper/`" + `):
+
+- builds ` + "`./cmd/souk`" + `, starts ` + "`souk serve --demo --addr 127.0.0.1:<free port>\n  --data-dir <tmp> --log-level warn`" + ` — with ` + "`-topology postgres`" + ` also
+  ` + "`--database-url`" + ` of a database created for the run and
+  ` + "`--nats-url`/`--bus-stream`/`--bus-subject-prefix`" + ` naming streams of its own
+  (both removed at the end); waits for ` + "`/readyz`" + `;
+- picks in-stock EUR-priced variants spread over the demo products and raises
+  every stock level of their SKUs to 1,000,000 with the admin API, so stock
+  never runs out (an ` + "`out_of_stock`" + ` would be an error, not a result);
+- per level: a warm-up, then the measured window; souk's peak memory is its
+  ` + "`VmHWM`" + ` (peak resident set) read from ` + "`/proc`" + ` after the level, next to
+  its ` + "`VmRSS`" + ` at that moment, and its CPU time during the window;
+- load only goes to 127.0.0.1; souk is stopped and its data removed on exit,
+  Ctrl-C included. The load generator shares the machine's cores with souk
+  (and, for postgres, with PostgreSQL and NATS): its CPU is reported too.
+
+Targets (the issue, 2-core machine, embedded): checkout p95 under 50 ms at 8
+VUs; at least 300 completed flows/s at 32 VUs with zero errors. They are
+printed with the measured value, never asserted in a test.
+
+## Results
+
+`
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("%s\n\n", beginMarker)
+	p("Command (from the repository root):\n\n```sh\n%s\n```\n\n", r.Command)
+	p("- Run: %s, souk %s\n", r.Started.Format("2006-01-02 15:04 MST"), r.Code)
+	m := r.Machine
+	p("- Machine: %s/%s, %s, NumCPU %d, GOMAXPROCS %d%s, %s RAM, kernel %s, %s\n",
+		runtime.GOOS, runtime.GOARCH, m.CPUModel, m.NumCPU, m.GOMAXPROCS, m.GOMAXPROCSEnv, fmtBytes(m.Memory), m.Kernel, m.GoVersion)
+	if r.LoadBefore != "" {
+		p("- Load average (1/5/15 min) before → after: %s → %s\n", r.LoadBefore, r.LoadAfter)
+	}
+	fresh := "a fresh souk (new data) per level, so each level's peak memory is its own (start-up and demo seeding included)"
+	if !r.Fresh {
+		fresh = "one souk per topology for all levels in the order shown: peak memory (VmHWM) is the high-water mark up to that level"
+	}
+	p("- Load: closed loop, %s warm-up then %s measured per level; %s; a 202 is polled for at most %s\n",
+		r.Warmup, r.Duration, fresh, r.PollDeadline)
+	for _, t := range r.Topologies {
+		p("- %s: `souk %s` — %s; carts draw 2 different variants of %d\n", t.Name, strings.Join(t.Args, " "), t.Infra, t.Variants)
+	}
+
+	for _, t := range r.Topologies {
+		p("\n### %s\n\n", t.Name)
+		p("| VUs | completed orders/s | completed | checkout p50 / p95 / p99 | flow p50 / p95 / p99 | 202 → confirmed (p95) | errors | souk peak RSS (VmHWM) | souk RSS after | souk CPU | load-gen CPU |\n")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, l := range t.Levels {
+			processing := "0"
+			if l.Processing > 0 {
+				processing = fmt.Sprintf("%d (%s)", l.Processing, fmtDur(percentile(l.UntilConfirmed, 0.95)))
+			}
+			errs := fmt.Sprint(l.ErrorCount())
+			if l.ErrorCount() > 0 {
+				errs = "**" + errs + "**"
+			}
+			p("| %d | **%.1f** | %d | %s | %s | %s | %s | %s | %s | %.2f cores | %.2f cores |\n",
+				l.Concurrency, l.OrdersPerSecond(), l.Completed,
+				fmtTriple(l.Checkout), fmtTriple(l.Flow), processing, errs,
+				fmtBytes(l.Memory.HWM), fmtBytes(l.Memory.RSS), l.cores(l.SoukCPU), l.cores(l.ClientCPU))
+		}
+	}
+
+	p("\n### Targets\n\n| target (the issue; %d-core machine) | measured | verdict |\n|---|---|---|\n", targetCores)
+	for _, tc := range r.targets() {
+		verdict := "met"
+		switch {
+		case !tc.Measurable:
+			verdict, tc.Measured = "not measured", "—"
+		case !tc.Met:
+			verdict = "**not met**"
+		}
+		if tc.Measurable && r.Machine.NumCPU != targetCores {
+			verdict += fmt.Sprintf(" (on %d cores, not %d)", r.Machine.NumCPU, targetCores)
+		}
+		p("| %s | %s | %s |\n", tc.Target, tc.Measured, verdict)
+	}
+
+	p("\n<details><summary>Every step, and every error</summary>\n\n")
+	p("Latency of each call in completed flows (p50 / p95 / p99):\n\n")
+	p("| topology | VUs |")
+	for s := range numSteps {
+		p(" %s |", stepNames[s])
+	}
+	p("\n|---|---:|%s\n", strings.Repeat("---:|", int(numSteps)))
+	for _, t := range r.Topologies {
+		for _, l := range t.Levels {
+			p("| %s | %d |", t.Name, l.Concurrency)
+			for s := range numSteps {
+				p(" %s |", fmtTriple(l.Steps[s]))
+			}
+			p("\n")
+		}
+	}
+	p("\nFlows outside the window (not in the figures above): ")
+	var outside []string
+	for _, t := range r.Topologies {
+		for _, l := range t.Levels {
+			outside = append(outside, fmt.Sprintf("%s/%d: %d in warm-up, %d after, %d connections", t.Name, l.Concurrency, l.WarmupFlows, l.Late, l.Conns))
+		}
+	}
+	p("%s.\n\n", strings.Join(outside, "; "))
+	if r.errors() == 0 {
+		p("No errors.\n")
+	} else {
+		p("| topology | VUs | failure | count | of which in warm-up | first answer |\n|---|---:|---|---:|---:|---|\n")
+		for _, t := range r.Topologies {
+			for _, l := range t.Levels {
+				for _, e := range l.sortedErrors() {
+					p("| %s | %d | %s | %d | %d | `%s` |\n", t.Name, l.Concurrency, e.Key, e.Count, e.InWarmup, mdCode(e.Example))
+				}
+			}
+		}
+	}
+	p("\n</details>\n\n%s\n", endMarker)
+	return b.String()
+}
+
+// mdCode makes s safe inside a one-line Markdown code span in a table.
+func mdCode(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	s = strings.ReplaceAll(s, "`", "'")
+	s = strings.ReplaceAll(s, "|", "\\|")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// writeReport writes md (a block from beginMarker to endMarker) to path:
+// in place of the marked block when the file has one; otherwise appended
+// under sectionHeader, to the file or to a new one.
+func writeReport(path, md string) error {
+	md = strings.TrimSuffix(md, "\n")
+	old, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return os.WriteFile(path, []byte(sectionHeader+md+"\n"), 0o644)
+	case err != nil:
+		return err
+	}
+	i := bytes.Index(old, []byte(beginMarker))
+	j := bytes.Index(old, []byte(endMarker))
+	var out bytes.Buffer
+	if i >= 0 && j > i {
+		out.Write(old[:i])
+		out.WriteString(md)
+		out.Write(old[j+len(endMarker):])
+	} else {
+		out.Write(bytes.TrimRight(old, "\n"))
+		if len(out.Bytes()) > 0 {
+			out.WriteString("\n\n")
+		}
+		out.WriteString(sectionHeader)
+		out.WriteString(md)
+		out.WriteString("\n")
+	}
+	return os.WriteFile(path, out.Bytes(), 0o644)
+}
+
+// percentile returns the q-quantile (0 < q ≤ 1) of sorted by the
+// nearest-rank method: the smallest value with at least q of the samples
+// at or below it; 0 when there are none.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(q*float64(len(sorted)) + 0.999999999)
+	rank = min(max(rank, 1), len(sorted))
+	return sorted[rank-1]
+}
+
+// fmtTriple is "p50 / p95 / p99" of sorted latencies, "—" without any.
+func fmtTriple(sorted []time.Duration) string {
+	if len(sorted) == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%s / %s / %s", fmtDur(percentile(sorted, 0.50)), fmtDur(percentile(sorted, 0.95)), fmtDur(percentile(sorted, 0.99)))
+}
+
+// fmtDur prints a latency in milliseconds with three significant figures.
+func fmtDur(d time.Duration) string {
+	ms := float64(d) / float64(time.Millisecond)
+	switch {
+	case ms >= 100:
+		return fmt.Sprintf("%.0f ms", ms)
+	case ms >= 10:
+		return fmt.Sprintf("%.1f ms", ms)
+	default:
+		return fmt.Sprintf("%.2f ms", ms)
+	}
+}
+
+// fmtBytes prints a size in MiB (GiB from 10 GiB), "n/a" when unknown.
+func fmtBytes(n int64) string {
+	switch {
+	case n <= 0:
+		return "n/a"
+	case n >= 10<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	default:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	}
+}
+
+// machineFacts describe where the numbers were taken.
+type machineFacts struct {
+	NumCPU        int
+	GOMAXPROCS    int
+	GOMAXPROCSEnv string
+	GoVersion     string
+	Kernel        string
+	CPUModel      string
+	Memory        int64 // bytes of RAM, 0 when unknown
+}
+
+func machine() machineFacts {
+	m := machineFacts{
+		NumCPU:     runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		GoVersion:  runtime.Version(),
+		Kernel:     "unknown",
+		CPUModel:   "unknown CPU",
+	}
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		m.GOMAXPROCSEnv = " ($GOMAXPROCS=" + v + ", souk too)"
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			var kb int64
+			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+				m.Memory = kb * 1024
+				break
+			}
+		}
+	}
+	return m
+}
+
+// loadAverage is the 1, 5 and 15 minute load average where the OS shows it.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// sourceState names the commit the binary was built from and whether the
+// tree had changes on top of it (untracked files included: they are built).
+func sourceState(ctx context.Context, root string) string {
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", root}, args...)...)
+		// Never take index.lock: others commit in the same checkout.
+		cmd.Env = append(os.Environ(), "GIT_OPTIONAL_LOCKS=0")
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	head, err := git("rev-parse", "--short=12", "HEAD")
+	if err != nil {
+		return "built from a tree outside git"
+	}
+	state := "built from commit " + head
+	if st, err := git("status", "--porcelain"); err == nil && st != "" {
+		state += " plus uncommitted changes"
+	}
+	return state
+}
+
+// commandLine is how this run was invoked, as a command to paste.
+func commandLine(args []string) string {
+	prog := "go run ./bench/shopper"
+	if exe, err := os.Executable(); err == nil && !strings.Contains(exe, "go-build") {
+		prog = filepath.Base(os.Args[0])
+	}
+	parts := []string{prog}
+	for _, a := range args {
+		parts = append(parts, shellQuote(redactPassword(a)))
+	}
+	return strings.Join(parts, " ")
+}
+
+// redactPassword hides the password of an argument that is a URL with one
+// (-postgres-url=postgres://user:secret@…), so the report can be shared.
+func redactPassword(arg string) string {
+	name, raw, hasName := "", arg, false
+	if strings.HasPrefix(arg, "-") {
+		name, raw, hasName = strings.Cut(arg, "=")
+		if !hasName {
+			return arg
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return arg
+	}
+	if _, ok := u.User.Password(); !ok {
+		return arg
+	}
+	u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	if hasName {
+		return name + "=" + u.String()
+	}
+	return u.String()
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
