@@ -47,6 +47,7 @@ type levelResult struct {
 	SoukCPU        time.Duration // souk's CPU time during the window
 	ClientCPU      time.Duration // this process's CPU time during the window
 	Memory         memory        // souk's, read after the level
+	LoadRSS        int64         // souk's largest sampled VmRSS during warm-up and window
 	Fresh          bool          // souk was started for this level alone
 }
 
@@ -96,6 +97,9 @@ func (r *levelResult) cores(cpu time.Duration) float64 {
 	return cpu.Seconds() / r.Window.Seconds()
 }
 
+// rssSampleEvery is how often souk's resident set is sampled under load.
+const rssSampleEvery = 100 * time.Millisecond
+
 // vu is one virtual user's tally; merged after the level.
 type vu struct {
 	flow, checkout, untilConfirmed []time.Duration
@@ -144,6 +148,24 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 		res.ClientCPU = selfCPU() - self0
 	})
 
+	// souk's resident set, sampled through warm-up and window: VmHWM alone
+	// would also hold the start-up's peak (the demo seeding).
+	samplerDone := make(chan struct{})
+	if cfg.PID > 0 {
+		cpuWG.Go(func() {
+			tick := time.NewTicker(rssSampleEvery)
+			defer tick.Stop()
+			for {
+				res.LoadRSS = max(res.LoadRSS, readMemory(cfg.PID).RSS)
+				select {
+				case <-samplerDone:
+					return
+				case <-tick.C:
+				}
+			}
+		})
+	}
+
 	users := make([]*vu, cfg.Concurrency)
 	seed := uint64(time.Now().UnixNano())
 	var wg sync.WaitGroup
@@ -154,6 +176,7 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 		wg.Go(func() { u.loop(ctx, c, cfg, i, rng, measureStart, measureEnd) })
 	}
 	wg.Wait()
+	close(samplerDone)
 	cpuWG.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -308,7 +308,7 @@ func TestTargets(t *testing.T) {
 
 func TestMarkdown(t *testing.T) {
 	l8 := level(8, 100, 20*time.Millisecond, 0)
-	l8.Memory = memory{HWM: 300 << 20, RSS: 120 << 20}
+	l8.Memory, l8.LoadRSS = memory{HWM: 300 << 20, RSS: 120 << 20}, 150<<20
 	l8.SoukCPU, l8.ClientCPU = 15*time.Second, 4*time.Second
 	l8.Processing, l8.UntilConfirmed = 2, ms(80, 90)
 	r := report{
@@ -322,7 +322,7 @@ func TestMarkdown(t *testing.T) {
 	for _, want := range []string{
 		beginMarker + "\n", "\n" + endMarker + "\n",
 		"```sh\ngo run ./bench/shopper -c 8,32\n```",
-		"| 8 | **10.0** | 100 | 20.0 ms / 20.0 ms / 20.0 ms | 60.0 ms / 60.0 ms / 60.0 ms | 2 (90.0 ms) | 0 | 300 MiB | 120 MiB | 1.50 cores | 0.40 cores |",
+		"| 8 | **10.0** | 100 | 20.0 ms / 20.0 ms / 20.0 ms | 60.0 ms / 60.0 ms / 60.0 ms | 2 (90.0 ms) | 0 | 150 MiB | 300 MiB | 120 MiB | 1.50 cores | 0.40 cores |",
 		"| 32 | **200.0** | 2000 |",
 		"| embedded, 8 VUs: checkout p95 under 50.0 ms | p95 20.0 ms | met |",
 		"| embedded, 32 VUs: at least 300 completed flows/s with zero errors | 200.0 flows/s, 3 errors | **not met** |",
@@ -557,6 +557,9 @@ func TestRunLevel(t *testing.T) {
 	}
 	if res.Conns < 1 || res.Conns > 6 {
 		t.Errorf("%d connections for 3 users: keep-alive not working", res.Conns)
+	}
+	if res.LoadRSS <= 0 && readMemory(os.Getpid()).RSS > 0 {
+		t.Error("resident set not sampled")
 	}
 	if p := percentile(res.Checkout, 1); p > percentile(res.Flow, 1) {
 		t.Errorf("slowest checkout %v > slowest flow %v", p, percentile(res.Flow, 1))

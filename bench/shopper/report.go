@@ -148,9 +148,11 @@ How ` + "`go run ./bench/shopper`" + ` does it (source: ` + "`bench/shopper/`" +
 - picks in-stock EUR-priced variants spread over the demo products and raises
   every stock level of their SKUs to 1,000,000 with the admin API, so stock
   never runs out (an ` + "`out_of_stock`" + ` would be an error, not a result);
-- per level: a warm-up, then the measured window; souk's peak memory is its
-  ` + "`VmHWM`" + ` (peak resident set) read from ` + "`/proc`" + ` after the level, next to
-  its ` + "`VmRSS`" + ` at that moment, and its CPU time during the window;
+- per level: a warm-up, then the measured window. Memory, from ` + "`/proc/<pid>/status`" + `:
+  souk's peak resident set under load (` + "`VmRSS`" + ` sampled every 100 ms through
+  warm-up and window), its ` + "`VmHWM`" + ` (the kernel's high-water mark since start,
+  so start-up and demo seeding are in it) and its ` + "`VmRSS`" + ` after the level;
+  also souk's CPU time during the window;
 - load only goes to 127.0.0.1; souk is stopped and its data removed on exit,
   Ctrl-C included. The load generator shares the machine's cores with souk
   (and, for postgres, with PostgreSQL and NATS): its CPU is reported too.
@@ -181,14 +183,15 @@ func (r *report) markdown() string {
 	}
 	p("- Load: closed loop, %s warm-up then %s measured per level; %s; a 202 is polled for at most %s\n",
 		r.Warmup, r.Duration, fresh, r.PollDeadline)
+	p("- Memory: *peak RSS under load* is the largest VmRSS of souk sampled every %s through warm-up and window; *VmHWM* is the kernel's peak since souk started (start-up included); *RSS after* is VmRSS after the level; CPU is per wall second of the window\n", rssSampleEvery)
 	for _, t := range r.Topologies {
 		p("- %s: `souk %s` — %s; carts draw 2 different variants of %d\n", t.Name, strings.Join(t.Args, " "), t.Infra, t.Variants)
 	}
 
 	for _, t := range r.Topologies {
 		p("\n### %s\n\n", t.Name)
-		p("| VUs | completed orders/s | completed | checkout p50 / p95 / p99 | flow p50 / p95 / p99 | 202 → confirmed (p95) | errors | souk peak RSS (VmHWM) | souk RSS after | souk CPU | load-gen CPU |\n")
-		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("| VUs | completed orders/s | completed | checkout p50 / p95 / p99 | flow p50 / p95 / p99 | 202 → confirmed (p95) | errors (warm-up incl.) | souk peak RSS under load | souk VmHWM | souk RSS after | souk CPU | load-gen CPU |\n")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, l := range t.Levels {
 			processing := "0"
 			if l.Processing > 0 {
@@ -198,10 +201,10 @@ func (r *report) markdown() string {
 			if l.ErrorCount() > 0 {
 				errs = "**" + errs + "**"
 			}
-			p("| %d | **%.1f** | %d | %s | %s | %s | %s | %s | %s | %.2f cores | %.2f cores |\n",
+			p("| %d | **%.1f** | %d | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %.2f cores |\n",
 				l.Concurrency, l.OrdersPerSecond(), l.Completed,
 				fmtTriple(l.Checkout), fmtTriple(l.Flow), processing, errs,
-				fmtBytes(l.Memory.HWM), fmtBytes(l.Memory.RSS), l.cores(l.SoukCPU), l.cores(l.ClientCPU))
+				fmtBytes(l.LoadRSS), fmtBytes(l.Memory.HWM), fmtBytes(l.Memory.RSS), l.cores(l.SoukCPU), l.cores(l.ClientCPU))
 		}
 	}
 
