@@ -1,0 +1,236 @@
+package payments
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/money"
+	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/store/storetest"
+)
+
+// testMigrations is what the payments database carries in production.
+var testMigrations = []store.Migrations{bus.Migrations, Migrations}
+
+// testConfig is a configuration whose waits are short: a provider call
+// attempt times out after 50 ms, tok_slow takes 10 ms.
+func testConfig() Config {
+	return Config{Timeout: 50 * time.Millisecond, TestProviderSlowDelay: 10 * time.Millisecond}
+}
+
+// fixture is a service on a fresh database with its test provider and
+// clock at hand.
+type fixture struct {
+	*Service
+	tp    *TestProvider
+	clock *clock
+}
+
+// newFixture returns payments on db with the test provider as primary.
+func newFixture(t testing.TB, db *store.DB, cfg Config, opts ...Option) fixture {
+	t.Helper()
+	clk := newClock()
+	tp := NewTestProvider(cfg.TestProviderSlowDelay)
+	if cfg.TestProviderSlowDelay == 0 {
+		tp = NewTestProvider(DefaultTestProviderSlowDelay)
+	}
+	s, err := New(db, bus.NewOutbox(nil), nil, cfg, append([]Option{WithProvider(tp), WithClock(clk.Now)}, opts...)...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return fixture{Service: s, tp: tp, clock: clk}
+}
+
+// runStores runs test against fresh payments on every engine.
+func runStores(t *testing.T, test func(t *testing.T, f fixture), opts ...Option) {
+	t.Helper()
+	storetest.Run(t, testMigrations, func(t *testing.T, db *store.DB) {
+		test(t, newFixture(t, db, testConfig(), opts...))
+	})
+}
+
+// MustNewSQLite returns a fixture on a fresh SQLite database.
+func MustNewSQLite(t testing.TB, opts ...Option) fixture {
+	t.Helper()
+	return newFixture(t, storetest.MustOpen(t, store.SQLite, testMigrations...), testConfig(), opts...)
+}
+
+// clock is a test clock that moves only when told.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func eur(amount int64) money.Money { return money.New(amount, "EUR") }
+
+func authReq(key, token string, amount int64) AuthorizeRequest {
+	return AuthorizeRequest{Key: key, OrderID: "ord_" + key, Amount: eur(amount), Token: token, CustomerID: "cus_1", Email: "ada@example.com"}
+}
+
+func MustAuthorize(t testing.TB, c Client, key string, amount int64) Payment {
+	t.Helper()
+	p, err := c.Authorize(context.Background(), authReq(key, TokenVisa, amount))
+	if err != nil {
+		t.Fatalf("Authorize(%s): %v", key, err)
+	}
+	return p
+}
+
+func MustCapture(t testing.TB, c Client, key, paymentID string, amount int64) Payment {
+	t.Helper()
+	p, err := c.Capture(context.Background(), key, paymentID, eur(amount))
+	if err != nil {
+		t.Fatalf("Capture(%s): %v", key, err)
+	}
+	return p
+}
+
+// wantErr fails unless err carries code and, when fields are given, names
+// each of them among its field errors.
+func wantErr(t testing.TB, err error, code apperr.Code, fields ...string) *apperr.Error {
+	t.Helper()
+	if !apperr.Is(err, code) {
+		t.Fatalf("err = %v, want code %s", err, code)
+	}
+	var e *apperr.Error
+	errors.As(err, &e)
+	var got []string
+	for _, f := range e.Fields {
+		got = append(got, f.Field)
+	}
+	for _, f := range fields {
+		if !slices.Contains(got, f) {
+			t.Errorf("err fields = %v, want %q among them (err: %v)", got, f, err)
+		}
+	}
+	return e
+}
+
+// wantDeclined fails unless err is payment_declined with the decline code.
+func wantDeclined(t testing.TB, err error, code string) {
+	t.Helper()
+	e := wantErr(t, err, CodeDeclined)
+	if len(e.Fields) == 0 || e.Fields[0].Code != code {
+		t.Fatalf("decline fields = %+v, want Fields[0].Code %q", e.Fields, code)
+	}
+}
+
+// opState reads an operation's state as it is in the database.
+func opState(t testing.TB, s *Service, key string) OpState {
+	t.Helper()
+	o, found, err := getOp(context.Background(), s.db, key)
+	if err != nil || !found {
+		t.Fatalf("operation %s: found %v, %v", key, found, err)
+	}
+	return o.State
+}
+
+func countRows(t testing.TB, s *Service, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// outboxTypes lists the event types in the outbox for an aggregate, in order.
+func outboxTypes(t testing.TB, s *Service, aggregateID string) []string {
+	t.Helper()
+	rows, err := s.db.Query(context.Background(), `SELECT event_type FROM souk_outbox WHERE aggregate_id = ? ORDER BY seq`, aggregateID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var typ string
+		if err := rows.Scan(&typ); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, strings.TrimSuffix(strings.TrimPrefix(typ, "souk.payments."), ".v1"))
+	}
+	return out
+}
+
+// --- HTTP ---
+
+// mount serves the routes on a plain ServeMux, without the gateway's
+// middleware: what the tests need to reach the handlers.
+func mount(routes []httpx.Route) *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, r := range routes {
+		mux.HandleFunc(r.Pattern(), r.Handler)
+	}
+	return mux
+}
+
+// request is one HTTP exchange of a test.
+type request struct {
+	method, path, body string
+	header             map[string]string
+}
+
+func (rq request) build() *http.Request {
+	var r *http.Request
+	if rq.body != "" {
+		r = httptest.NewRequest(rq.method, rq.path, strings.NewReader(rq.body))
+		r.Header.Set("Content-Type", "application/json")
+	} else {
+		r = httptest.NewRequest(rq.method, rq.path, nil)
+	}
+	for k, v := range rq.header {
+		r.Header.Set(k, v)
+	}
+	return r
+}
+
+func serve(h http.Handler, rq request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, rq.build())
+	return w
+}
+
+// MustServe performs the request and fails unless the status is want.
+func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.ResponseRecorder {
+	t.Helper()
+	w := serve(h, rq)
+	if w.Code != want {
+		t.Fatalf("%s %s = %d, want %d\n%s", rq.method, rq.path, w.Code, want, w.Body)
+	}
+	return w
+}
+
+func MustDecode[T any](t testing.TB, w *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+		t.Fatalf("decode %T: %v\n%s", v, err, w.Body)
+	}
+	return v
+}
