@@ -234,3 +234,28 @@ func MustDecode[T any](t testing.TB, w *httptest.ResponseRecorder) T {
 	}
 	return v
 }
+
+// wantProblem checks a problem+json answer: status, code and field names.
+func wantProblem(t testing.TB, w *httptest.ResponseRecorder, status int, code string, fields ...string) httpx.Problem {
+	t.Helper()
+	if w.Code != status {
+		t.Fatalf("status = %d, want %d\n%s", w.Code, status, w.Body)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	p := MustDecode[httpx.Problem](t, w)
+	if string(p.Code) != code {
+		t.Fatalf("code = %q, want %q\n%s", p.Code, code, w.Body)
+	}
+	var got []string
+	for _, f := range p.Errors {
+		got = append(got, f.Field)
+	}
+	for _, f := range fields {
+		if !slices.Contains(got, f) {
+			t.Errorf("problem fields = %v, want %q among them", got, f)
+		}
+	}
+	return p
+}
