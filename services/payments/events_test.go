@@ -1,0 +1,175 @@
+package payments
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/store/storetest"
+)
+
+// eventTypes is every event payments publishes.
+var eventTypes = []string{EventPaymentAuthorized, EventPaymentFailed, EventPaymentCaptured, EventPaymentVoided,
+	EventPaymentRefunded, EventProviderSwitched}
+
+// MustCompileEventSchemas compiles api/events/<type>.json for every type.
+func MustCompileEventSchemas(t testing.TB) map[string]*jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	out := map[string]*jsonschema.Schema{}
+	for _, typ := range eventTypes {
+		path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sch, err := c.Compile(path)
+		if err != nil {
+			t.Fatalf("compile schema of %s: %v", typ, err)
+		}
+		out[typ] = sch
+	}
+	return out
+}
+
+type outboxRow struct {
+	typ, aggregate string
+	payload        []byte
+}
+
+func outboxRows(t testing.TB, s *Service) []outboxRow {
+	t.Helper()
+	rows, err := s.db.Query(context.Background(), `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []outboxRow
+	for rows.Next() {
+		var r outboxRow
+		var payload string
+		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
+			t.Fatal(err)
+		}
+		r.payload = []byte(payload)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func validate(t testing.TB, sch *jsonschema.Schema, payload []byte) error {
+	t.Helper()
+	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(payload)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch.Validate(inst)
+}
+
+// TestEventsMatchTheirSchemas drives payments through every kind of
+// change, then validates each outbox row against its event's JSON Schema.
+func TestEventsMatchTheirSchemas(t *testing.T) {
+	schemas := MustCompileEventSchemas(t)
+	storetest.Run(t, testMigrations, func(t *testing.T, db *store.DB) {
+		cfg := testConfig()
+		cfg.Secondary = "backup"
+		f := newFixture(t, db, cfg, WithProvider(NewTestProvider(0).Named("backup")))
+		ctx := context.Background()
+		p := MustAuthorize(t, f, "o1:auth", 5000)                          // payment_authorized
+		MustCapture(t, f, "o1:capture", p.ID, 4000)                        // payment_captured
+		if _, err := f.Refund(ctx, "o1:r1", p.ID, eur(1000)); err != nil { // payment_refunded (partially)
+			t.Fatal(err)
+		}
+		if _, err := f.Refund(ctx, "o1:r2", p.ID, eur(3000)); err != nil { // payment_refunded (refunded)
+			t.Fatal(err)
+		}
+		v := MustAuthorize(t, f, "o2:auth", 100)
+		if _, err := f.Void(ctx, "o2:void", v.ID); err != nil { // payment_voided
+			t.Fatal(err)
+		}
+		_, err := f.Authorize(ctx, authReq("o3:auth", TokenDeclined, 100)) // payment_failed
+		wantDeclined(t, err, "card_declined")
+		if _, err := f.SwitchProvider(ctx, "backup", "drill"); err != nil { // provider_switched
+			t.Fatal(err)
+		}
+
+		seen := map[string]int{}
+		for i, row := range outboxRows(t, f.Service) {
+			sch, ok := schemas[row.typ]
+			if !ok {
+				t.Fatalf("row %d: event type %q has no schema", i, row.typ)
+			}
+			if err := validate(t, sch, row.payload); err != nil {
+				t.Errorf("row %d (%s) does not match its schema: %v\n%s", i, row.typ, err, row.payload)
+			}
+			var e bus.Event
+			if err := json.Unmarshal(row.payload, &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Subject != row.aggregate || e.Type != row.typ || e.Source != "payments" {
+				t.Errorf("row %d: subject %q, aggregate %q, type %q", i, e.Subject, row.aggregate, e.Type)
+			}
+			seen[row.typ]++
+		}
+		for _, typ := range eventTypes {
+			if seen[typ] == 0 {
+				t.Errorf("no %s was emitted", typ)
+			}
+		}
+		if seen[EventPaymentRefunded] != 2 || seen[EventPaymentAuthorized] != 2 {
+			t.Errorf("events seen: %v", seen)
+		}
+	})
+}
+
+// TestEventSchemasRejectDrift makes sure the schemas are strict enough to
+// catch data that lost or mistyped a field.
+func TestEventSchemasRejectDrift(t *testing.T) {
+	schemas := MustCompileEventSchemas(t)
+	f := MustNewSQLite(t)
+	p := MustAuthorize(t, f, "k", 100)
+	MustCapture(t, f, "c", p.ID, 100)
+	var captured []byte
+	for _, row := range outboxRows(t, f.Service) {
+		if row.typ == EventPaymentCaptured {
+			captured = row.payload
+		}
+	}
+	if err := validate(t, schemas[EventPaymentCaptured], captured); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(e, data map[string]any)
+	}{
+		{"missing data.payment_id", func(_, d map[string]any) { delete(d, "payment_id") }},
+		{"string amount", func(_, d map[string]any) { d["amount"].(map[string]any)["amount"] = "100" }},
+		{"zero amount", func(_, d map[string]any) { d["amount"].(map[string]any)["amount"] = 0 }},
+		{"lower-case currency", func(_, d map[string]any) { d["captured"].(map[string]any)["currency"] = "eur" }},
+		{"another status", func(_, d map[string]any) { d["status"] = "authorized" }},
+		{"unknown data field", func(_, d map[string]any) { d["token"] = "tok_visa" }},
+		{"wrong type", func(e, _ map[string]any) { e["type"] = EventPaymentVoided }},
+		{"bad subject", func(e, _ map[string]any) { e["subject"] = "ord_1" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var e map[string]any
+			if err := json.Unmarshal(captured, &e); err != nil {
+				t.Fatal(err)
+			}
+			tt.mutate(e, e["data"].(map[string]any))
+			b, _ := json.Marshal(e)
+			if err := validate(t, schemas[EventPaymentCaptured], b); err == nil {
+				t.Fatal("schema accepted a drifted event")
+			}
+		})
+	}
+}
