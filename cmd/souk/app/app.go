@@ -33,6 +33,8 @@ import (
 	"github.com/soukhq/souk/services/catalog"
 	"github.com/soukhq/souk/services/identity"
 	"github.com/soukhq/souk/services/inventory"
+	"github.com/soukhq/souk/services/notify"
+	"github.com/soukhq/souk/services/payments"
 	"github.com/soukhq/souk/services/pricing"
 )
 
@@ -62,6 +64,11 @@ type App struct {
 	pricing   *pricing.Service
 	inventory *inventory.Service
 	cart      *cart.Service
+	payments  *payments.Service
+	notify    *notify.Service
+	// stops run at shutdown before background work is cancelled (e.g.
+	// draining bus consumers), in reverse order of registration.
+	stops []func(context.Context) error
 	// serviceHTTP calls services of other processes, with the service token.
 	serviceHTTP *http.Client
 
@@ -219,8 +226,19 @@ func (a *App) initBus(ctx context.Context) error {
 	return nil
 }
 
+// onStop registers fn to run at shutdown, after the gateway drained and
+// before background work is cancelled and the bus closes.
+func (a *App) onStop(fn func(context.Context) error) { a.stops = append(a.stops, fn) }
+
 func (a *App) stopBus(ctx context.Context) error {
-	// Background work (relays, consumers) must be done before the bus goes.
+	// Consumers drain first (they may still write and publish), then the
+	// background work (relays, workers) stops, then the bus goes.
+	for i := len(a.stops) - 1; i >= 0; i-- {
+		if err := a.stops[i](ctx); err != nil {
+			a.logger.Warn("stopping a consumer failed", "error", err)
+		}
+	}
+	a.stops = nil
 	a.bgCancel()
 	done := make(chan struct{})
 	go func() { a.bg.Wait(); close(done) }()

@@ -57,7 +57,7 @@ func TestServeHelpListsFlagsAndEnv(t *testing.T) {
 func TestSelectedServices(t *testing.T) {
 	cfg := Config{Services: []string{"all"}, Remote: map[string]string{"identity": "http://id:8080"}}
 	got, err := cfg.Selected()
-	if err != nil || !slices.Equal(got, []string{"cart", "catalog", "inventory", "pricing"}) {
+	if err != nil || !slices.Equal(got, []string{"cart", "catalog", "inventory", "notify", "payments", "pricing"}) {
 		t.Fatalf("all minus remote identity = %v, %v", got, err)
 	}
 	cfg = Config{Services: []string{"catalog"}, Remote: map[string]string{"catalog": "http://c"}}
@@ -163,5 +163,12 @@ func TestMigrateCommand(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, s+".db")); err != nil {
 			t.Errorf("%s database: %v", s, err)
 		}
+	}
+}
+
+func TestMailsinkCommandRefusesNonLoopback(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"mailsink", "--addr", "0.0.0.0:0"}, &stdout, &stderr, func(string) (string, bool) { return "", false }); code == 0 {
+		t.Fatalf("mailsink on 0.0.0.0 started: %s", stderr.String())
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/soukhq/souk/services/catalog"
 	"github.com/soukhq/souk/services/identity"
 	"github.com/soukhq/souk/services/inventory"
+	"github.com/soukhq/souk/services/notify"
+	"github.com/soukhq/souk/services/payments"
 	"github.com/soukhq/souk/services/pricing"
 )
 
@@ -29,6 +31,7 @@ const usage = `souk — the Souk commerce platform in one binary.
 Usage:
   souk serve [flags]     run the platform (every service by default)
   souk migrate [flags]   apply database migrations and exit
+  souk mailsink [flags]  a local SMTP sink for the confirmation emails
   souk version           print the version
 
 Run 'souk serve --help' for the flags; each is also an environment
@@ -46,6 +49,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEn
 		return 2
 	}
 	switch args[0] {
+	case "mailsink":
+		return runMailsink(ctx, args[1:], stdout, stderr)
 	case "serve", "migrate":
 	case "version", "--version":
 		fmt.Fprintln(stdout, "souk", Version)
@@ -122,6 +127,8 @@ var serviceMigrations = map[string]store.Migrations{
 	"inventory": inventory.Migrations,
 	"catalog":   catalog.Migrations,
 	"cart":      cart.Migrations,
+	"payments":  payments.Migrations,
+	"notify":    notify.Migrations,
 }
 
 // migrate applies every selected service's migrations.

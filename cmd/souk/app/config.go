@@ -60,6 +60,16 @@ type Config struct {
 	// ServiceToken is the bearer token (an API key secret with the roles the
 	// calls need) this process sends to services of other processes.
 	ServiceToken string
+	// Payments: the primary and secondary (failover) providers, and Stripe.
+	PaymentsPrimary   string
+	PaymentsSecondary string
+	StripeAPIKey      string
+	StripeBaseURL     string
+	// Notify: where confirmation emails go, and whether webhooks may reach
+	// private networks (development only).
+	SMTPAddr             string
+	SMTPFrom             string
+	WebhooksAllowPrivate bool
 	// AdminAPIKey, when set, is the secret of an admin API key that is
 	// created on start if missing. Prefer the environment variable.
 	AdminAPIKey string
@@ -95,6 +105,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Country, "country", "NL", "the store's home country for tax and shipping before an address is known (ISO 3166-1 alpha-2)")
 	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed (e.g. 10.0.0.0/8)")
 	fs.StringVar(&c.ServiceToken, "service-token", "", "bearer token sent to services run by other processes (an API key secret)")
+	fs.StringVar(&c.PaymentsPrimary, "payments-primary", "test", "payment provider for new payments: test or stripe")
+	fs.StringVar(&c.PaymentsSecondary, "payments-secondary", "", "payment provider to fail over to (POST /admin/payments/provider)")
+	fs.StringVar(&c.StripeAPIKey, "stripe-api-key", "", "Stripe secret key (sk_test_…), for the stripe provider")
+	fs.StringVar(&c.StripeBaseURL, "stripe-base-url", "", "Stripe API base URL (default Stripe's; stripe-mock for tests)")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", "127.0.0.1:1025", "SMTP server for emails (host:port); 'souk mailsink' listens on 127.0.0.1:1025")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", "", "From address of emails (default the notify service's)")
+	fs.BoolVar(&c.WebhooksAllowPrivate, "webhooks-allow-private", false, "let webhook URLs reach loopback and private networks over http (development only)")
 	fs.StringVar(&c.AdminAPIKey, "admin-api-key", "", "secret of an admin API key to create if missing (sk_…); without it one is generated on first start")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")

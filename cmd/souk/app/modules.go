@@ -7,7 +7,7 @@ import (
 )
 
 // ServiceNames lists the services this binary can run, in start order.
-var ServiceNames = []string{"identity", "pricing", "inventory", "catalog", "cart"}
+var ServiceNames = []string{"identity", "pricing", "inventory", "catalog", "cart", "payments", "notify"}
 
 // servicePrefixes is the routing data for each service: the path prefixes it
 // answers. The gateway sends them to the local service, or to its --remote
@@ -18,6 +18,8 @@ var servicePrefixes = map[string][]string{
 	"pricing":   {"/admin/price-lists", "/admin/promotions", "/admin/tax-rates", "/admin/shipping-methods", "/admin/pricing"},
 	"inventory": {"/admin/inventory", "/admin/stock-locations", "/admin/reservations", "/store/inventory"},
 	"cart":      {"/admin/carts", "/store/carts"},
+	"payments":  {"/admin/payments"},
+	"notify":    {"/admin/webhooks"},
 }
 
 // Module names besides the services.
@@ -55,6 +57,8 @@ func (a *App) modules() map[string]module {
 		"inventory":   {deps: local(), init: a.initInventory},
 		"catalog":     {deps: local("pricing", "inventory"), init: a.initCatalog},
 		"cart":        {deps: local("catalog", "pricing"), init: a.initCart},
+		"payments":    {deps: local(), init: a.initPayments},
+		"notify":      {deps: local(), init: a.initNotify},
 		moduleDemo:    {deps: a.selected, init: a.initDemo},
 		moduleGateway: {deps: []string{moduleDemo}, init: a.initGateway, stop: a.stopGateway},
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/soukhq/souk/services/catalog"
 	"github.com/soukhq/souk/services/identity"
 	"github.com/soukhq/souk/services/inventory"
+	"github.com/soukhq/souk/services/notify"
+	"github.com/soukhq/souk/services/payments"
 	"github.com/soukhq/souk/services/pricing"
 )
 
@@ -120,6 +122,46 @@ func (a *App) initCart(ctx context.Context) error {
 	})
 	u.routes = a.cart.Routes()
 	a.background("cart-expiry", a.cart.Run)
+	return nil
+}
+
+func (a *App) initPayments(ctx context.Context) error {
+	u, err := a.openUnit(ctx, "payments")
+	if err != nil {
+		return err
+	}
+	svc, err := payments.New(u.db, u.outbox, a.logger.With("component", "payments"), payments.Config{
+		Primary: a.cfg.PaymentsPrimary, Secondary: a.cfg.PaymentsSecondary,
+		StripeAPIKey: a.cfg.StripeAPIKey, StripeBaseURL: a.cfg.StripeBaseURL,
+	}, payments.WithMetrics(a.registry))
+	if err != nil {
+		return err
+	}
+	a.payments = svc
+	u.routes = svc.Routes()
+	a.background("payments-reconcile", func(ctx context.Context) error { return svc.Run(ctx, 30*time.Second) })
+	return nil
+}
+
+func (a *App) initNotify(ctx context.Context) error {
+	u, err := a.openUnit(ctx, "notify")
+	if err != nil {
+		return err
+	}
+	svc, err := notify.New(u.db, u.outbox, a.logger.With("component", "notify"), notify.Config{
+		SMTPAddr: a.cfg.SMTPAddr, SMTPFrom: a.cfg.SMTPFrom,
+		AllowPrivateNetworks: a.cfg.WebhooksAllowPrivate, AllowHTTP: a.cfg.WebhooksAllowPrivate,
+	}, notify.WithMetrics(a.registry))
+	if err != nil {
+		return err
+	}
+	a.notify = svc
+	u.routes = svc.Routes()
+	if err := svc.Subscribe(ctx, a.bus); err != nil {
+		return err
+	}
+	a.onStop(func(ctx context.Context) error { return svc.Stop(ctx) })
+	a.background("notify", svc.Run)
 	return nil
 }
 
