@@ -178,10 +178,7 @@ func NewHTTPClient(baseURL string, hc *http.Client, opts ...ClientOption) *HTTPC
 // Authorize implements Client.
 func (c *HTTPClient) Authorize(ctx context.Context, req AuthorizeRequest) (Payment, error) {
 	var p Payment
-	err := c.do(ctx, http.MethodPost, "/admin/payments/authorize", req.Key, authorizeBody{
-		Key: req.Key, OrderID: req.OrderID, Amount: req.Amount, Provider: req.Provider, Token: req.Token,
-		CustomerID: req.CustomerID, Email: req.Email,
-	}, &p)
+	err := c.do(ctx, http.MethodPost, "/admin/payments/authorize", req.Key, authorizeBody(req), &p)
 	if err != nil {
 		return Payment{}, fmt.Errorf("authorize payment: %w", err)
 	}

@@ -66,6 +66,12 @@ func MustNewSQLite(t testing.TB, opts ...Option) fixture {
 	return newFixture(t, storetest.MustOpen(t, store.SQLite, testMigrations...), testConfig(), opts...)
 }
 
+// MustNewSQLiteWith returns a fixture with cfg on a fresh SQLite database.
+func MustNewSQLiteWith(t testing.TB, cfg Config, opts ...Option) fixture {
+	t.Helper()
+	return newFixture(t, storetest.MustOpen(t, store.SQLite, testMigrations...), cfg, opts...)
+}
+
 // clock is a test clock that moves only when told.
 type clock struct {
 	mu sync.Mutex

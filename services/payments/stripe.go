@@ -10,7 +10,6 @@ import (
 
 	"github.com/stripe/stripe-go/v84"
 
-	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/resilience"
 )
 
@@ -206,7 +205,7 @@ func (p *StripeProvider) Lookup(ctx context.Context, req ProviderLookup) (Provid
 // stripeFailure sorts an error of the Stripe client: a refusal for good
 // (a declined card, an invalid request) becomes a declined result; what
 // may pass (network, 429, 5xx, an idempotent request still in flight) a
-// retryable error; the rest an error of unknown outcome.
+// retryable error; the rest (a bad API key) an error that is not retried.
 func stripeFailure(err error) (ProviderResult, error) {
 	var se *stripe.Error
 	if !errors.As(err, &se) {
@@ -225,8 +224,9 @@ func stripeFailure(err error) (ProviderResult, error) {
 		}
 		return ProviderResult{DeclineCode: code}, nil
 	}
-	return ProviderResult{}, apperr.Wrap(err, apperr.Unavailable,
-		fmt.Sprintf("stripe refused the request (%d %s %s)", se.HTTPStatusCode, se.Type, se.Code))
+	// Authentication, permission: retrying will not help, and nothing
+	// happened; payments records the outcome unknown, to be reconciled.
+	return ProviderResult{}, fmt.Errorf("stripe refused the request (%d %s %s): %w", se.HTTPStatusCode, se.Type, se.Code, err)
 }
 
 // stripeDeclineCode is the most precise code of a card error: the issuer's
