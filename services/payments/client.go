@@ -98,9 +98,12 @@ type AuthorizeRequest struct {
 //     later never charges twice — payments first reconciles with the
 //     provider and returns what it actually did. Use ByKey to learn the
 //     outcome without retrying.
-//   - validation_failed, not_found, conflict (e.g. capture of a voided
-//     payment, amount over what may be captured or refunded),
-//     idempotency_key_reused (same key, different request).
+//   - idempotency_key_in_use: a request with the same key is still in
+//     flight and ctx ended before it finished (retry later).
+//   - validation_failed (an amount over what may be captured or
+//     refunded names amount.amount), not_found, conflict (capture of a
+//     voided payment, refund of an uncaptured one, a refusal by the
+//     provider), idempotency_key_reused (same key, different request).
 //
 // Every method is safe to retry: Authorize, Capture, Void and Refund by
 // their key, Get and ByKey trivially.
@@ -125,8 +128,9 @@ type Client interface {
 	// payments first reconciles with the provider. Errors: not_found when
 	// the key made no payment (never tried, or the provider confirms it did
 	// not authorize — the key may then be retried with Authorize);
-	// unavailable while the outcome cannot be learnt yet (provider down,
-	// or the first attempt still in flight).
+	// unavailable while the outcome cannot be learnt yet (provider down);
+	// idempotency_key_in_use while the first attempt is still in flight
+	// and ctx ends first (ByKey waits for it otherwise).
 	ByKey(ctx context.Context, authorizeKey string) (Payment, error)
 }
 
