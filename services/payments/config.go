@@ -18,6 +18,7 @@ const (
 	DefaultBreakerDelay            = 30 * time.Second
 	DefaultMaxConcurrent           = 64
 	DefaultTestProviderSlowDelay   = 2 * time.Second
+	DefaultReconcileInterval       = time.Minute
 )
 
 // Config configures payments. Zero fields take the defaults named.
@@ -48,6 +49,9 @@ type Config struct {
 	// TestProviderSlowDelay is how long the test provider takes to answer
 	// for tok_slow (default 2 s); it must be below Timeout.
 	TestProviderSlowDelay time.Duration
+	// ReconcileInterval is how often Run asks the providers about
+	// operations whose outcome is unknown (default 1m; at least 1s).
+	ReconcileInterval time.Duration
 	// StripeAPIKey is the Stripe secret key (sk_…); required when Stripe is
 	// the primary or secondary.
 	StripeAPIKey string
@@ -78,6 +82,9 @@ func (c *Config) setDefaults() {
 	if c.TestProviderSlowDelay == 0 {
 		c.TestProviderSlowDelay = DefaultTestProviderSlowDelay
 	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = DefaultReconcileInterval
+	}
 }
 
 // Validate reports the first setting that cannot work, naming it; unset
@@ -105,6 +112,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("payments: MaxConcurrent %d: want at least 1", c.MaxConcurrent)
 	case c.TestProviderSlowDelay < 0 || (c.uses(ProviderTest) && c.TestProviderSlowDelay >= c.Timeout):
 		return fmt.Errorf("payments: TestProviderSlowDelay %v: want below Timeout %v", c.TestProviderSlowDelay, c.Timeout)
+	case c.ReconcileInterval < time.Second:
+		return fmt.Errorf("payments: ReconcileInterval %v: want at least 1s", c.ReconcileInterval)
 	case c.uses(ProviderStripe) && c.StripeAPIKey == "":
 		return errors.New("payments: StripeAPIKey is required when stripe is a provider")
 	}
@@ -146,6 +155,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Secondary, "payments-secondary", "", "payment provider operators may fail over to (empty: none)")
 	fs.DurationVar(&c.Timeout, "payments-timeout", DefaultTimeout, "timeout of each payment provider call attempt")
 	fs.DurationVar(&c.TestProviderSlowDelay, "payments-test-slow-delay", DefaultTestProviderSlowDelay, "how long the test provider takes for tok_slow")
+	fs.DurationVar(&c.ReconcileInterval, "payments-reconcile-interval", DefaultReconcileInterval, "how often payment operations with an unknown outcome are reconciled with their provider")
 	fs.StringVar(&c.StripeBaseURL, "payments-stripe-url", "", "Stripe API base URL (default https://api.stripe.com)")
 }
 

@@ -31,6 +31,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{BreakerDelay: -1}, "BreakerDelay"},
 		{Config{MaxConcurrent: -1}, "MaxConcurrent"},
 		{Config{Timeout: time.Second, TestProviderSlowDelay: 2 * time.Second}, "TestProviderSlowDelay"},
+		{Config{ReconcileInterval: time.Millisecond}, "ReconcileInterval"},
 		{Config{Primary: ProviderStripe}, "StripeAPIKey"},
 		{Config{Secondary: ProviderStripe}, "StripeAPIKey"},
 		{Config{Primary: ProviderStripe, StripeAPIKey: "sk", StripeBaseURL: "stripe.local"}, "StripeBaseURL"},

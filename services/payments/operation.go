@@ -462,21 +462,25 @@ func (s *Service) Reconcile(ctx context.Context, limit int) (int, error) {
 	return n, nil
 }
 
-// Run reconciles open operations every interval until ctx ends.
-func (s *Service) Run(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		interval = time.Minute
-	}
-	t := time.NewTicker(interval)
+// Run reconciles open operations at start and then every
+// Config.ReconcileInterval until ctx ends (the composition root runs it in
+// a goroutine). Several processes may run it on one database: each
+// operation is taken over by one of them at a time.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.ReconcileInterval)
 	defer t.Stop()
 	for {
+		n, err := s.Reconcile(ctx, 100)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.LogAttrs(ctx, slog.LevelError, "reconcile payments", slog.String("error", err.Error()))
+		case n > 0:
+			s.log.LogAttrs(ctx, slog.LevelInfo, "payment operations reconciled", slog.Int("count", n))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if _, err := s.Reconcile(ctx, 100); err != nil {
-				s.log.LogAttrs(ctx, slog.LevelError, "reconcile payments", slog.String("error", err.Error()))
-			}
 		}
 	}
 }

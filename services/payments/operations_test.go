@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
@@ -260,5 +262,83 @@ func TestReconcilerReleasesWhatNeverHappened(t *testing.T) {
 	}
 	if f.tp.Calls(OpCapture, "o1:capture") != 0 {
 		t.Fatal("the reconciler captured")
+	}
+}
+
+func TestConcurrentSameKeyCaptureAndVoidCallTheProviderOnce(t *testing.T) {
+	runStores(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		c := MustAuthorize(t, f, "o1:auth", 1000)
+		v := MustAuthorize(t, f, "o2:auth", 1000)
+		var wg sync.WaitGroup
+		for range 5 {
+			wg.Go(func() {
+				if got, err := f.Capture(ctx, "o1:capture", c.ID, eur(1000)); err != nil || got.Status != StatusCaptured {
+					t.Errorf("capture = %+v, %v", got, err)
+				}
+			})
+			wg.Go(func() {
+				if got, err := f.Void(ctx, "o2:void", v.ID); err != nil || got.Status != StatusVoided {
+					t.Errorf("void = %+v, %v", got, err)
+				}
+			})
+		}
+		wg.Wait()
+		if f.tp.Calls(OpCapture, "o1:capture") != 1 || f.tp.Calls(OpVoid, "o2:void") != 1 {
+			t.Fatalf("provider calls: capture %d, void %d", f.tp.Calls(OpCapture, "o1:capture"), f.tp.Calls(OpVoid, "o2:void"))
+		}
+	})
+}
+
+// TestRunReconciles: the background reconciler settles what a crash left.
+func TestRunReconciles(t *testing.T) {
+	f := MustNewSQLite(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.afterProvider = func(Operation, string) error { return errors.New("crash") }
+	_, _ = f.Authorize(ctx, authReq("o1:auth", TokenVisa, 100))
+	f.afterProvider = nil
+	f.clock.Advance(f.lease + time.Second)
+	done := make(chan error)
+	go func() { done <- f.Run(ctx) }()
+	for opState(t, f.Service, "o1:auth") != OpSucceeded {
+		time.Sleep(5 * time.Millisecond) // Run's first sweep is at once
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p, err := f.ByKey(context.Background(), "o1:auth"); err != nil || p.Status != StatusAuthorized {
+		t.Fatalf("ByKey = %+v, %v", p, err)
+	}
+	if f.tp.Calls(OpAuthorize, "o1:auth") != 1 {
+		t.Fatal("the reconciler authorized again")
+	}
+}
+
+func TestOperationMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := MustNewSQLite(t, WithMetrics(reg))
+	ctx := context.Background()
+	p := MustAuthorize(t, f, "o1:auth", 100)
+	MustAuthorize(t, f, "o1:auth", 100) // replayed
+	MustCapture(t, f, "o1:capture", p.ID, 100)
+	_, _ = f.Authorize(ctx, authReq("o2:auth", TokenDeclined, 100))
+	for _, tt := range []struct {
+		op, outcome string
+		want        float64
+	}{
+		{"authorize", outcomeSucceeded, 1}, {"authorize", outcomeReplayed, 1}, {"authorize", outcomeDeclined, 1},
+		{"capture", outcomeSucceeded, 1},
+	} {
+		if v := metricValue(t, reg, "souk_payments_operations_total", "provider", "test", "op", tt.op, "outcome", tt.outcome); v != tt.want {
+			t.Errorf("operations{op=%s,outcome=%s} = %v, want %v", tt.op, tt.outcome, v, tt.want)
+		}
+	}
+	if v := metricValue(t, reg, "souk_payments_provider_latency_seconds", "provider", "test", "op", "authorize"); v != 2 {
+		t.Errorf("authorize latency samples %v, want 2", v)
+	}
+	if v := metricValue(t, reg, "souk_dependency_calls_total", "name", "payments.test", "outcome", "success"); v != 3 {
+		t.Errorf("policy successes %v, want 3", v)
 	}
 }
