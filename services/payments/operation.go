@@ -462,12 +462,15 @@ func (s *Service) Reconcile(ctx context.Context, limit int) (int, error) {
 	return n, nil
 }
 
-// Run reconciles open operations at start and then every
-// Config.ReconcileInterval until ctx ends (the composition root runs it in
-// a goroutine). Several processes may run it on one database: each
+// Run reconciles open operations at start and then every interval (0 or
+// less: Config.ReconcileInterval) until ctx ends; the composition root runs
+// it in a goroutine. Several processes may run it on one database: each
 // operation is taken over by one of them at a time.
-func (s *Service) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.ReconcileInterval)
+func (s *Service) Run(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = s.cfg.ReconcileInterval
+	}
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		n, err := s.Reconcile(ctx, 100)

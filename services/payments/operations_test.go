@@ -300,7 +300,7 @@ func TestRunReconciles(t *testing.T) {
 	f.afterProvider = nil
 	f.clock.Advance(f.lease + time.Second)
 	done := make(chan error)
-	go func() { done <- f.Run(ctx) }()
+	go func() { done <- f.Run(ctx, 0) }()
 	for opState(t, f.Service, "o1:auth") != OpSucceeded {
 		time.Sleep(5 * time.Millisecond) // Run's first sweep is at once
 	}
