@@ -1,0 +1,577 @@
+package orders
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/auth"
+	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/money"
+	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/store/storetest"
+	"github.com/soukhq/souk/services/cart"
+	"github.com/soukhq/souk/services/catalog"
+	"github.com/soukhq/souk/services/inventory"
+	"github.com/soukhq/souk/services/payments"
+	"github.com/soukhq/souk/services/pricing"
+)
+
+var bg = context.Background()
+
+// testMigrations is what the orders database carries in production, plus
+// the idempotency table the gateway's middleware uses in the HTTP tests.
+var testMigrations = []store.Migrations{bus.Migrations, Migrations, httpx.IdempotencyMigrations}
+
+// clock is a settable clock: deadlines, leases and backoffs move with it.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+// env is the orders service with its real participants in process —
+// catalogue, pricing, inventory, cart and payments with its test provider
+// — each on its own database of the same engine, as one process runs
+// them; and a catalogue of priced, stocked products.
+type env struct {
+	t      testing.TB
+	engine store.Engine
+	db     *store.DB
+	s      *Service
+	cfg    Config
+	deps   Deps
+	wrap   func(Deps) Deps
+	clock  *clock // nil: real time
+	hooks  hooks
+
+	cat    *catalog.Service
+	pr     *pricing.Service
+	inv    *inventory.Service
+	carts  *cart.Service
+	pay    *payments.Service
+	tp     *payments.TestProvider
+	loc    inventory.Location
+	method pricing.ShippingMethod
+
+	mu       sync.Mutex
+	list     pricing.PriceList
+	prices   []pricing.Price
+	variants map[string]string // SKU → variant id
+	stops    []func()
+}
+
+// envOption tunes newEnv.
+type envOption func(*env)
+
+// withConfig sets the orders' Config (merged over the test defaults).
+func withConfig(f func(c *Config)) envOption { return func(e *env) { f(&e.cfg) } }
+
+// withFakeClock gives every service the env's settable clock.
+func withFakeClock() envOption { return func(e *env) { e.clock = &clock{t: testStart} } }
+
+// withDeps wraps the real participants (to make them fail).
+func withDeps(wrap func(real Deps) Deps) envOption {
+	return func(e *env) { e.wrap = wrap }
+}
+
+// withTestHooks installs crash hooks.
+func withTestHooks(h hooks) envOption { return func(e *env) { e.hooks = h } }
+
+// testConfig is the orders' Config of the tests: quick polls and backoffs,
+// generous timeouts (the flash sale runs 32 checkouts at once on SQLite).
+func testConfig() Config {
+	return Config{
+		WaitBudget: 10 * time.Second, CallTimeout: 10 * time.Second, StepTimeout: 30 * time.Second, SagaDeadline: 2 * time.Minute,
+		LeaseTTL: 30 * time.Second, PollInterval: 20 * time.Millisecond, RetryBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Workers: 16,
+	}
+}
+
+// newEnv builds the participants and the orders service, and runs its
+// executor until the test ends.
+func newEnv(t testing.TB, engine store.Engine, opts ...envOption) *env {
+	t.Helper()
+	e := &env{t: t, engine: engine, cfg: testConfig(), variants: map[string]string{}}
+	for _, o := range opts {
+		o(e)
+	}
+	open := func(ms ...store.Migrations) *store.DB {
+		return storetest.MustOpen(t, engine, append([]store.Migrations{bus.Migrations}, ms...)...)
+	}
+	var (
+		invOpts []inventory.Option
+		payOpts = []payments.Option{}
+	)
+	if e.clock != nil {
+		invOpts = append(invOpts, inventory.WithClock(e.clock.now))
+		payOpts = append(payOpts, payments.WithClock(e.clock.now))
+	}
+	e.cat = catalog.New(open(catalog.Migrations), nil, nil)
+	e.pr = pricing.New(open(pricing.Migrations), nil, nil, pricing.Config{})
+	e.inv = inventory.New(open(inventory.Migrations), nil, nil, inventory.Config{}, invOpts...)
+	e.carts = cart.New(open(cart.Migrations), nil, nil, e.cat, e.pr, cart.Config{})
+	e.tp = payments.NewTestProvider(10 * time.Millisecond)
+	var err error
+	e.pay, err = payments.New(open(payments.Migrations), nil, nil,
+		payments.Config{Timeout: 100 * time.Millisecond, ProviderMaxAttempts: 1, TestProviderSlowDelay: 10 * time.Millisecond},
+		append(payOpts, payments.WithProvider(e.tp))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.deps = Deps{Carts: e.carts, Pricing: e.pr, Inventory: e.inv, Payments: e.pay}
+	if e.wrap != nil {
+		e.deps = e.wrap(e.deps)
+	}
+	e.db = storetest.MustOpen(t, engine, testMigrations...)
+	e.seed()
+	e.s = e.newService()
+	e.start(e.s)
+	return e
+}
+
+// newService makes another orders Service on the env's database (another
+// process, as far as leases go).
+func (e *env) newService() *Service {
+	e.t.Helper()
+	var opts []Option
+	if e.clock != nil {
+		opts = append(opts, WithClock(e.clock.now))
+	}
+	opts = append(opts, withHooks(e.hooks))
+	s, err := New(e.db, nil, nil, e.cfg, e.deps, opts...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// start runs s's executor until stop (or the end of the test).
+func (e *env) start(s *Service) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.Run(ctx); err != nil {
+			e.t.Errorf("Run: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	e.mu.Lock()
+	e.stops = append(e.stops, stop)
+	e.mu.Unlock()
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// seed makes the shop: NL tax, a shipping method, a EUR price list and a
+// stock location.
+func (e *env) seed() {
+	t := e.t
+	t.Helper()
+	var err error
+	if _, err = e.pr.CreateTaxRate(bg, pricing.TaxRateInput{Country: "NL", RateBps: 2100, Name: "BTW"}); err != nil {
+		t.Fatal(err)
+	}
+	if e.method, err = e.pr.CreateShippingMethod(bg, pricing.ShippingMethodInput{Name: "Standard", Countries: []string{"NL"},
+		Rates: []pricing.ShippingRate{{Currency: "EUR", Amount: 495}}}); err != nil {
+		t.Fatal(err)
+	}
+	if e.list, err = e.pr.CreatePriceList(bg, pricing.PriceListInput{Name: "EUR retail", Currency: "EUR", PricesIncludeTax: true,
+		Prices: []pricing.Price{}}); err != nil {
+		t.Fatal(err)
+	}
+	if e.loc, err = e.inv.CreateLocation(bg, inventory.LocationInput{Code: "DC", Name: "Warehouse"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// MustProduct adds a published product with one variant of the SKU,
+// priced (minor units, tax included) and stocked.
+func (e *env) MustProduct(t testing.TB, sku string, price, stock int64) string {
+	t.Helper()
+	p, err := e.cat.CreateProduct(bg, catalog.ProductInput{Title: "Product " + sku, Status: catalog.StatusPublished,
+		Variants: []catalog.VariantInput{{SKU: sku}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	variant := p.Variants[0].ID
+	e.mu.Lock()
+	e.prices = append(e.prices, pricing.Price{VariantID: variant, Amount: price})
+	prices := append([]pricing.Price(nil), e.prices...)
+	e.variants[sku] = variant
+	e.mu.Unlock()
+	if _, err := e.pr.UpdatePriceList(bg, e.list.ID, pricing.PriceListPatch{Prices: &prices}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.inv.SetLevel(bg, sku, e.loc.ID, inventory.LevelInput{OnHand: stock}, 0); err != nil {
+		t.Fatal(err)
+	}
+	return variant
+}
+
+// MustVoucher creates a 10 %-off voucher code with a usage limit.
+func (e *env) MustVoucher(t testing.TB, code string, limit int64) pricing.Promotion {
+	t.Helper()
+	p, err := e.pr.CreatePromotion(bg, pricing.PromotionInput{Name: "Voucher " + code, Type: pricing.TypePercentage,
+		Value: &pricing.PromotionValue{Percent: 10}, Target: pricing.TargetOrder, Codes: []string{code}, UsageLimit: &limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// voucherUsed is how often the promotion's first code is redeemed now.
+func (e *env) voucherUsed(t testing.TB, promoID string) int64 {
+	t.Helper()
+	p, err := e.pr.GetPromotion(bg, promoID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Usage) == 0 {
+		return 0
+	}
+	return p.Usage[0].Used
+}
+
+// stock returns a SKU's stock.
+func (e *env) stock(t testing.TB, sku string) inventory.StockItem {
+	t.Helper()
+	it, err := e.inv.GetStock(bg, sku)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+func wantStock(t testing.TB, e *env, sku string, onHand, reserved int64) {
+	t.Helper()
+	if it := e.stock(t, sku); it.OnHand != onHand || it.Reserved != reserved {
+		t.Fatalf("%s: on_hand %d reserved %d available %d, want on_hand %d reserved %d", sku, it.OnHand, it.Reserved, it.Available, onHand, reserved)
+	}
+}
+
+// shopper is a cart and who may use it.
+type shopper struct {
+	cartID string
+	caller cart.Caller
+}
+
+// cartSpec describes a cart to make.
+type cartSpec struct {
+	customer string           // "" anonymous
+	items    map[string]int64 // SKU → quantity
+	codes    []string
+	noEmail  bool
+	noShip   bool
+}
+
+func customerCaller(id string) cart.Caller {
+	return cart.Caller{Principal: auth.Principal{Subject: id, Kind: auth.KindCustomer, Name: id}}
+}
+
+func validAddress() cart.Address {
+	return cart.Address{FirstName: "Ada", LastName: "Lovelace", Line1: "Keizersgracht 1", City: "Amsterdam",
+		PostalCode: "1015 CJ", Country: "NL", Phone: "+31 20 123 4567"}
+}
+
+// MustCart makes a complete cart ready for checkout (email, address,
+// shipping method) unless the spec says otherwise.
+func (e *env) MustCart(t testing.TB, spec cartSpec) shopper {
+	t.Helper()
+	c := cart.Caller{}
+	if spec.customer != "" {
+		c = customerCaller(spec.customer)
+	}
+	in := cart.CreateInput{Currency: "EUR"}
+	if !spec.noEmail {
+		in.Email = "ada@example.com"
+	}
+	created, err := e.carts.Create(bg, c, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.customer == "" {
+		c.CartToken = created.CartToken
+	}
+	for sku, q := range spec.items {
+		e.mu.Lock()
+		variant := e.variants[sku]
+		e.mu.Unlock()
+		if _, err := e.carts.AddItem(bg, c, created.ID, cart.ItemInput{VariantID: variant, Quantity: q}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, code := range spec.codes {
+		if _, err := e.carts.AddCode(bg, c, created.ID, code, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !spec.noShip {
+		if _, err := e.carts.Update(bg, c, created.ID, cart.Patch{ShippingAddress: cart.Value(validAddress()),
+			ShippingMethodID: cart.Value(e.method.ID)}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return shopper{cartID: created.ID, caller: c}
+}
+
+func pay(token string) CheckoutInput { return CheckoutInput{Payment: PaymentInput{Provider: "test", Token: token}} }
+
+// MustCheckout checks the cart out with the token and fails unless it
+// ends confirmed.
+func (e *env) MustCheckout(t testing.TB, sh shopper, token string) Order {
+	t.Helper()
+	o, err := e.s.Checkout(bg, sh.cartID, sh.caller, pay(token), "")
+	if err != nil {
+		t.Fatalf("Checkout: %v", err)
+	}
+	if o.Status != StatusConfirmed {
+		t.Fatalf("Checkout: order %s is %s", o.ID, o.Status)
+	}
+	return o
+}
+
+// wantErr fails unless err carries code and names each field.
+func wantErr(t testing.TB, err error, code apperr.Code, fields ...string) {
+	t.Helper()
+	if !apperr.Is(err, code) {
+		t.Fatalf("err = %v, want code %s", err, code)
+	}
+	got := fieldsOf(err)
+	for _, f := range fields {
+		found := false
+		for _, g := range got {
+			found = found || g == f
+		}
+		if !found {
+			t.Errorf("err fields = %v, want %q among them (err: %v)", got, f, err)
+		}
+	}
+}
+
+func fieldsOf(err error) []string {
+	var out []string
+	for e := err; e != nil; {
+		if ae, ok := e.(*apperr.Error); ok {
+			for _, f := range ae.Fields {
+				out = append(out, f.Field)
+			}
+			return out
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			return out
+		}
+		e = u.Unwrap()
+	}
+	return out
+}
+
+// countRows counts rows of a query on db.
+func countRows(t testing.TB, db *store.DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(bg, query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// authorizations and captures are the test provider's counters: how often
+// money actually moved.
+func (e *env) authorizations() int { return e.tp.Total(payments.OpAuthorize) }
+func (e *env) captures() int       { return e.tp.Total(payments.OpCapture) }
+
+// awaitDone waits (real time, bounded) until the saga is done.
+func (e *env) awaitDone(t testing.TB, orderID string) Order {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		g, err := getSaga(bg, e.db, orderID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.status == sagaDone {
+			o, err := e.s.load(bg, e.db, orderID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("saga of %s still %s at step %s", orderID, g.status, g.step)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// drive moves the fake clock on by step and kicks the saga until it is
+// done (at most n times).
+func (e *env) drive(t testing.TB, s *Service, orderID string, step time.Duration, n int) Order {
+	t.Helper()
+	for range n {
+		g, err := getSaga(bg, e.db, orderID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.status == sagaDone {
+			return e.awaitDone(t, orderID)
+		}
+		e.clock.advance(step)
+		s.kick(orderID)
+		time.Sleep(2 * time.Millisecond)
+	}
+	g, _ := getSaga(bg, e.db, orderID)
+	t.Fatalf("saga of %s still %s at step %s after %d kicks", orderID, g.status, g.step, n)
+	return Order{}
+}
+
+// steps returns "step/action/outcome" of every recorded attempt.
+func steps(t testing.TB, db *store.DB, orderID string) []string {
+	t.Helper()
+	ss, err := listSteps(bg, db, orderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.Step + "/" + s.Action + "/" + s.Outcome
+	}
+	return out
+}
+
+// --- HTTP ---
+
+const headerPrincipal = "X-Test-Principal"
+
+// mount serves the routes on a ServeMux, each wrapped in mw, as the
+// gateway mounts them; X-Test-Principal ("customer:cus_1") stands for an
+// authenticated bearer token.
+func mount(routes []httpx.Route, mw ...httpx.Middleware) http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range routes {
+		mux.Handle(r.Pattern(), httpx.Chain(r.Handler, mw...))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if kind, subject, ok := strings.Cut(r.Header.Get(headerPrincipal), ":"); ok {
+			r = r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{Subject: subject, Kind: auth.Kind(kind), Name: subject}))
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// request is one HTTP exchange of a test.
+type request struct {
+	method, path, body string
+	token, principal   string
+	header             map[string]string
+}
+
+func (rq request) build() *http.Request {
+	var r *http.Request
+	if rq.body != "" {
+		r = httptest.NewRequest(rq.method, rq.path, strings.NewReader(rq.body))
+		r.Header.Set("Content-Type", "application/json")
+	} else {
+		r = httptest.NewRequest(rq.method, rq.path, nil)
+	}
+	if rq.token != "" {
+		r.Header.Set(httpx.HeaderCartToken, rq.token)
+	}
+	if rq.principal != "" {
+		r.Header.Set(headerPrincipal, rq.principal)
+		r.Header.Set("Authorization", "Bearer test")
+	}
+	for k, v := range rq.header {
+		r.Header.Set(k, v)
+	}
+	return r
+}
+
+func serve(h http.Handler, rq request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, rq.build())
+	return w
+}
+
+// MustServe performs the request and fails unless the status is want.
+func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.ResponseRecorder {
+	t.Helper()
+	w := serve(h, rq)
+	if w.Code != want {
+		t.Fatalf("%s %s: status %d, want %d\n%s", rq.method, rq.path, w.Code, want, w.Body)
+	}
+	return w
+}
+
+// MustDecode decodes a JSON response body.
+func MustDecode[T any](t testing.TB, w *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+		t.Fatalf("decode %T: %v\n%s", v, err, w.Body)
+	}
+	return v
+}
+
+// problem is a problem document with the order extension.
+type problem struct {
+	Status  int                 `json:"status"`
+	Code    string              `json:"code"`
+	Detail  string              `json:"detail"`
+	OrderID string              `json:"order_id"`
+	Errors  []apperr.FieldError `json:"errors"`
+}
+
+func wantProblem(t testing.TB, w *httptest.ResponseRecorder, status int, code string) problem {
+	t.Helper()
+	if w.Code != status {
+		t.Fatalf("status %d, want %d\n%s", w.Code, status, w.Body)
+	}
+	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	p := MustDecode[problem](t, w)
+	if p.Code != code {
+		t.Fatalf("code %q, want %q\n%s", p.Code, code, w.Body)
+	}
+	return p
+}
+
+// checkoutRequest is the checkout of the shopper's cart over HTTP.
+func checkoutRequest(sh shopper, token, idemKey string) request {
+	rq := request{method: "POST", path: "/store/carts/" + sh.cartID + "/checkout",
+		body: fmt.Sprintf(`{"payment": {"provider": "test", "token": %q}}`, token), token: sh.caller.CartToken}
+	if sh.caller.Principal.Kind == auth.KindCustomer {
+		rq.principal = "customer:" + sh.caller.Principal.Subject
+	}
+	if idemKey != "" {
+		rq.header = map[string]string{httpx.HeaderIdempotencyKey: idemKey}
+	}
+	return rq
+}
+
+func eur(amount int64) money.Money { return money.New(amount, "EUR") }
