@@ -338,7 +338,9 @@ func (e *env) MustCart(t testing.TB, spec cartSpec) shopper {
 	return shopper{cartID: created.ID, caller: c}
 }
 
-func pay(token string) CheckoutInput { return CheckoutInput{Payment: PaymentInput{Provider: "test", Token: token}} }
+func pay(token string) CheckoutInput {
+	return CheckoutInput{Payment: PaymentInput{Provider: "test", Token: token}}
+}
 
 // MustCheckout checks the cart out with the token and fails unless it
 // ends confirmed.

@@ -505,6 +505,9 @@ func (ex *execution) save(ctx context.Context, recs []stepRecord, change func(co
 	s := ex.s
 	ctx = context.WithoutCancel(ctx)
 	owner := s.owner
+	if ex.g.leaseOwner != "" {
+		ex.g.leaseUntil = s.now().Add(s.cfg.LeaseTTL) // progress renews the lease
+	}
 	for attempt := 1; ; attempt++ {
 		var (
 			updated   *record
