@@ -129,6 +129,13 @@ func (s *Service) claim(ctx context.Context, spec opSpec) (o opRow, c claimed, r
 			}
 			if spec.reserve != nil {
 				if err := spec.reserve(ctx, tx, now); err != nil {
+					// Under PostgreSQL a concurrent request with the same key
+					// may have committed its claim (or even its result)
+					// since our read: then the refusal is about our own
+					// operation; read the key again.
+					if _, raced, rerr := getOp(ctx, tx, spec.key); rerr == nil && raced {
+						return errClaimRace
+					}
 					return err
 				}
 			}
@@ -161,6 +168,9 @@ func (s *Service) claim(ctx context.Context, spec opSpec) (o opRow, c claimed, r
 		// Pending past its lease, unknown or abandoned: nobody holds it.
 		if cur.State == OpAbandoned && spec.reserve != nil {
 			if err := spec.reserve(ctx, tx, now); err != nil {
+				if again, _, rerr := getOp(ctx, tx, spec.key); rerr == nil && again.Attempts != cur.Attempts {
+					return errClaimRace // another request with the key took it over first
+				}
 				return err
 			}
 		}
