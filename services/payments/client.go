@@ -6,16 +6,10 @@
 package payments
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
@@ -136,18 +130,17 @@ type Client interface {
 
 // HTTPClient is Client over payments' Admin API (hc must carry credentials
 // holding orders:read, orders:write and, for Refund, orders:refund — e.g.
-// a transport adding a service API key). Every call goes through a
-// resilience policy (attempt timeout, breaker, bulkhead) and, being
-// idempotent — the operations by their key, which travels in the body and
-// as the Idempotency-Key header, the reads trivially — is retried after
-// transport failures and unavailable, rate_limited and
-// idempotency_key_in_use answers. Problem documents become *apperr.Error
-// with the remote code, message and field errors, so a decline is
-// apperr code payment_declined with Fields[0].Code the decline code, just
-// as in process.
+// a transport adding a service API key), through an httpx.Client. Every
+// call goes through a resilience policy (attempt timeout, breaker,
+// bulkhead) and, being idempotent — the operations by their key, which
+// travels in the body and as the Idempotency-Key header, the reads
+// trivially — is retried after transport failures and unavailable,
+// rate_limited and idempotency_key_in_use answers. Problem documents
+// become *apperr.Error with the remote code, message and field errors, so
+// a decline is apperr code payment_declined with Fields[0].Code the
+// decline code, just as in process.
 type HTTPClient struct {
-	base   string
-	hc     *http.Client
+	api    *httpx.Client
 	policy *resilience.Policy
 }
 
@@ -166,16 +159,14 @@ func WithPolicy(p *resilience.Policy) ClientOption {
 // NewHTTPClient returns a client of payments at baseURL (the gateway or
 // payments' own address). hc may be nil for a default client.
 func NewHTTPClient(baseURL string, hc *http.Client, opts ...ClientOption) *HTTPClient {
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	c := &HTTPClient{base: strings.TrimRight(baseURL, "/"), hc: hc}
+	c := &HTTPClient{}
 	for _, opt := range opts {
 		opt(c)
 	}
 	if c.policy == nil {
 		c.policy = resilience.MustNew(resilience.Config{Name: "payments", Timeout: 60 * time.Second, Idempotent: true})
 	}
+	c.api = httpx.NewClient("payments", baseURL, hc, httpx.WithPolicy(c.policy))
 	return c
 }
 
@@ -240,81 +231,13 @@ func (c *HTTPClient) ByKey(ctx context.Context, authorizeKey string) (Payment, e
 	return p, nil
 }
 
-// do performs one call through the policy.
+// do performs one call through the policy. Every call is idempotent; the
+// key travels as the Idempotency-Key header too when it is one the
+// gateway accepts (else the service names the body's key as invalid).
 func (c *HTTPClient) do(ctx context.Context, method, path, key string, body, out any) error {
-	var payload []byte
-	if body != nil {
-		var err error
-		if payload, err = json.Marshal(body); err != nil {
-			return fmt.Errorf("encode payments request: %w", err)
-		}
+	opts := []httpx.CallOption{httpx.Idempotent()}
+	if validKey(key) {
+		opts = append(opts, httpx.IdempotencyKey(key))
 	}
-	return c.policy.Do(ctx, func(ctx context.Context) error {
-		var rd io.Reader
-		if payload != nil {
-			rd = bytes.NewReader(payload)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-		if err != nil {
-			return fmt.Errorf("build payments request: %w", err)
-		}
-		req.Header.Set("Accept", "application/json, application/problem+json")
-		if payload != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if key != "" && validKey(key) {
-			req.Header.Set(httpx.HeaderIdempotencyKey, key)
-		}
-		resp, err := c.hc.Do(req)
-		if err != nil {
-			return apperr.Wrap(err, apperr.Unavailable, "payments is unreachable")
-		}
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-		if err != nil {
-			return apperr.Wrap(err, apperr.Unavailable, "payments' answer was cut off")
-		}
-		if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
-			if err := json.Unmarshal(raw, out); err != nil {
-				return apperr.Wrap(err, apperr.Unavailable, "payments answered with malformed JSON")
-			}
-			return nil
-		}
-		return problemError(resp, raw)
-	})
-}
-
-// problemError turns an error answer into the *apperr.Error it reports.
-func problemError(resp *http.Response, body []byte) error {
-	var p httpx.Problem
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt == "application/problem+json" && json.Unmarshal(body, &p) == nil && p.Code != "" {
-		code := p.Code
-		if code == apperr.Internal {
-			code = apperr.Unavailable // payments failed: for the caller, a dependency is down
-		}
-		return &apperr.Error{Code: code, Message: p.Detail, Fields: p.Errors,
-			Err: fmt.Errorf("payments answered %d %s", resp.StatusCode, p.Code)}
-	}
-	code := apperr.Internal
-	switch s := resp.StatusCode; {
-	case s == http.StatusBadRequest:
-		code = apperr.BadRequest
-	case s == http.StatusUnauthorized:
-		code = apperr.Unauthorized
-	case s == http.StatusPaymentRequired:
-		code = CodeDeclined
-	case s == http.StatusForbidden:
-		code = apperr.Forbidden
-	case s == http.StatusNotFound:
-		code = apperr.NotFound
-	case s == http.StatusConflict:
-		code = apperr.Conflict
-	case s == http.StatusTooManyRequests:
-		code = apperr.RateLimited
-	case s >= 500:
-		code = apperr.Unavailable
-	}
-	return &apperr.Error{Code: code, Message: fmt.Sprintf("payments answered %s", resp.Status),
-		Err: errors.New(strings.TrimSpace(string(body[:min(len(body), 200)])))}
+	return c.api.Do(ctx, method, path, body, out, opts...)
 }

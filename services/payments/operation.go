@@ -15,7 +15,7 @@ import (
 )
 
 // This file is the mechanism that makes every operation idempotent by its
-// key and never moves money twice (ADR-payments.md):
+// key and never moves money twice (docs/adr/0013-payments-idempotency-reconciliation-failover.md):
 //
 //  1. claim: in its own transaction, the key's row is inserted into the
 //     operations log (state pending, held until lease_until), together
