@@ -34,6 +34,7 @@ import (
 	"github.com/soukhq/souk/services/identity"
 	"github.com/soukhq/souk/services/inventory"
 	"github.com/soukhq/souk/services/notify"
+	"github.com/soukhq/souk/services/orders"
 	"github.com/soukhq/souk/services/payments"
 	"github.com/soukhq/souk/services/pricing"
 )
@@ -66,6 +67,7 @@ type App struct {
 	cart      *cart.Service
 	payments  *payments.Service
 	notify    *notify.Service
+	orders    *orders.Service
 	// stops run at shutdown before background work is cancelled (e.g.
 	// draining bus consumers), in reverse order of registration.
 	stops []func(context.Context) error

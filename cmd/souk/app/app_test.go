@@ -57,7 +57,7 @@ func TestServeHelpListsFlagsAndEnv(t *testing.T) {
 func TestSelectedServices(t *testing.T) {
 	cfg := Config{Services: []string{"all"}, Remote: map[string]string{"identity": "http://id:8080"}}
 	got, err := cfg.Selected()
-	if err != nil || !slices.Equal(got, []string{"cart", "catalog", "inventory", "notify", "payments", "pricing"}) {
+	if err != nil || !slices.Equal(got, []string{"cart", "catalog", "inventory", "notify", "orders", "payments", "pricing"}) {
 		t.Fatalf("all minus remote identity = %v, %v", got, err)
 	}
 	cfg = Config{Services: []string{"catalog"}, Remote: map[string]string{"catalog": "http://c"}}

@@ -19,6 +19,7 @@ import (
 	"github.com/soukhq/souk/services/identity"
 	"github.com/soukhq/souk/services/inventory"
 	"github.com/soukhq/souk/services/notify"
+	"github.com/soukhq/souk/services/orders"
 	"github.com/soukhq/souk/services/payments"
 	"github.com/soukhq/souk/services/pricing"
 )
@@ -129,6 +130,7 @@ var serviceMigrations = map[string]store.Migrations{
 	"cart":      cart.Migrations,
 	"payments":  payments.Migrations,
 	"notify":    notify.Migrations,
+	"orders":    orders.Migrations,
 }
 
 // migrate applies every selected service's migrations.

@@ -7,7 +7,7 @@ import (
 )
 
 // ServiceNames lists the services this binary can run, in start order.
-var ServiceNames = []string{"identity", "pricing", "inventory", "catalog", "cart", "payments", "notify"}
+var ServiceNames = []string{"identity", "pricing", "inventory", "catalog", "cart", "payments", "orders", "notify"}
 
 // servicePrefixes is the routing data for each service: the path prefixes it
 // answers. The gateway sends them to the local service, or to its --remote
@@ -20,6 +20,7 @@ var servicePrefixes = map[string][]string{
 	"cart":      {"/admin/carts", "/store/carts"},
 	"payments":  {"/admin/payments"},
 	"notify":    {"/admin/webhooks"},
+	"orders":    {"/admin/orders", "/store/orders", "/store/carts/*/checkout", "/store/customers/me/orders"},
 }
 
 // Module names besides the services.
@@ -59,6 +60,7 @@ func (a *App) modules() map[string]module {
 		"cart":        {deps: local("catalog", "pricing"), init: a.initCart},
 		"payments":    {deps: local(), init: a.initPayments},
 		"notify":      {deps: local(), init: a.initNotify},
+		"orders":      {deps: local("cart", "pricing", "inventory", "payments"), init: a.initOrders},
 		moduleDemo:    {deps: a.selected, init: a.initDemo},
 		moduleGateway: {deps: []string{moduleDemo}, init: a.initGateway, stop: a.stopGateway},
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/soukhq/souk/services/identity"
 	"github.com/soukhq/souk/services/inventory"
 	"github.com/soukhq/souk/services/notify"
+	"github.com/soukhq/souk/services/orders"
 	"github.com/soukhq/souk/services/payments"
 	"github.com/soukhq/souk/services/pricing"
 )
@@ -163,6 +164,59 @@ func (a *App) initNotify(ctx context.Context) error {
 	a.onStop(func(ctx context.Context) error { return svc.Stop(ctx) })
 	a.background("notify", svc.Run)
 	return nil
+}
+
+func (a *App) initOrders(ctx context.Context) error {
+	var deps orders.Deps
+	var err error
+	if deps.Carts, err = a.cartClient(); err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	if deps.Pricing, err = a.pricingClient(); err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	if deps.Inventory, err = a.inventoryClient(); err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	if deps.Payments, err = a.paymentsClient(); err != nil {
+		return fmt.Errorf("orders: %w", err)
+	}
+	u, err := a.openUnit(ctx, "orders")
+	if err != nil {
+		return err
+	}
+	svc, err := orders.New(u.db, u.outbox, a.logger.With("component", "orders"), orders.Config{}, deps, orders.WithMetrics(a.registry))
+	if err != nil {
+		return err
+	}
+	a.orders = svc
+	u.routes = svc.Routes()
+	if err := svc.Subscribe(ctx, a.bus); err != nil {
+		return err
+	}
+	// The executor resumes every unfinished saga on start.
+	a.background("orders-saga", svc.Run)
+	return nil
+}
+
+func (a *App) cartClient() (orders.CartClient, error) {
+	if a.cart != nil {
+		return a.cart, nil
+	}
+	if u, ok := a.cfg.Remote["cart"]; ok {
+		return cart.NewHTTPClient(u, a.serviceHTTP, a.cfg.ServiceToken), nil
+	}
+	return nil, errNeeds("cart")
+}
+
+func (a *App) paymentsClient() (payments.Client, error) {
+	if a.payments != nil {
+		return a.payments, nil
+	}
+	if u, ok := a.cfg.Remote["payments"]; ok {
+		return payments.NewHTTPClient(u, a.serviceHTTP), nil
+	}
+	return nil, errNeeds("payments")
 }
 
 // The clients of other services: the local service when this process runs
