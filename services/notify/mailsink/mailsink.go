@@ -88,6 +88,13 @@ func WithAuth(username, password string) Option {
 	return func(s *Sink) { s.user, s.pass = username, password }
 }
 
+// WithRejectRecipient refuses RCPT TO for the addresses reject returns
+// true for, with 550 (mailbox unavailable): a bounce, for trying out how
+// a sender handles one.
+func WithRejectRecipient(reject func(address string) bool) Option {
+	return func(s *Sink) { s.reject = reject }
+}
+
 // WithMaxMessages keeps at most n messages (default DefaultMaxMessages).
 func WithMaxMessages(n int) Option {
 	return func(s *Sink) { s.max = n }
@@ -102,6 +109,7 @@ type Sink struct {
 	user      string
 	pass      string
 	max       int
+	reject    func(string) bool
 	done      chan struct{}
 
 	mu       sync.Mutex
@@ -167,6 +175,9 @@ func (s *Sink) Addr() string { return s.ln.Addr().String() }
 // readable. It is idempotent.
 func (s *Sink) Close() error {
 	err := s.srv.Close()
+	// The server may not have registered the listener yet (Serve runs in
+	// its own goroutine): close it here too, so Serve returns either way.
+	_ = s.ln.Close()
 	<-s.done
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
@@ -305,6 +316,9 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.sink.reject != nil && ss.sink.reject(to) {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "mailbox unavailable (mailsink rejects it)"}
+	}
 	ss.to = append(ss.to, to)
 	return nil
 }
