@@ -2,7 +2,8 @@
 // gateway: errors as RFC 9457 problems from the one code→status map (Error),
 // strict JSON decoding (Decode), list pagination (ParseList, Page), resource
 // versions (IfMatch, SetETag), routes as data (Route) and the middleware
-// every route is served through.
+// every route is served through — and, on the calling side, Client, the
+// JSON client every service's HTTPClient is built on.
 //
 // Middleware have one shape, func(http.Handler) http.Handler, composed with
 // Chain (first listed outermost). The gateway wraps the whole mux in the
