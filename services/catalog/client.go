@@ -2,20 +2,14 @@ package catalog
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/resilience"
 )
 
 // Client is what other services (cart, pricing) may ask the catalogue: the
@@ -36,36 +30,47 @@ type Client interface {
 	ListProducts(ctx context.Context, q ProductQuery) (httpx.Page[Product], error)
 }
 
-// HTTPClient is Client over the Store API of a remote catalogue. Every call
-// has a timeout; as every call is an idempotent GET, transport failures and
-// 429/502/503/504 answers are retried with jittered exponential backoff.
-// Problem documents become *apperr.Error with the remote code, message and
-// field errors, so apperr.Is works across the wire.
+// HTTPClient is Client over the Store API of a remote catalogue, through
+// an httpx.Client: every call has a timeout and, as every call is an
+// idempotent GET, transport failures and 429/502/503/504 answers are
+// retried with jittered exponential backoff (httpx.ClientPolicy, unless
+// WithPolicy gives another). Problem documents become *apperr.Error with
+// the remote code, message and field errors, so apperr.Is works across the
+// wire.
 type HTTPClient struct {
-	base        string
-	hc          *http.Client
-	timeout     time.Duration // per attempt
-	maxAttempts int
-	backoff     time.Duration // before the second attempt; doubles after
+	api    *httpx.Client
+	policy *resilience.Policy
 }
 
 var _ Client = (*HTTPClient)(nil)
 
+// HTTPClientOption tunes an HTTPClient.
+type HTTPClientOption func(*HTTPClient)
+
+// WithPolicy makes the client call through p instead of its default
+// policy (httpx.ClientPolicy("catalog"): 5 s per attempt, 3 attempts, no
+// breaker); pass the policy shared by every client of the catalogue.
+func WithPolicy(p *resilience.Policy) HTTPClientOption {
+	return func(c *HTTPClient) { c.policy = p }
+}
+
 // NewHTTPClient returns a client of the catalogue at baseURL (the gateway
 // or the catalogue's own address, "http://127.0.0.1:8080"). hc may be nil
-// for a default client; each attempt is bounded by a 5 s timeout as well as
-// by hc's own and the context's.
-func NewHTTPClient(baseURL string, hc *http.Client) *HTTPClient {
+// for a default client; each attempt is bounded by the policy's timeout
+// (5 s) as well as by hc's own and the context's.
+func NewHTTPClient(baseURL string, hc *http.Client, opts ...HTTPClientOption) *HTTPClient {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &HTTPClient{
-		base:        strings.TrimRight(baseURL, "/"),
-		hc:          hc,
-		timeout:     5 * time.Second,
-		maxAttempts: 3,
-		backoff:     50 * time.Millisecond,
+	c := &HTTPClient{}
+	for _, opt := range opts {
+		opt(c)
 	}
+	if c.policy == nil {
+		c.policy = httpx.ClientPolicy("catalog")
+	}
+	c.api = httpx.NewClient("catalog", baseURL, hc, httpx.WithPolicy(c.policy))
+	return c
 }
 
 // GetProduct implements Client.
@@ -74,7 +79,7 @@ func (c *HTTPClient) GetProduct(ctx context.Context, idOrHandle string) (Product
 		return Product{}, productNotFound(idOrHandle)
 	}
 	var p Product
-	if err := c.get(ctx, "/store/products/"+url.PathEscape(idOrHandle), nil, &p); err != nil {
+	if err := c.api.Do(ctx, http.MethodGet, "/store/products/"+url.PathEscape(idOrHandle), nil, &p); err != nil {
 		return Product{}, fmt.Errorf("get product %s: %w", idOrHandle, err)
 	}
 	return p, nil
@@ -86,7 +91,7 @@ func (c *HTTPClient) GetVariant(ctx context.Context, variantID string) (VariantR
 		return VariantRef{}, variantNotFound(variantID)
 	}
 	var v VariantRef
-	if err := c.get(ctx, "/store/variants/"+url.PathEscape(variantID), nil, &v); err != nil {
+	if err := c.api.Do(ctx, http.MethodGet, "/store/variants/"+url.PathEscape(variantID), nil, &v); err != nil {
 		return VariantRef{}, fmt.Errorf("get variant %s: %w", variantID, err)
 	}
 	return v, nil
@@ -108,102 +113,11 @@ func (c *HTTPClient) ListProducts(ctx context.Context, q ProductQuery) (httpx.Pa
 		params.Set("cursor", q.Cursor)
 	}
 	var page httpx.Page[Product]
-	if err := c.get(ctx, "/store/products", params, &page); err != nil {
+	if err := c.api.Do(ctx, http.MethodGet, "/store/products", nil, &page, httpx.Query(params)); err != nil {
 		return httpx.Page[Product]{}, fmt.Errorf("list products: %w", err)
 	}
 	if page.Data == nil {
 		page.Data = []Product{}
 	}
 	return page, nil
-}
-
-// get fetches path into out, retrying what is worth retrying.
-func (c *HTTPClient) get(ctx context.Context, path string, params url.Values, out any) error {
-	u := c.base + path
-	if len(params) > 0 {
-		u += "?" + params.Encode()
-	}
-	delay := c.backoff
-	for attempt := 1; ; attempt++ {
-		retry, err := c.try(ctx, u, out)
-		if err == nil || !retry || attempt == c.maxAttempts {
-			return err
-		}
-		// Full jitter in [delay/2, delay*3/2): retries of many callers spread out.
-		wait := delay/2 + rand.N(delay)
-		select {
-		case <-ctx.Done():
-			return apperr.Wrap(ctx.Err(), apperr.Unavailable, "catalog call abandoned: "+ctx.Err().Error())
-		case <-time.After(wait):
-		}
-		delay *= 2
-	}
-}
-
-// try makes one attempt and tells whether a failure is worth retrying.
-func (c *HTTPClient) try(ctx context.Context, u string, out any) (retry bool, err error) {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
-	if err != nil {
-		return false, fmt.Errorf("build catalog request: %w", err)
-	}
-	req.Header.Set("Accept", "application/json, application/problem+json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return false, apperr.Wrap(err, apperr.Unavailable, "catalog call abandoned: "+ctx.Err().Error())
-		}
-		return true, apperr.Wrap(err, apperr.Unavailable, "catalog is unreachable")
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return ctx.Err() == nil, apperr.Wrap(err, apperr.Unavailable, "catalog answer was cut off")
-	}
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(body, out); err != nil {
-			return false, apperr.Wrap(err, apperr.Unavailable, "catalog answered with malformed JSON")
-		}
-		return false, nil
-	}
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		retry = true
-	}
-	return retry, problemError(resp, body)
-}
-
-// problemError turns an error answer into the *apperr.Error it reports.
-func problemError(resp *http.Response, body []byte) error {
-	var p httpx.Problem
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt == "application/problem+json" && json.Unmarshal(body, &p) == nil && p.Code != "" {
-		code := p.Code
-		if code == apperr.Internal {
-			// The catalogue failed: for the caller, a dependency is down.
-			code = apperr.Unavailable
-		}
-		return &apperr.Error{Code: code, Message: p.Detail, Fields: p.Errors,
-			Err: fmt.Errorf("catalog answered %d %s", resp.StatusCode, p.Code)}
-	}
-	code := apperr.Internal
-	switch s := resp.StatusCode; {
-	case s == http.StatusBadRequest:
-		code = apperr.BadRequest
-	case s == http.StatusUnauthorized:
-		code = apperr.Unauthorized
-	case s == http.StatusForbidden:
-		code = apperr.Forbidden
-	case s == http.StatusNotFound:
-		code = apperr.NotFound
-	case s == http.StatusConflict:
-		code = apperr.Conflict
-	case s == http.StatusTooManyRequests:
-		code = apperr.RateLimited
-	case s >= 500:
-		code = apperr.Unavailable
-	}
-	return &apperr.Error{Code: code, Message: fmt.Sprintf("catalog answered %s", resp.Status),
-		Err: errors.New(strings.TrimSpace(string(body[:min(len(body), 200)])))}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/resilience"
 )
 
 // clientImpls are the implementations of Client the contract suite runs:
@@ -198,9 +199,9 @@ func TestHTTPClientResilience(t *testing.T) {
 		}))
 		defer srv.Close()
 		defer close(release)
-		c := NewHTTPClient(srv.URL, srv.Client())
-		c.timeout = 50 * time.Millisecond
-		c.backoff = time.Millisecond
+		c := NewHTTPClient(srv.URL, srv.Client(), WithPolicy(resilience.MustNew(resilience.Config{
+			Name: "catalog", Timeout: 50 * time.Millisecond, Failure: httpx.Transient, Backoff: resilience.Backoff{Initial: time.Millisecond},
+		})))
 		start := time.Now()
 		_, err := c.GetProduct(ctx, p.ID)
 		wantErr(t, err, apperr.Unavailable)
@@ -224,8 +225,9 @@ func TestHTTPClientResilience(t *testing.T) {
 		srv := httptest.NewServer(h)
 		url := srv.URL
 		srv.Close()
-		c := NewHTTPClient(url, nil)
-		c.backoff = time.Millisecond
+		c := NewHTTPClient(url, nil, WithPolicy(resilience.MustNew(resilience.Config{
+			Name: "catalog", Failure: httpx.Transient, Backoff: resilience.Backoff{Initial: time.Millisecond},
+		})))
 		_, err := c.ListProducts(ctx, ProductQuery{})
 		wantErr(t, err, apperr.Unavailable)
 	})
