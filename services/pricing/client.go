@@ -1,14 +1,8 @@
 package pricing
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,6 +11,7 @@ import (
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/money"
+	"github.com/soukhq/souk/platform/resilience"
 )
 
 // Address is where a cart ships to, as far as pricing cares: the country
@@ -204,20 +199,18 @@ type Client interface {
 }
 
 // HTTPClient is Client over pricing's internal Admin API endpoints
-// (/admin/pricing/…) of a remote pricing service. Every attempt has a
-// timeout; as every call is idempotent (quotes and checks are reads,
-// Redeem is idempotent by its Key, Release by nature), transport failures
-// and 429/502/503/504 answers are retried with jittered exponential
-// backoff. Problem documents become *apperr.Error with the remote code,
+// (/admin/pricing/…) of a remote pricing service, through an httpx.Client.
+// Every attempt has a timeout; as every call is idempotent (quotes and
+// checks are reads, Redeem is idempotent by its Key, Release by nature),
+// transport failures and 429/502/503/504 answers are retried with jittered
+// exponential backoff (httpx.ClientPolicy, unless WithPolicy gives
+// another). Problem documents become *apperr.Error with the remote code,
 // message and field errors, so apperr.Is works across the wire. It is safe
 // for concurrent use.
 type HTTPClient struct {
-	base        string
-	hc          *http.Client
-	token       string
-	timeout     time.Duration // per attempt
-	maxAttempts int
-	backoff     time.Duration // before the second attempt; doubles after
+	api    *httpx.Client
+	token  string
+	policy *resilience.Policy
 }
 
 var _ Client = (*HTTPClient)(nil)
@@ -232,31 +225,36 @@ func WithBearerToken(token string) HTTPClientOption {
 	return func(c *HTTPClient) { c.token = token }
 }
 
+// WithPolicy makes the client call through p instead of its default
+// policy (httpx.ClientPolicy("pricing"): 5 s per attempt, 3 attempts, no
+// breaker); pass the policy shared by every client of pricing.
+func WithPolicy(p *resilience.Policy) HTTPClientOption {
+	return func(c *HTTPClient) { c.policy = p }
+}
+
 // NewHTTPClient returns a client of the pricing service at baseURL (the
 // gateway, or pricing's own address). hc may be nil for a default client;
-// each attempt is bounded by a 5 s timeout as well as by hc's own and the
-// context's.
+// each attempt is bounded by the policy's timeout (5 s) as well as by hc's
+// own and the context's.
 func NewHTTPClient(baseURL string, hc *http.Client, opts ...HTTPClientOption) *HTTPClient {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	c := &HTTPClient{
-		base:        strings.TrimRight(baseURL, "/"),
-		hc:          hc,
-		timeout:     5 * time.Second,
-		maxAttempts: 3,
-		backoff:     50 * time.Millisecond,
-	}
+	c := &HTTPClient{}
 	for _, o := range opts {
 		o(c)
 	}
+	if c.policy == nil {
+		c.policy = httpx.ClientPolicy("pricing")
+	}
+	c.api = httpx.NewClient("pricing", baseURL, hc, httpx.WithPolicy(c.policy), httpx.WithBearerToken(c.token))
 	return c
 }
 
 // Quote implements Client.
 func (c *HTTPClient) Quote(ctx context.Context, req QuoteRequest) (Quote, error) {
 	var q Quote
-	if err := c.call(ctx, http.MethodPost, "/admin/pricing/quote", nil, req, http.StatusOK, &q); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/admin/pricing/quote", nil, req, &q); err != nil {
 		return Quote{}, fmt.Errorf("quote: %w", err)
 	}
 	return q, nil
@@ -265,7 +263,7 @@ func (c *HTTPClient) Quote(ctx context.Context, req QuoteRequest) (Quote, error)
 // ShippingOptions implements Client.
 func (c *HTTPClient) ShippingOptions(ctx context.Context, req QuoteRequest) ([]ShippingOption, error) {
 	var out shippingOptionList
-	if err := c.call(ctx, http.MethodPost, "/admin/pricing/shipping-options", nil, req, http.StatusOK, &out); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/admin/pricing/shipping-options", nil, req, &out); err != nil {
 		return nil, fmt.Errorf("shipping options: %w", err)
 	}
 	if out.Data == nil {
@@ -288,13 +286,13 @@ func (c *HTTPClient) CheckCode(ctx context.Context, code, currency, customerID s
 		params.Set("customer_id", customerID)
 	}
 	var out codeCheck
-	return c.call(ctx, http.MethodGet, "/admin/pricing/codes/"+url.PathEscape(code), params, nil, http.StatusOK, &out)
+	return c.call(ctx, http.MethodGet, "/admin/pricing/codes/"+url.PathEscape(code), params, nil, &out)
 }
 
 // Redeem implements Client.
 func (c *HTTPClient) Redeem(ctx context.Context, req RedeemRequest) (Redemption, error) {
 	var r Redemption
-	if err := c.call(ctx, http.MethodPost, "/admin/pricing/redemptions", nil, req, http.StatusCreated, &r); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/admin/pricing/redemptions", nil, req, &r); err != nil {
 		return Redemption{}, fmt.Errorf("redeem: %w", err)
 	}
 	return r, nil
@@ -306,7 +304,7 @@ func (c *HTTPClient) Release(ctx context.Context, key string) error {
 		return fmt.Errorf("release: %w", &apperr.Error{Code: apperr.ValidationFailed, Message: "key must have 1 to 255 characters",
 			Fields: []apperr.FieldError{{Field: "key", Code: "invalid", Message: "must have 1 to 255 characters"}}})
 	}
-	if err := c.call(ctx, http.MethodPost, "/admin/pricing/redemptions/"+url.PathEscape(key)+"/release", nil, nil, http.StatusNoContent, nil); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/admin/pricing/redemptions/"+url.PathEscape(key)+"/release", nil, nil, nil); err != nil {
 		return fmt.Errorf("release %s: %w", key, err)
 	}
 	return nil
@@ -323,7 +321,7 @@ func (c *HTTPClient) Prices(ctx context.Context, currency string, customerGroups
 		params.Set("variant_ids", strings.Join(variantIDs, ","))
 	}
 	var out priceMap
-	if err := c.call(ctx, http.MethodGet, "/admin/pricing/prices", params, nil, http.StatusOK, &out); err != nil {
+	if err := c.call(ctx, http.MethodGet, "/admin/pricing/prices", params, nil, &out); err != nil {
 		return nil, fmt.Errorf("prices: %w", err)
 	}
 	if out.Prices == nil {
@@ -332,113 +330,8 @@ func (c *HTTPClient) Prices(ctx context.Context, currency string, customerGroups
 	return out.Prices, nil
 }
 
-// call sends one request, retrying what is worth retrying, and decodes an
-// answer with the wanted status into out (when out is not nil).
-func (c *HTTPClient) call(ctx context.Context, method, path string, params url.Values, body any, want int, out any) error {
-	u := c.base + path
-	if len(params) > 0 {
-		u += "?" + params.Encode()
-	}
-	var payload []byte
-	if body != nil {
-		var err error
-		if payload, err = json.Marshal(body); err != nil {
-			return fmt.Errorf("encode pricing request: %w", err)
-		}
-	}
-	delay := c.backoff
-	for attempt := 1; ; attempt++ {
-		retry, err := c.try(ctx, method, u, payload, want, out)
-		if err == nil || !retry || attempt == c.maxAttempts {
-			return err
-		}
-		// Full jitter in [delay/2, delay*3/2): retries of many callers spread out.
-		wait := delay/2 + rand.N(delay)
-		select {
-		case <-ctx.Done():
-			return apperr.Wrap(ctx.Err(), apperr.Unavailable, "pricing call abandoned: "+ctx.Err().Error())
-		case <-time.After(wait):
-		}
-		delay *= 2
-	}
-}
-
-// try makes one attempt and tells whether a failure is worth retrying.
-func (c *HTTPClient) try(ctx context.Context, method, u string, payload []byte, want int, out any) (retry bool, err error) {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	var body io.Reader
-	if payload != nil {
-		body = bytes.NewReader(payload)
-	}
-	req, err := http.NewRequestWithContext(actx, method, u, body)
-	if err != nil {
-		return false, fmt.Errorf("build pricing request: %w", err)
-	}
-	req.Header.Set("Accept", "application/json, application/problem+json")
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return false, apperr.Wrap(err, apperr.Unavailable, "pricing call abandoned: "+ctx.Err().Error())
-		}
-		return true, apperr.Wrap(err, apperr.Unavailable, "pricing is unreachable")
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return ctx.Err() == nil, apperr.Wrap(err, apperr.Unavailable, "pricing answer was cut off")
-	}
-	if resp.StatusCode == want {
-		if out != nil {
-			if err := json.Unmarshal(data, out); err != nil {
-				return false, apperr.Wrap(err, apperr.Unavailable, "pricing answered with malformed JSON")
-			}
-		}
-		return false, nil
-	}
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		retry = true
-	}
-	return retry, problemError(resp, data)
-}
-
-// problemError turns an error answer into the *apperr.Error it reports.
-func problemError(resp *http.Response, body []byte) error {
-	var p httpx.Problem
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt == "application/problem+json" && json.Unmarshal(body, &p) == nil && p.Code != "" {
-		code := p.Code
-		if code == apperr.Internal {
-			// Pricing failed: for the caller, a dependency is down.
-			code = apperr.Unavailable
-		}
-		return &apperr.Error{Code: code, Message: p.Detail, Fields: p.Errors,
-			Err: fmt.Errorf("pricing answered %d %s", resp.StatusCode, p.Code)}
-	}
-	code := apperr.Internal
-	switch s := resp.StatusCode; {
-	case s == http.StatusBadRequest:
-		code = apperr.BadRequest
-	case s == http.StatusUnauthorized:
-		code = apperr.Unauthorized
-	case s == http.StatusForbidden:
-		code = apperr.Forbidden
-	case s == http.StatusNotFound:
-		code = apperr.NotFound
-	case s == http.StatusConflict:
-		code = apperr.Conflict
-	case s == http.StatusTooManyRequests:
-		code = apperr.RateLimited
-	case s >= 500:
-		code = apperr.Unavailable
-	}
-	return &apperr.Error{Code: code, Message: fmt.Sprintf("pricing answered %s", resp.Status),
-		Err: errors.New(strings.TrimSpace(string(body[:min(len(body), 200)])))}
+// call sends one request, retrying what is worth retrying (every call is
+// idempotent), and decodes the answer into out (when out is not nil).
+func (c *HTTPClient) call(ctx context.Context, method, path string, params url.Values, body, out any) error {
+	return c.api.Do(ctx, method, path, body, out, httpx.Query(params), httpx.Idempotent())
 }
