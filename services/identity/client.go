@@ -2,21 +2,20 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
+	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
+	"github.com/soukhq/souk/platform/httpx"
 )
 
 // HTTPAuthenticator authenticates bearer tokens by asking a remote identity
 // service (GET /admin/auth/whoami with the caller's token). A process that
-// does not run identity itself uses it.
+// does not run identity itself uses it. Each token is asked about once, with
+// no retry: the caller's request is waiting.
 type HTTPAuthenticator struct {
-	base string
-	hc   *http.Client
+	api *httpx.Client
 }
 
 var _ auth.Authenticator = (*HTTPAuthenticator)(nil)
@@ -24,32 +23,23 @@ var _ auth.Authenticator = (*HTTPAuthenticator)(nil)
 // NewHTTPAuthenticator returns an authenticator for the identity service at
 // baseURL. hc should carry a timeout.
 func NewHTTPAuthenticator(baseURL string, hc *http.Client) *HTTPAuthenticator {
-	return &HTTPAuthenticator{base: strings.TrimSuffix(baseURL, "/"), hc: hc}
+	return &HTTPAuthenticator{api: httpx.NewClient("identity service", baseURL, hc)}
 }
 
 // Authenticate implements auth.Authenticator. A token identity refuses is
-// apperr.Unauthorized; an unreachable identity is apperr.Unavailable.
+// apperr.Unauthorized; an unreachable identity, or any other answer, is
+// apperr.Unavailable.
 func (c *HTTPAuthenticator) Authenticate(ctx context.Context, token string) (auth.Principal, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/admin/auth/whoami", nil)
-	if err != nil {
-		return auth.Principal{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return auth.Principal{}, apperr.Wrap(err, apperr.Unavailable, "identity service unreachable")
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return auth.Principal{}, apperr.New(apperr.Unauthorized, "invalid bearer token")
-	default:
-		return auth.Principal{}, apperr.New(apperr.Unavailable, "identity service answered %d", resp.StatusCode)
-	}
 	var who WhoAmI
-	if err := json.NewDecoder(resp.Body).Decode(&who); err != nil {
-		return auth.Principal{}, fmt.Errorf("decode whoami: %w", err)
+	err := c.api.Do(ctx, http.MethodGet, "/admin/auth/whoami", nil, &who, httpx.Header("Authorization", "Bearer "+token))
+	var answer *httpx.ResponseError
+	switch {
+	case err == nil:
+		return auth.Principal{Subject: who.Subject, Kind: auth.Kind(who.Kind), Role: who.Role, Name: who.Name}, nil
+	case errors.As(err, &answer) && (answer.StatusCode == http.StatusUnauthorized || answer.StatusCode == http.StatusForbidden):
+		return auth.Principal{}, apperr.New(apperr.Unauthorized, "invalid bearer token")
+	case errors.As(err, &answer):
+		return auth.Principal{}, apperr.New(apperr.Unavailable, "identity service answered %d", answer.StatusCode)
 	}
-	return auth.Principal{Subject: who.Subject, Kind: auth.Kind(who.Kind), Role: who.Role, Name: who.Name}, nil
+	return auth.Principal{}, err
 }
