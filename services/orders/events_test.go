@@ -153,12 +153,14 @@ func TestOrderConfirmedIsExactly(t *testing.T) {
 	}
 
 	for name, mutate := range map[string]func(m map[string]any){
-		"an extra field":       func(m map[string]any) { m["data"].(map[string]any)["status"] = "confirmed" },
-		"a float amount":       func(m map[string]any) { m["data"].(map[string]any)["total"].(map[string]any)["amount"] = 10.5 },
-		"no confirmed_at":      func(m map[string]any) { delete(m["data"].(map[string]any), "confirmed_at") },
-		"an item without sku":  func(m map[string]any) { delete(m["data"].(map[string]any)["items"].([]any)[0].(map[string]any), "sku") },
-		"a bad customer_id":    func(m map[string]any) { m["data"].(map[string]any)["customer_id"] = 7 },
-		"an address sans city": func(m map[string]any) { delete(m["data"].(map[string]any)["shipping_address"].(map[string]any), "city") },
+		"an extra field":      func(m map[string]any) { m["data"].(map[string]any)["status"] = "confirmed" },
+		"a float amount":      func(m map[string]any) { m["data"].(map[string]any)["total"].(map[string]any)["amount"] = 10.5 },
+		"no confirmed_at":     func(m map[string]any) { delete(m["data"].(map[string]any), "confirmed_at") },
+		"an item without sku": func(m map[string]any) { delete(m["data"].(map[string]any)["items"].([]any)[0].(map[string]any), "sku") },
+		"a bad customer_id":   func(m map[string]any) { m["data"].(map[string]any)["customer_id"] = 7 },
+		"an address sans city": func(m map[string]any) {
+			delete(m["data"].(map[string]any)["shipping_address"].(map[string]any), "city")
+		},
 	} {
 		var m map[string]any
 		_ = json.Unmarshal([]byte(payload), &m)

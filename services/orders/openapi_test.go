@@ -254,7 +254,9 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 		{"order with an unknown status", request{method: "GET", path: "/store/orders/" + o.ID, principal: "customer:cus_ada"}, func(m map[string]any) { m["status"] = "paid" }},
 		{"admin order without saga", request{method: "GET", path: "/admin/orders/" + o.ID}, func(m map[string]any) { delete(m, "saga") }},
 		{"saga step with an unknown outcome", request{method: "GET", path: "/admin/orders/" + o.ID},
-			func(m map[string]any) { m["saga"].(map[string]any)["steps"].([]any)[0].(map[string]any)["outcome"] = "maybe" }},
+			func(m map[string]any) {
+				m["saga"].(map[string]any)["steps"].([]any)[0].(map[string]any)["outcome"] = "maybe"
+			}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			w := MustServe(t, h, http.StatusOK, tt.rq)
