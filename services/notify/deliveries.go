@@ -248,7 +248,7 @@ func (s *Service) record(ctx context.Context, c claimed, r result) error {
 		}
 		final := !now.Before(c.retryUntil) || !w.Enabled
 		if !final {
-			n := now.Add(s.jitter(backoff(s.cfg.WebhookRetrySchedule, c.Attempts)))
+			n := now.Add(s.jitter(backoff(s.cfg.WebhookRetrySchedule, c.Attempts))).Truncate(time.Microsecond)
 			if n.After(c.retryUntil) {
 				n = c.retryUntil // the last attempt is made when the window ends
 			}

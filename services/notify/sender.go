@@ -115,7 +115,7 @@ func (s *Service) sendEmail(ctx context.Context, e Email, owner string) error {
 			"attempts", e.Attempts, "smtp_addr", s.cfg.SMTPAddr, "error", reason)
 		return nil
 	}
-	next := s.now().Add(s.jitter(backoff(s.cfg.EmailBackoff, e.Attempts)))
+	next := s.now().Add(s.jitter(backoff(s.cfg.EmailBackoff, e.Attempts))).Truncate(time.Microsecond)
 	if _, rerr := finishEmail(ctx, s.db, e.ID, owner, EmailPending, reason, &next, s.now()); rerr != nil {
 		return fmt.Errorf("record email %s attempt: %w", e.ID, rerr)
 	}

@@ -61,8 +61,8 @@ var disallowed = func() []disallowedRange {
 		{"198.51.100.0/24", "documentation"},
 		{"203.0.113.0/24", "documentation"},
 		{"224.0.0.0/4", "multicast"},
-		{"240.0.0.0/4", "reserved"},
 		{"255.255.255.255/32", "broadcast"},
+		{"240.0.0.0/4", "reserved"},
 		// IPv6.
 		{"::/128", "unspecified"},
 		{"::1/128", "loopback"},
