@@ -282,7 +282,11 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	rc.mu.Lock()
 	got := received{header: r.Header.Clone(), body: body}
-	got.sigError = VerifySignature(rc.secret, r.Header.Get(HeaderSignature), body, DefaultSignatureTolerance, rc.clock.Now())
+	now := time.Now()
+	if rc.clock != nil {
+		now = rc.clock.Now()
+	}
+	got.sigError = VerifySignature(rc.secret, r.Header.Get(HeaderSignature), body, DefaultSignatureTolerance, now)
 	_ = json.Unmarshal(body, &got.event)
 	rc.requests = append(rc.requests, got)
 	call, respond := len(rc.requests), rc.respond
