@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/resilience"
@@ -24,7 +25,7 @@ var clientImpls = []struct {
 }{
 	{"in-process", func(_ *testing.T, s *Service) Client { return s }},
 	{"http", func(t *testing.T, s *Service) Client {
-		srv := httptest.NewServer(mount(s.Routes()))
+		srv := httptest.NewServer(apitest.Mount(s.Routes()))
 		t.Cleanup(srv.Close)
 		return NewHTTPClient(srv.URL, srv.Client())
 	}},
@@ -138,7 +139,7 @@ func flakyServer(t *testing.T, h http.Handler, statuses ...int) (*httptest.Serve
 func TestHTTPClientResilience(t *testing.T) {
 	s := MustNewSQLiteService(t)
 	p := MustCreateProduct(t, s, simpleInput("Mug", "MUG-1", StatusPublished))
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 	ctx := context.Background()
 
 	t.Run("retries 503 and 502, then succeeds", func(t *testing.T) {

@@ -3,38 +3,15 @@ package catalog
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
 )
 
 // eventTypes is every event the catalogue publishes.
 var eventTypes = []string{EventProductPublished, EventProductUpdated, EventProductArchived}
-
-// MustCompileEventSchemas compiles api/events/<type>.json for every type.
-func MustCompileEventSchemas(t testing.TB) map[string]*jsonschema.Schema {
-	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	out := map[string]*jsonschema.Schema{}
-	for _, typ := range eventTypes {
-		path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sch, err := c.Compile(path)
-		if err != nil {
-			t.Fatalf("compile schema of %s: %v", typ, err)
-		}
-		out[typ] = sch
-	}
-	return out
-}
 
 type outboxRow struct {
 	typ, aggregate string
@@ -68,7 +45,7 @@ func outboxRows(t testing.TB, s *Service) []outboxRow {
 // change, then validates each outbox row against its event's JSON Schema
 // and checks which changes were announced.
 func TestEventsMatchTheirSchemas(t *testing.T) {
-	schemas := MustCompileEventSchemas(t)
+	schemas := apitest.MustEventSchemas(t, eventTypes...)
 	runStores(t, func(t *testing.T, s *Service) {
 		ctx := context.Background()
 		cat := MustCreateCategory(t, s, CategoryInput{Name: "Shirts"})
@@ -106,17 +83,7 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 
 		lastVersion := int64(0)
 		for i, row := range outboxRows(t, s) {
-			sch, ok := schemas[row.typ]
-			if !ok {
-				t.Fatalf("row %d: event type %q has no schema", i, row.typ)
-			}
-			inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(row.payload)))
-			if err != nil {
-				t.Fatalf("row %d: %v", i, err)
-			}
-			if err := sch.Validate(inst); err != nil {
-				t.Errorf("row %d (%s) does not match its schema: %v\n%s", i, row.typ, err, row.payload)
-			}
+			schemas.Validate(t, row.payload)
 			var e bus.Event
 			if err := json.Unmarshal(row.payload, &e); err != nil {
 				t.Fatal(err)
@@ -139,7 +106,7 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 // TestEventSchemasRejectDrift makes sure the schemas are strict enough to
 // catch a snapshot that lost or mistyped a field.
 func TestEventSchemasRejectDrift(t *testing.T) {
-	schemas := MustCompileEventSchemas(t)
+	schemas := apitest.MustEventSchemas(t, eventTypes...)
 	s := MustNewSQLiteService(t)
 	MustCreateProduct(t, s, shirtInput("Linen Shirt", "LIN"))
 	rows := outboxRows(t, s)
@@ -161,16 +128,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 		{"bad subject", func(e map[string]any) { e["subject"] = "cart_1" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var e map[string]any
-			if err := json.Unmarshal(rows[0].payload, &e); err != nil {
-				t.Fatal(err)
-			}
-			tt.mutate(e)
-			b, _ := json.Marshal(e)
-			inst, _ := jsonschema.UnmarshalJSON(strings.NewReader(string(b)))
-			if err := schemas[EventProductPublished].Validate(inst); err == nil {
-				t.Fatal("schema accepted a drifted event")
-			}
+			schemas.MustRejectDrift(t, EventProductPublished, rows[0].payload, tt.mutate)
 		})
 	}
 }

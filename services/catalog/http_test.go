@@ -7,18 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/httpx"
 )
-
-// mount serves the routes on a plain ServeMux, without the gateway's
-// middleware: what the tests need to reach the handlers.
-func mount(routes []httpx.Route) *http.ServeMux {
-	mux := http.NewServeMux()
-	for _, r := range routes {
-		mux.HandleFunc(r.Pattern(), r.Handler)
-	}
-	return mux
-}
 
 // request is one HTTP exchange of a test.
 type request struct {
@@ -56,39 +47,6 @@ func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.Res
 	return w
 }
 
-func MustDecode[T any](t testing.TB, w *httptest.ResponseRecorder) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
-		t.Fatalf("decode %T: %v\n%s", v, err, w.Body)
-	}
-	return v
-}
-
-// wantProblem checks a problem+json answer: status, code and field names.
-func wantProblem(t testing.TB, w *httptest.ResponseRecorder, status int, code string, fields ...string) {
-	t.Helper()
-	if w.Code != status {
-		t.Fatalf("status = %d, want %d\n%s", w.Code, status, w.Body)
-	}
-	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type = %q", ct)
-	}
-	p := MustDecode[httpx.Problem](t, w)
-	if string(p.Code) != code || p.Status != status || p.Type != httpx.ProblemTypeBase+code {
-		t.Fatalf("problem = %+v, want code %s", p, code)
-	}
-	for _, f := range fields {
-		found := false
-		for _, fe := range p.Errors {
-			found = found || fe.Field == f
-		}
-		if !found {
-			t.Errorf("problem errors %+v do not name %q", p.Errors, f)
-		}
-	}
-}
-
 const linenShirtJSON = `{"title": "Linen Shirt", "description": "Washed linen.", "status": "published",
 	"options": [{"name": "size", "values": ["S", "M"]}],
 	"variants": [{"sku": "LIN-S", "options": {"size": "S"}, "weight_grams": 300},
@@ -97,10 +55,10 @@ const linenShirtJSON = `{"title": "Linen Shirt", "description": "Washed linen.",
 
 func TestHTTPProducts(t *testing.T) {
 	s := MustNewSQLiteService(t)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 
 	w := MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/products", body: linenShirtJSON})
-	p := MustDecode[Product](t, w)
+	p := apitest.MustDecode[Product](t, w)
 	if w.Header().Get("ETag") != `"1"` || w.Header().Get("Location") != "/admin/products/"+p.ID {
 		t.Fatalf("headers = %v", w.Header())
 	}
@@ -117,48 +75,48 @@ func TestHTTPProducts(t *testing.T) {
 
 	t.Run("get", func(t *testing.T) {
 		w := MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/products/" + p.ID})
-		if w.Header().Get("ETag") != `"1"` || MustDecode[Product](t, w).ID != p.ID {
+		if w.Header().Get("ETag") != `"1"` || apitest.MustDecode[Product](t, w).ID != p.ID {
 			t.Fatalf("get: %v %s", w.Header(), w.Body)
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/products/prod_01JD3Q0000000000000000000A"}), 404, "not_found")
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/products/linen-shirt"}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/products/prod_01JD3Q0000000000000000000A"}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/products/linen-shirt"}), 404, "not_found")
 	})
 
 	t.Run("create errors", func(t *testing.T) {
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "X", "bogus": 1}`}), 400, "bad_request", "bogus")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": 5}`}), 400, "bad_request", "title")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "X"`}), 400, "bad_request")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "", "variants": [{"sku": "A"}, {"sku": "bad sku"}]}`}),
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "X", "bogus": 1}`}), 400, "bad_request", "bogus")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": 5}`}), 400, "bad_request", "title")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "X"`}), 400, "bad_request")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "", "variants": [{"sku": "A"}, {"sku": "bad sku"}]}`}),
 			400, "validation_failed", "title", "variants[1].sku")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "Clash", "handle": "linen-shirt"}`}), 409, "conflict", "handle")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "Clash", "variants": [{"sku": "LIN-M"}]}`}), 409, "conflict", "variants[0].sku")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "Clash", "handle": "linen-shirt"}`}), 409, "conflict", "handle")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "Clash", "variants": [{"sku": "LIN-M"}]}`}), 409, "conflict", "variants[0].sku")
 		r := request{method: "POST", path: "/admin/products", body: `{"title": "X"}`, header: map[string]string{"Content-Type": "text/plain"}}
-		wantProblem(t, serve(h, r), 415, "unsupported_media_type")
+		apitest.WantProblem(t, serve(h, r), 415, "unsupported_media_type")
 	})
 
 	t.Run("patch", func(t *testing.T) {
 		w := MustServe(t, h, http.StatusOK, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Linen Shirt II"}`,
 			header: map[string]string{"If-Match": `"1"`}})
-		if w.Header().Get("ETag") != `"2"` || MustDecode[Product](t, w).Title != "Linen Shirt II" {
+		if w.Header().Get("ETag") != `"2"` || apitest.MustDecode[Product](t, w).Title != "Linen Shirt II" {
 			t.Fatalf("patch: %v %s", w.Header(), w.Body)
 		}
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Stale"}`,
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Stale"}`,
 			header: map[string]string{"If-Match": "1"}}), 409, "version_conflict")
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Bad"}`,
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Bad"}`,
 			header: map[string]string{"If-Match": "soon"}}), 400, "bad_request", "If-Match")
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"version": 3}`}), 400, "bad_request", "version")
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"options": [{"name": "size", "values": []}]}`}),
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"version": 3}`}), 400, "bad_request", "version")
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"options": [{"name": "size", "values": []}]}`}),
 			400, "validation_failed", "options[0].values")
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/prod_01JD3Q0000000000000000000A", body: `{"title": "X"}`}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/prod_01JD3Q0000000000000000000A", body: `{"title": "X"}`}), 404, "not_found")
 	})
 
 	t.Run("lists", func(t *testing.T) {
 		MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/products", body: `{"title": "Hidden Draft", "variants": [{"sku": "HD-1"}]}`})
-		admin := MustDecode[httpx.Page[Product]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/products?limit=1"}))
+		admin := apitest.MustDecode[httpx.Page[Product]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/products?limit=1"}))
 		if len(admin.Data) != 1 || admin.NextCursor == nil {
 			t.Fatalf("admin page = %+v", admin)
 		}
-		drafts := MustDecode[httpx.Page[Product]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/products?status=draft"}))
+		drafts := apitest.MustDecode[httpx.Page[Product]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/products?status=draft"}))
 		if len(drafts.Data) != 1 || drafts.Data[0].Title != "Hidden Draft" || drafts.NextCursor != nil {
 			t.Fatalf("drafts = %+v", drafts)
 		}
@@ -166,19 +124,19 @@ func TestHTTPProducts(t *testing.T) {
 		if !strings.Contains(w.Body.String(), `"next_cursor":null`) {
 			t.Fatalf("last page must carry next_cursor null: %s", w.Body)
 		}
-		store := MustDecode[httpx.Page[Product]](t, w)
+		store := apitest.MustDecode[httpx.Page[Product]](t, w)
 		if len(store.Data) != 1 || store.Data[0].ID != p.ID {
 			t.Fatalf("store page = %+v", store)
 		}
-		found := MustDecode[httpx.Page[Product]](t, MustServe(t, h, 200, request{method: "GET", path: "/store/products?q=linen"}))
+		found := apitest.MustDecode[httpx.Page[Product]](t, MustServe(t, h, 200, request{method: "GET", path: "/store/products?q=linen"}))
 		if len(found.Data) != 1 {
 			t.Fatalf("search = %+v", found)
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/store/products?limit=0"}), 400, "validation_failed", "limit")
-		wantProblem(t, serve(h, request{method: "GET", path: "/store/products?limit=abc"}), 400, "validation_failed", "limit")
-		wantProblem(t, serve(h, request{method: "GET", path: "/store/products?cursor=%25%25"}), 400, "validation_failed", "cursor")
-		wantProblem(t, serve(h, request{method: "GET", path: "/store/products?category=nope"}), 400, "validation_failed", "category")
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/products?status=live"}), 400, "validation_failed", "status")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products?limit=0"}), 400, "validation_failed", "limit")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products?limit=abc"}), 400, "validation_failed", "limit")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products?cursor=%25%25"}), 400, "validation_failed", "cursor")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products?category=nope"}), 400, "validation_failed", "category")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/products?status=live"}), 400, "validation_failed", "status")
 	})
 
 	t.Run("store views", func(t *testing.T) {
@@ -190,69 +148,69 @@ func TestHTTPProducts(t *testing.T) {
 				t.Errorf("store product shows %q", internal)
 			}
 		}
-		sp := MustDecode[Product](t, w)
-		ref := MustDecode[VariantRef](t, MustServe(t, h, 200, request{method: "GET", path: "/store/variants/" + sp.Variants[0].ID}))
+		sp := apitest.MustDecode[Product](t, w)
+		ref := apitest.MustDecode[VariantRef](t, MustServe(t, h, 200, request{method: "GET", path: "/store/variants/" + sp.Variants[0].ID}))
 		if ref.ProductID != p.ID || ref.SKU != "LIN-S" || ref.ProductStatus != StatusPublished || ref.ProductHandle != "linen-shirt" {
 			t.Fatalf("variant ref = %+v", ref)
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/store/products/hidden-draft"}), 404, "not_found")
-		wantProblem(t, serve(h, request{method: "GET", path: "/store/variants/var_01JD3Q0000000000000000000A"}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products/hidden-draft"}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/variants/var_01JD3Q0000000000000000000A"}), 404, "not_found")
 	})
 
 	t.Run("delete", func(t *testing.T) {
-		wantProblem(t, serve(h, request{method: "DELETE", path: "/admin/products/" + p.ID, header: map[string]string{"If-Match": "1"}}), 409, "version_conflict")
+		apitest.WantProblem(t, serve(h, request{method: "DELETE", path: "/admin/products/" + p.ID, header: map[string]string{"If-Match": "1"}}), 409, "version_conflict")
 		w := MustServe(t, h, http.StatusNoContent, request{method: "DELETE", path: "/admin/products/" + p.ID})
 		if w.Body.Len() != 0 {
 			t.Fatalf("204 with a body: %s", w.Body)
 		}
-		got := MustDecode[Product](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/products/" + p.ID}))
+		got := apitest.MustDecode[Product](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/products/" + p.ID}))
 		if got.Status != StatusArchived {
 			t.Fatalf("status after DELETE = %s", got.Status)
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/store/products/" + p.ID}), 404, "not_found")
-		wantProblem(t, serve(h, request{method: "DELETE", path: "/admin/products/prod_01JD3Q0000000000000000000A"}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products/" + p.ID}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "DELETE", path: "/admin/products/prod_01JD3Q0000000000000000000A"}), 404, "not_found")
 	})
 }
 
 func TestHTTPCategories(t *testing.T) {
 	s := MustNewSQLiteService(t)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 
 	w := MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/categories", body: `{"name": "Apparel"}`})
-	apparel := MustDecode[Category](t, w)
+	apparel := apitest.MustDecode[Category](t, w)
 	if w.Header().Get("ETag") != `"1"` || apparel.Handle != "apparel" || apparel.ParentID != nil {
 		t.Fatalf("created = %+v %v", apparel, w.Header())
 	}
-	shirts := MustDecode[Category](t, MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/categories",
+	shirts := apitest.MustDecode[Category](t, MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/categories",
 		body: `{"name": "Shirts", "parent_id": "` + apparel.ID + `", "position": 2}`}))
 
-	wantProblem(t, serve(h, request{method: "POST", path: "/admin/categories", body: `{"name": "X", "parent_id": "cat_01JD3Q0000000000000000000A"}`}),
+	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/categories", body: `{"name": "X", "parent_id": "cat_01JD3Q0000000000000000000A"}`}),
 		400, "validation_failed", "parent_id")
-	wantProblem(t, serve(h, request{method: "POST", path: "/admin/categories", body: `{"name": "Apparel", "handle": "apparel"}`}), 409, "conflict", "handle")
-	wantProblem(t, serve(h, request{method: "POST", path: "/admin/categories", body: `{"title": "Apparel"}`}), 400, "bad_request", "title")
+	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/categories", body: `{"name": "Apparel", "handle": "apparel"}`}), 409, "conflict", "handle")
+	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/categories", body: `{"title": "Apparel"}`}), 400, "bad_request", "title")
 
-	tree := MustDecode[categoryTree](t, MustServe(t, h, 200, request{method: "GET", path: "/store/categories"}))
+	tree := apitest.MustDecode[categoryTree](t, MustServe(t, h, 200, request{method: "GET", path: "/store/categories"}))
 	if len(tree.Data) != 1 || len(tree.Data[0].Children) != 1 || tree.Data[0].Children[0].ID != shirts.ID {
 		t.Fatalf("tree = %+v", tree)
 	}
 
-	wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/categories/" + apparel.ID, body: `{"parent_id": "` + shirts.ID + `"}`}),
+	apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/categories/" + apparel.ID, body: `{"parent_id": "` + shirts.ID + `"}`}),
 		400, "validation_failed", "parent_id")
 	w = MustServe(t, h, 200, request{method: "PATCH", path: "/admin/categories/" + shirts.ID, body: `{"parent_id": null}`,
 		header: map[string]string{"If-Match": `W/"1"`}})
-	if c := MustDecode[Category](t, w); c.ParentID != nil || c.Version != 2 || w.Header().Get("ETag") != `"2"` {
+	if c := apitest.MustDecode[Category](t, w); c.ParentID != nil || c.Version != 2 || w.Header().Get("ETag") != `"2"` {
 		t.Fatalf("moved = %+v", c)
 	}
 	MustServe(t, h, 200, request{method: "PATCH", path: "/admin/categories/" + shirts.ID, body: `{"parent_id": "` + apparel.ID + `"}`})
-	wantProblem(t, serve(h, request{method: "DELETE", path: "/admin/categories/" + apparel.ID}), 409, "conflict")
+	apitest.WantProblem(t, serve(h, request{method: "DELETE", path: "/admin/categories/" + apparel.ID}), 409, "conflict")
 
-	page := MustDecode[httpx.Page[Category]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/categories?limit=1"}))
+	page := apitest.MustDecode[httpx.Page[Category]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/categories?limit=1"}))
 	if len(page.Data) != 1 || page.NextCursor == nil {
 		t.Fatalf("page = %+v", page)
 	}
 	MustServe(t, h, 200, request{method: "GET", path: "/admin/categories/" + shirts.ID})
 	MustServe(t, h, http.StatusNoContent, request{method: "DELETE", path: "/admin/categories/" + shirts.ID})
-	wantProblem(t, serve(h, request{method: "GET", path: "/admin/categories/" + shirts.ID}), 404, "not_found")
+	apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/categories/" + shirts.ID}), 404, "not_found")
 }
 
 func TestRoutesDeclarePermissions(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -22,7 +23,7 @@ func TestStoreCache(t *testing.T) {
 		const ttl = 300 * time.Millisecond
 		a := New(db, nil, nil, WithStoreCache(ttl, 1<<20))
 		b := New(db, nil, nil, WithStoreCache(ttl, 1<<20)) // "another replica"
-		handler := mount(a.Routes())
+		handler := apitest.Mount(a.Routes())
 		get := func(path string) (int, []string) {
 			rec := httptest.NewRecorder()
 			handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/money"
@@ -58,7 +59,7 @@ func TestStorefrontPricesAndStock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 	get := func(path string, p *auth.Principal) (int, StoreProduct) {
 		req := httptest.NewRequest(http.MethodGet, path, nil)
 		if p != nil {
