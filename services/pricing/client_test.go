@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/money"
 )
@@ -21,7 +22,7 @@ var clientImpls = []struct {
 }{
 	{"in-process", func(_ *testing.T, s *Service) Client { return s }},
 	{"http", func(t *testing.T, s *Service) Client {
-		srv := httptest.NewServer(mount(s.Routes()))
+		srv := httptest.NewServer(apitest.Mount(s.Routes()))
 		t.Cleanup(srv.Close)
 		return NewHTTPClient(srv.URL, srv.Client(), WithBearerToken("sk_test"))
 	}},
@@ -158,7 +159,7 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 
 func TestHTTPClientResilience(t *testing.T) {
 	s := MustNewSQLiteService(t)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 	ctx := context.Background()
 	flaky := func(statuses ...int) (*httptest.Server, *atomic.Int64, *atomic.Value) {
 		var calls atomic.Int64

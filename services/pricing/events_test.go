@@ -3,38 +3,15 @@ package pricing
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
 )
 
 // eventTypes is every event pricing publishes.
 var eventTypes = []string{EventPriceChanged, EventVoucherRedeemed, EventVoucherReleased}
-
-// MustCompileEventSchemas compiles api/events/<type>.json for every type.
-func MustCompileEventSchemas(t testing.TB) map[string]*jsonschema.Schema {
-	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	out := map[string]*jsonschema.Schema{}
-	for _, typ := range eventTypes {
-		path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sch, err := c.Compile(path)
-		if err != nil {
-			t.Fatalf("compile schema of %s: %v", typ, err)
-		}
-		out[typ] = sch
-	}
-	return out
-}
 
 type outboxRow struct {
 	typ, aggregate string
@@ -80,7 +57,7 @@ func mustEventData(t testing.TB, payload []byte, v any) bus.Event {
 // TestEventsMatchTheirSchemas drives pricing through every kind of change
 // and validates each outbox row against its event's JSON Schema.
 func TestEventsMatchTheirSchemas(t *testing.T) {
-	schemas := MustCompileEventSchemas(t)
+	schemas := apitest.MustEventSchemas(t, eventTypes...)
 	runStores(t, func(t *testing.T, s *Service) {
 		ctx := context.Background()
 		vip := "vip"
@@ -100,17 +77,7 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 		var types []string
 		for i, row := range outboxRows(t, s) {
 			types = append(types, row.typ)
-			sch, ok := schemas[row.typ]
-			if !ok {
-				t.Fatalf("row %d: event type %q has no schema", i, row.typ)
-			}
-			inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(row.payload)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := sch.Validate(inst); err != nil {
-				t.Errorf("row %d (%s) does not match its schema: %v\n%s", i, row.typ, err, row.payload)
-			}
+			schemas.Validate(t, row.payload)
 			var e bus.Event
 			if err := json.Unmarshal(row.payload, &e); err != nil {
 				t.Fatal(err)
@@ -129,7 +96,7 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 // TestEventSchemasRejectDrift makes sure the schemas are strict enough to
 // catch data that lost or mistyped a field.
 func TestEventSchemasRejectDrift(t *testing.T) {
-	schemas := MustCompileEventSchemas(t)
+	schemas := apitest.MustEventSchemas(t, eventTypes...)
 	s := MustNewSQLiteService(t)
 	MustCreatePriceList(t, s, PriceListInput{Name: "Retail", Currency: "EUR", Prices: []Price{{varA, 100}}})
 	MustVoucher(t, s, "SAVE", nil, nil)
@@ -154,16 +121,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 		{"voucher: wrong type", 1, func(e map[string]any) { e["type"] = EventVoucherReleased }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var e map[string]any
-			if err := json.Unmarshal(rows[tt.row].payload, &e); err != nil {
-				t.Fatal(err)
-			}
-			tt.mutate(e)
-			b, _ := json.Marshal(e)
-			inst, _ := jsonschema.UnmarshalJSON(strings.NewReader(string(b)))
-			if err := schemas[rows[tt.row].typ].Validate(inst); err == nil {
-				t.Fatalf("schema accepted a drifted event:\n%s", b)
-			}
+			schemas.MustRejectDrift(t, rows[tt.row].typ, rows[tt.row].payload, tt.mutate)
 		})
 	}
 }

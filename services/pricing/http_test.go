@@ -3,13 +3,15 @@ package pricing
 import (
 	"net/http"
 	"testing"
+
+	"github.com/soukhq/souk/api/apitest"
 )
 
 // TestHTTPErrorsAreProblems: every failure is an RFC 9457 problem with the
 // stable code and the request's field names.
 func TestHTTPErrorsAreProblems(t *testing.T) {
 	s := MustNewSQLiteService(t)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 	pl := MustCreatePriceList(t, s, PriceListInput{Name: "Retail", Currency: "EUR", Prices: []Price{{varA, 100}}})
 	MustVoucher(t, s, "USED", ptr(int64(1)), nil)
 	MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/pricing/redemptions", body: `{"key": "k", "order_id": "o", "codes": ["USED"]}`})
@@ -42,16 +44,16 @@ func TestHTTPErrorsAreProblems(t *testing.T) {
 		{"prices without currency", request{method: "GET", path: "/admin/pricing/prices?variant_ids=a"}, 400, "validation_failed", []string{"currency"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			wantProblem(t, serve(h, tt.rq), tt.status, tt.code, tt.fields...)
+			apitest.WantProblem(t, serve(h, tt.rq), tt.status, tt.code, tt.fields...)
 		})
 	}
 }
 
 func TestHTTPWritesSetETagAndLocation(t *testing.T) {
 	s := MustNewSQLiteService(t)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 	w := MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/shipping-methods", body: `{"name": "Std", "rates": [{"currency": "EUR", "amount": 495}]}`})
-	m := MustDecode[ShippingMethod](t, w)
+	m := apitest.MustDecode[ShippingMethod](t, w)
 	if w.Header().Get("Location") != "/admin/shipping-methods/"+m.ID || w.Header().Get("ETag") != `"1"` {
 		t.Fatalf("headers = %v", w.Header())
 	}
