@@ -59,8 +59,9 @@ type IdempotencyConfig struct {
 	MaxKeyLength int
 	// LockTimeout is how long a claim whose request never finished (the
 	// process died mid-request) blocks its key before a retry may take it
-	// over (default 5m). It must exceed the longest time a handler can run —
-	// the server's WriteTimeout — or a slow request could be run twice.
+	// over (default 30s). A request still running renews its claim every
+	// LockTimeout/3, so a slow request is never run twice while its process
+	// lives, and a dead process's claim lapses within LockTimeout.
 	LockTimeout time.Duration
 	// MaxBodyBytes caps the request body read to fingerprint the request
 	// (default DefaultBodyLimit); a longer body is a 413.
@@ -77,7 +78,7 @@ func (c IdempotencyConfig) withDefaults() IdempotencyConfig {
 		c.MaxKeyLength = 255
 	}
 	if c.LockTimeout <= 0 {
-		c.LockTimeout = 5 * time.Minute
+		c.LockTimeout = 30 * time.Second
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultBodyLimit
@@ -93,7 +94,8 @@ func (c IdempotencyConfig) withDefaults() IdempotencyConfig {
 // authenticated principal, else the X-Cart-Token — so two callers never see
 // each other's keys. A request with neither has nobody to scope its key to:
 // replaying it could hand one anonymous caller another's answer (a new
-// cart's secret token, say), so it runs as if it carried no key. While the first request runs, a retry
+// cart's secret token, say), so it runs as if it carried no key. While the
+// first request runs, a retry
 // gets 409 idempotency_key_in_use (try again later); once it finished, every
 // retry with the same method, path and body gets the stored response (status,
 // Content-Type, Location/ETag-like headers and body, byte for byte, with
@@ -373,6 +375,8 @@ const finishTimeout = 10 * time.Second
 // releases the key.
 func (i *Idempotency) run(next http.Handler, w http.ResponseWriter, r *http.Request, scope, key, owner string) {
 	tw := &teeWriter{ResponseWriter: w}
+	stopRenew := i.renew(r, scope, key, owner)
+	defer stopRenew()
 	finished := false
 	defer func() {
 		if !finished { // a panic (or runtime.Goexit) is on its way up: let it go on
@@ -410,6 +414,35 @@ func (i *Idempotency) run(next http.Handler, w http.ResponseWriter, r *http.Requ
 		Logger(r.Context()).LogAttrs(ctx, slog.LevelError, "idempotency: response not recorded; a retry will wait for LockTimeout, then run again",
 			slog.String("error", err.Error()), slog.String("idempotency_key", key))
 	}
+}
+
+// renew keeps the claim alive while its request runs: every LockTimeout/3
+// it pushes locked_until forward, so only a claim whose process died lapses.
+// The returned function stops it.
+func (i *Idempotency) renew(r *http.Request, scope, key, owner string) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(i.cfg.LockTimeout / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), finishTimeout)
+				_, err := i.db.Exec(ctx, `UPDATE souk_idempotency_keys SET locked_until = ?
+					WHERE scope = ? AND idempotency_key = ? AND owner = ? AND state = ?`,
+					i.cfg.Now().Add(i.cfg.LockTimeout), scope, key, owner, stateInProgress)
+				cancel()
+				if err != nil {
+					Logger(r.Context()).Warn("idempotency: claim not renewed", "error", err, "idempotency_key", key)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // release deletes the caller's claim so the key may be used again.

@@ -497,6 +497,30 @@ func TestIdempotency(t *testing.T) {
 			}
 		})
 
+		t.Run("a request still running keeps its claim past LockTimeout", func(t *testing.T) {
+			entered, release := make(chan struct{}), make(chan struct{})
+			c := &creator{}
+			c.before = func(n int64, w http.ResponseWriter, r *http.Request) bool {
+				if n == 1 {
+					entered <- struct{}{}
+					<-release
+				}
+				return false
+			}
+			const lock = 150 * time.Millisecond
+			h, _, _ := MustIdempotentHandler(t, db, httpx.IdempotencyConfig{LockTimeout: lock}, c)
+			q := req{key: newKey(), body: `{}`, cartToken: "slow"}
+			done := make(chan response)
+			go func() { done <- MustDo(t, h, q) }()
+			<-entered
+			time.Sleep(5 * lock) // well past LockTimeout: only renewal keeps the claim
+			mustProblemCode(t, MustDo(t, h, q), 409, apperr.IdempotencyInFlight)
+			close(release)
+			if first := <-done; first.status != 201 || c.calls.Load() != 1 {
+				t.Fatalf("first = %d, runs = %d; want 201 and one run", first.status, c.calls.Load())
+			}
+		})
+
 		t.Run("a claim abandoned past LockTimeout is taken over", func(t *testing.T) {
 			clock := newClock()
 			entered, release := make(chan struct{}), make(chan struct{})
