@@ -306,7 +306,7 @@ func (s *Service) record(ctx context.Context, c claimed, r result) error {
 	if disabled != nil {
 		s.metrics.disabledWebhook()
 		s.log.WarnContext(ctx, "webhook disabled after repeated failures; fix the endpoint, enable it again with PATCH /admin/webhooks/{id} {\"enabled\": true}, then retry the failed deliveries",
-			"webhook_id", disabled.WebhookID, "host", hostOf(disabled.URL), "reason", disabled.Reason, "message", disabled.Message,
+			"webhook_id", disabled.WebhookID, "origin", disabled.URL, "reason", disabled.Reason, "message", disabled.Message,
 			"consecutive_failures", disabled.ConsecutiveFailures, "last_error", disabled.LastError)
 	}
 	return nil
@@ -353,7 +353,7 @@ func (s *Service) maybeDisable(ctx context.Context, tx *store.Tx, w Webhook, c c
 		return nil, fmt.Errorf("fail outstanding deliveries: %w", err)
 	}
 	data := WebhookDisabled{
-		WebhookID: w.ID, URL: w.URL, Reason: reason, Message: message, ConsecutiveFailures: w.ConsecutiveFailures,
+		WebhookID: w.ID, URL: originOf(w.URL), Reason: reason, Message: message, ConsecutiveFailures: w.ConsecutiveFailures,
 		LastSuccessAt: w.LastSuccessAt, LastError: r.err, DeliveryID: c.ID, DisabledAt: now,
 	}
 	e, err := bus.NewEvent(ctx, eventSource, EventWebhookDisabled, w.ID, data)
@@ -364,6 +364,16 @@ func (s *Service) maybeDisable(ctx context.Context, tx *store.Tx, w Webhook, c c
 		return nil, fmt.Errorf("publish %s: %w", EventWebhookDisabled, err)
 	}
 	return &data, nil
+}
+
+// originOf is a URL's scheme and host ("https://hooks.example.com"): what
+// may be shown beyond the Admin API (paths and queries may hold tokens).
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // hostOf is a URL's host, for logs (paths and queries may hold tokens).

@@ -341,7 +341,7 @@ func TestSubscriptionIsDisabledAfterConsecutiveFailedDeliveries(t *testing.T) {
 		if err := json.Unmarshal(outbox[0], &e); err != nil || e.Decode(&data) != nil {
 			t.Fatal(err)
 		}
-		if data.Reason != DisabledConsecutiveFailures || data.ConsecutiveFailures != 2 || data.URL != w.URL || !data.DisabledAt.Equal(*wh.DisabledAt) {
+		if data.Reason != DisabledConsecutiveFailures || data.ConsecutiveFailures != 2 || data.URL != rcv.URL || strings.Contains(string(outbox[0]), w.Secret) || !data.DisabledAt.Equal(*wh.DisabledAt) {
 			t.Errorf("event data %+v", data)
 		}
 		warn := ""

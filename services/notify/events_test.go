@@ -90,6 +90,7 @@ func TestWebhookDisabledSchemaRejectsDrift(t *testing.T) {
 		{"wrong source", func(e, _ map[string]any) { e["source"] = "orders" }},
 		{"wrong type", func(e, _ map[string]any) { e["type"] = "souk.notify.webhook_enabled.v1" }},
 		{"bad subject", func(e, _ map[string]any) { e["subject"] = "ord_1" }},
+		{"a URL with its path", func(_, d map[string]any) { d["url"] = d["url"].(string) + "/hooks?token=abc" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var e map[string]any

@@ -179,7 +179,10 @@ type Delivery struct {
 // WebhookDisabled is the data of souk.notify.webhook_disabled.v1.
 type WebhookDisabled struct {
 	WebhookID string `json:"webhook_id"`
-	URL       string `json:"url"`
+	// URL is the subscription's origin, scheme and host only: the event
+	// goes to every consumer (and "*" subscriptions), and a URL's path or
+	// query may hold a token.
+	URL string `json:"url"`
 	// Reason is "consecutive_failures" (MaxConsecutiveFailures deliveries
 	// in a row ended failed) or "failing" (nothing succeeded for
 	// DisableAfter).

@@ -309,7 +309,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	if ss.sink.user != "" && ss.user == "" {
-		return smtp.ErrAuthRequired
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"} // RFC 4954
 	}
 	ss.from = from
 	return nil
