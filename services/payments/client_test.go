@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/resilience"
@@ -24,7 +25,7 @@ var clientImpls = []struct {
 }{
 	{"in-process", func(_ *testing.T, s *Service) Client { return s }},
 	{"http", func(t *testing.T, s *Service) Client {
-		srv := httptest.NewServer(withPrincipal(mount(s.Routes()), auth.Principal{Subject: "key_orders", Kind: auth.KindAPIKey}))
+		srv := httptest.NewServer(withPrincipal(apitest.Mount(s.Routes()), auth.Principal{Subject: "key_orders", Kind: auth.KindAPIKey}))
 		t.Cleanup(srv.Close)
 		return NewHTTPClient(srv.URL, srv.Client(), WithPolicy(resilience.MustNew(resilience.Config{
 			Name: "payments", Timeout: 10 * time.Second, Idempotent: true,
@@ -169,7 +170,7 @@ func testClientContract(t *testing.T, f fixture, c Client) {
 func TestHTTPClientRetriesUnavailable(t *testing.T) {
 	f := MustNewSQLite(t)
 	var calls atomic.Int64
-	routes := mount(f.Routes())
+	routes := apitest.Mount(f.Routes())
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
 			w.Header().Set("Content-Type", "application/problem+json")

@@ -3,12 +3,9 @@ package payments
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -17,26 +14,6 @@ import (
 // eventTypes is every event payments publishes.
 var eventTypes = []string{EventPaymentAuthorized, EventPaymentFailed, EventPaymentCaptured, EventPaymentVoided,
 	EventPaymentRefunded, EventProviderSwitched}
-
-// MustCompileEventSchemas compiles api/events/<type>.json for every type.
-func MustCompileEventSchemas(t testing.TB) map[string]*jsonschema.Schema {
-	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	out := map[string]*jsonschema.Schema{}
-	for _, typ := range eventTypes {
-		path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sch, err := c.Compile(path)
-		if err != nil {
-			t.Fatalf("compile schema of %s: %v", typ, err)
-		}
-		out[typ] = sch
-	}
-	return out
-}
 
 type outboxRow struct {
 	typ, aggregate string
@@ -66,19 +43,10 @@ func outboxRows(t testing.TB, s *Service) []outboxRow {
 	return out
 }
 
-func validate(t testing.TB, sch *jsonschema.Schema, payload []byte) error {
-	t.Helper()
-	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(payload)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sch.Validate(inst)
-}
-
 // TestEventsMatchTheirSchemas drives payments through every kind of
 // change, then validates each outbox row against its event's JSON Schema.
 func TestEventsMatchTheirSchemas(t *testing.T) {
-	schemas := MustCompileEventSchemas(t)
+	schemas := apitest.MustEventSchemas(t, eventTypes...)
 	storetest.Run(t, testMigrations, func(t *testing.T, db *store.DB) {
 		cfg := testConfig()
 		cfg.Secondary = "backup"
@@ -104,13 +72,7 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 
 		seen := map[string]int{}
 		for i, row := range outboxRows(t, f.Service) {
-			sch, ok := schemas[row.typ]
-			if !ok {
-				t.Fatalf("row %d: event type %q has no schema", i, row.typ)
-			}
-			if err := validate(t, sch, row.payload); err != nil {
-				t.Errorf("row %d (%s) does not match its schema: %v\n%s", i, row.typ, err, row.payload)
-			}
+			schemas.Validate(t, row.payload)
 			var e bus.Event
 			if err := json.Unmarshal(row.payload, &e); err != nil {
 				t.Fatal(err)
@@ -134,7 +96,7 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 // TestEventSchemasRejectDrift makes sure the schemas are strict enough to
 // catch data that lost or mistyped a field.
 func TestEventSchemasRejectDrift(t *testing.T) {
-	schemas := MustCompileEventSchemas(t)
+	schemas := apitest.MustEventSchemas(t, eventTypes...)
 	f := MustNewSQLite(t)
 	p := MustAuthorize(t, f, "k", 100)
 	MustCapture(t, f, "c", p.ID, 100)
@@ -144,7 +106,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 			captured = row.payload
 		}
 	}
-	if err := validate(t, schemas[EventPaymentCaptured], captured); err != nil {
+	if err := schemas.ValidateAs(EventPaymentCaptured, captured); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -161,15 +123,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 		{"bad subject", func(e, _ map[string]any) { e["subject"] = "ord_1" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var e map[string]any
-			if err := json.Unmarshal(captured, &e); err != nil {
-				t.Fatal(err)
-			}
-			tt.mutate(e, e["data"].(map[string]any))
-			b, _ := json.Marshal(e)
-			if err := validate(t, schemas[EventPaymentCaptured], b); err == nil {
-				t.Fatal("schema accepted a drifted event")
-			}
+			schemas.MustRejectDrift(t, EventPaymentCaptured, captured, func(e map[string]any) { tt.mutate(e, e["data"].(map[string]any)) })
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/resilience"
@@ -155,17 +156,17 @@ func TestSwitchProviderOverHTTP(t *testing.T) {
 		cfg := testConfig()
 		cfg.Secondary = "backup"
 		f := newFixture(t, db, cfg, WithProvider(NewTestProvider(time.Millisecond).Named("backup")))
-		h := withPrincipal(mount(f.Routes()), auth.Principal{Subject: "key_ops", Kind: auth.KindAPIKey, Role: "admin"})
-		st := MustDecode[ProviderStatus](t, MustServe(t, h, http.StatusOK, request{method: "POST", path: "/admin/payments/provider",
+		h := withPrincipal(apitest.Mount(f.Routes()), auth.Principal{Subject: "key_ops", Kind: auth.KindAPIKey, Role: "admin"})
+		st := apitest.MustDecode[ProviderStatus](t, MustServe(t, h, http.StatusOK, request{method: "POST", path: "/admin/payments/provider",
 			body: `{"provider": "backup", "reason": "drill"}`}))
 		if st.Active != "backup" || st.Switches[0].Actor != "key_ops" {
 			t.Fatalf("status %+v", st)
 		}
-		got := MustDecode[ProviderStatus](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/payments/provider"}))
+		got := apitest.MustDecode[ProviderStatus](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/payments/provider"}))
 		if !reflect.DeepEqual(got, st) {
 			t.Fatalf("GET = %+v, POST answered %+v", got, st)
 		}
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/payments/provider", body: `{"provider": "paypal", "reason": "x"}`}),
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/payments/provider", body: `{"provider": "paypal", "reason": "x"}`}),
 			http.StatusBadRequest, "validation_failed", "provider")
 	})
 }

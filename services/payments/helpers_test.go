@@ -2,7 +2,6 @@ package payments
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/bus"
-	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -186,16 +184,6 @@ func outboxTypes(t testing.TB, s *Service, aggregateID string) []string {
 
 // --- HTTP ---
 
-// mount serves the routes on a plain ServeMux, without the gateway's
-// middleware: what the tests need to reach the handlers.
-func mount(routes []httpx.Route) *http.ServeMux {
-	mux := http.NewServeMux()
-	for _, r := range routes {
-		mux.HandleFunc(r.Pattern(), r.Handler)
-	}
-	return mux
-}
-
 // request is one HTTP exchange of a test.
 type request struct {
 	method, path, body string
@@ -230,38 +218,4 @@ func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.Res
 		t.Fatalf("%s %s = %d, want %d\n%s", rq.method, rq.path, w.Code, want, w.Body)
 	}
 	return w
-}
-
-func MustDecode[T any](t testing.TB, w *httptest.ResponseRecorder) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
-		t.Fatalf("decode %T: %v\n%s", v, err, w.Body)
-	}
-	return v
-}
-
-// wantProblem checks a problem+json answer: status, code and field names.
-func wantProblem(t testing.TB, w *httptest.ResponseRecorder, status int, code string, fields ...string) httpx.Problem {
-	t.Helper()
-	if w.Code != status {
-		t.Fatalf("status = %d, want %d\n%s", w.Code, status, w.Body)
-	}
-	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type = %q", ct)
-	}
-	p := MustDecode[httpx.Problem](t, w)
-	if string(p.Code) != code {
-		t.Fatalf("code = %q, want %q\n%s", p.Code, code, w.Body)
-	}
-	var got []string
-	for _, f := range p.Errors {
-		got = append(got, f.Field)
-	}
-	for _, f := range fields {
-		if !slices.Contains(got, f) {
-			t.Errorf("problem fields = %v, want %q among them", got, f)
-		}
-	}
-	return p
 }
