@@ -61,6 +61,7 @@ type options struct {
 	Warmup       time.Duration
 	Duration     time.Duration
 	Souk         string
+	Commit       string
 	Output       string
 	PostgresURL  string
 	NATSURL      string
@@ -120,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "unmeasured warm-up before each level's window")
 	fs.DurationVar(&o.Duration, "duration", 15*time.Second, "measured window per level")
 	fs.StringVar(&o.Souk, "souk", "", "souk binary to run (default: go build ./cmd/souk of the current module)")
+	fs.StringVar(&o.Commit, "commit", "", "build souk from this commit (e.g. HEAD) instead of the working tree, leaving uncommitted changes of a shared checkout out of the measurement")
 	fs.StringVar(&o.Output, "o", "", "also write the report to this file, between the shopper markers (created, with an explanatory header, when missing; text outside them is kept)")
 	fs.StringVar(&o.PostgresURL, "postgres-url", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL to create the throwaway database souk_bench_<random> on (-topology postgres)")
 	fs.StringVar(&o.NATSURL, "nats-url", "nats://127.0.0.1:4222", "external NATS JetStream server (-topology postgres); streams BENCH_<random>* are deleted at the end")
@@ -139,6 +141,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	var errs []error
+	if o.Souk != "" && o.Commit != "" {
+		errs = append(errs, errors.New("-souk and -commit exclude each other"))
+	}
 	if len(o.Topologies) == 0 {
 		errs = append(errs, errors.New("-topology: name at least one"))
 	}
@@ -234,9 +239,19 @@ func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writ
 		if err != nil {
 			return err
 		}
-		rep.Code = sourceState(ctx, root)
-		logf("building souk (go build ./cmd/souk in %s)", root)
-		if bin, err = buildSouk(ctx, root, work); err != nil {
+		src := root
+		if o.Commit != "" {
+			src = filepath.Join(work, "src")
+			commit, err := exportCommit(ctx, root, o.Commit, src)
+			if err != nil {
+				return err
+			}
+			rep.Code = "built from commit " + commit + " (git archive: the working tree's changes left out)"
+		} else {
+			rep.Code = sourceState(ctx, root)
+		}
+		logf("building souk (go build ./cmd/souk in %s)", src)
+		if bin, err = buildSouk(ctx, src, work); err != nil {
 			return err
 		}
 	} else {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -114,6 +117,7 @@ func TestParseFlags(t *testing.T) {
 		"negative warm-up":   {"-warmup", "-1s"},
 		"no poll deadline":   {"-poll-deadline", "0s"},
 		"empty topology set": {"-topology", ","},
+		"binary and commit":  {"-souk", "/bin/souk", "-commit", "HEAD"},
 	}
 	for name, args := range bad {
 		if _, err := parseFlags(args, io.Discard); err == nil {
@@ -571,5 +575,70 @@ func TestRunLevelRefusesNonLoopback(t *testing.T) {
 		if _, err := runLevel(context.Background(), levelConfig{Base: base, Concurrency: 1, Duration: time.Millisecond, Variants: []variant{{ID: "a"}, {ID: "b"}}}); err == nil {
 			t.Errorf("%s: load allowed", base)
 		}
+	}
+}
+
+func TestExportCommitLeavesWorkingTreeChangesOut(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	repo := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q")
+	if err := os.MkdirAll(filepath.Join(repo, "cmd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "cmd", "a.txt"), []byte("committed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("add", ".")
+	git("commit", "-q", "-m", "one")
+	if err := os.WriteFile(filepath.Join(repo, "cmd", "a.txt"), []byte("work in progress"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "untracked.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	commit, err := exportCommit(context.Background(), repo, "HEAD", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(commit) != 12 {
+		t.Errorf("commit %q: want a 12-digit short hash", commit)
+	}
+	if got := mustRead(t, filepath.Join(dir, "cmd", "a.txt")); got != "committed" {
+		t.Errorf("exported %q, want the committed text", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "untracked.txt")); err == nil {
+		t.Error("untracked file exported")
+	}
+	if _, err := exportCommit(context.Background(), repo, "no-such-ref", t.TempDir()); err == nil {
+		t.Error("unknown ref accepted")
+	}
+}
+
+func TestUntarRefusesPathsOutsideDir(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	body := []byte("x")
+	if err := tw.WriteHeader(&tar.Header{Name: "../escape.txt", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = tw.Write(body)
+	tw.Close()
+	dir := t.TempDir()
+	if err := untar(&buf, filepath.Join(dir, "in")); err == nil {
+		t.Error("a path leaving the directory was extracted")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "escape.txt")); err == nil {
+		t.Error("file written outside the directory")
 	}
 }

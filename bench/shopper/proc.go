@@ -5,6 +5,7 @@ package main
 // package would be the place once a third tool needs it.
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -109,6 +110,85 @@ func buildSouk(ctx context.Context, root, dir string) (string, error) {
 		return "", fmt.Errorf("go build ./cmd/souk: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// exportCommit writes the tree of commit ref of the repository at root
+// into dir (git archive, read by this process: no tar binary, no index
+// lock, the working tree untouched) and returns the commit's short hash.
+func exportCommit(ctx context.Context, root, ref, dir string) (string, error) {
+	git := func(args ...string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", root}, args...)...)
+		// Never take index.lock: others commit in the same checkout.
+		cmd.Env = append(os.Environ(), "GIT_OPTIONAL_LOCKS=0")
+		return cmd
+	}
+	out, err := git("rev-parse", "--verify", "--short=12", ref+"^{commit}").Output()
+	if err != nil {
+		return "", fmt.Errorf("-commit %q: not a commit of %s: %w", ref, root, err)
+	}
+	commit := strings.TrimSpace(string(out))
+	cmd := git("archive", "--format=tar", commit)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	xerr := untar(stdout, dir)
+	_, _ = io.Copy(io.Discard, stdout)
+	if err := cmd.Wait(); err != nil {
+		return "", fmt.Errorf("git archive %s: %w: %s", commit, err, stderr.String())
+	}
+	if xerr != nil {
+		return "", fmt.Errorf("extract commit %s: %w", commit, xerr)
+	}
+	return commit, nil
+}
+
+// untar extracts the regular files and directories of a tar stream into
+// dir, refusing paths that would leave it.
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !filepath.IsLocal(h.Name) {
+			if h.Typeflag == tar.TypeXGlobalHeader {
+				continue
+			}
+			return fmt.Errorf("unsafe path %q in archive", h.Name)
+		}
+		path := filepath.Join(dir, h.Name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o755|0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // freeLoopbackAddr asks the kernel for an unused loopback port. Another
