@@ -3,7 +3,6 @@ package identity
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -221,40 +220,6 @@ func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.Res
 		t.Fatalf("%s %s = %d, want %d\n%s", rq.method, rq.path, w.Code, want, w.Body)
 	}
 	return w
-}
-
-func MustDecode[T any](t testing.TB, w *httptest.ResponseRecorder) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
-		t.Fatalf("decode %T: %v\n%s", v, err, w.Body)
-	}
-	return v
-}
-
-// wantProblem checks a problem+json answer: status, code and field names.
-func wantProblem(t testing.TB, w *httptest.ResponseRecorder, status int, code string, fields ...string) httpx.Problem {
-	t.Helper()
-	if w.Code != status {
-		t.Fatalf("status = %d, want %d\n%s", w.Code, status, w.Body)
-	}
-	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type = %q", ct)
-	}
-	p := MustDecode[httpx.Problem](t, w)
-	if string(p.Code) != code || p.Status != status || p.Type != httpx.ProblemTypeBase+code {
-		t.Fatalf("problem = %+v, want code %s", p, code)
-	}
-	for _, f := range fields {
-		found := false
-		for _, fe := range p.Errors {
-			found = found || fe.Field == f
-		}
-		if !found {
-			t.Errorf("problem errors %+v do not name %q", p.Errors, f)
-		}
-	}
-	return p
 }
 
 // countRows counts rows matching a query.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/httpx"
 )
@@ -42,13 +43,13 @@ func TestHTTPCustomerJourney(t *testing.T) {
 		if w.Header().Get("Location") != "/store/customers/me" || w.Header().Get("Cache-Control") != "no-store" {
 			t.Fatalf("headers = %v", w.Header())
 		}
-		c := MustDecode[Customer](t, w)
+		c := apitest.MustDecode[Customer](t, w)
 
-		wantProblem(t, serve(h, request{method: "POST", path: "/store/customers",
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/store/customers",
 			body: `{"email": "ADA@example.com", "password": "correct-horse-battery", "name": "Ada"}`}), 409, "conflict", "email")
-		wantProblem(t, serve(h, request{method: "POST", path: "/store/customers",
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/store/customers",
 			body: `{"email": "x", "password": "short", "name": ""}`}), 400, "validation_failed", "email", "password", "name")
-		wantProblem(t, serve(h, request{method: "POST", path: "/store/customers",
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/store/customers",
 			body: `{"email": "b@example.com", "password": "correct-horse-battery", "name": "B", "groups": ["vip"]}`}), 400, "bad_request", "groups")
 
 		w = MustServe(t, h, http.StatusOK, request{method: "POST", path: "/store/auth/token",
@@ -59,34 +60,34 @@ func TestHTTPCustomerJourney(t *testing.T) {
 		if w.Header().Get("Cache-Control") != "no-store" {
 			t.Fatal("tokens must not be cached")
 		}
-		pair := MustDecode[TokenPair](t, w)
+		pair := apitest.MustDecode[TokenPair](t, w)
 
-		me := MustDecode[Customer](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/store/customers/me", token: pair.AccessToken}))
+		me := apitest.MustDecode[Customer](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/store/customers/me", token: pair.AccessToken}))
 		if me.ID != c.ID || me.Email != "ada@example.com" {
 			t.Fatalf("me = %+v", me)
 		}
 		MustServe(t, h, http.StatusOK, request{method: "GET", path: "/store/customers/" + c.ID, token: pair.AccessToken})
 		w = serve(h, request{method: "GET", path: "/store/customers/me"})
-		wantProblem(t, w, 401, "unauthorized")
+		apitest.WantProblem(t, w, 401, "unauthorized")
 		if !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Bearer") {
 			t.Fatalf("401 without a challenge: %v", w.Header())
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/store/customers/me", token: pair.AccessToken + "x"}), 401, "unauthorized")
-		wantProblem(t, serve(h, request{method: "GET", path: "/store/customers/me", token: MustAdminKey(t, e.s, RoleAdmin)}), 403, "forbidden")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/customers/me", token: pair.AccessToken + "x"}), 401, "unauthorized")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/customers/me", token: MustAdminKey(t, e.s, RoleAdmin)}), 403, "forbidden")
 
 		w = MustServe(t, h, http.StatusOK, request{method: "POST", path: "/store/auth/refresh", body: `{"refresh_token": "` + pair.RefreshToken + `"}`})
-		next := MustDecode[TokenPair](t, w)
+		next := apitest.MustDecode[TokenPair](t, w)
 		MustServe(t, h, http.StatusOK, request{method: "GET", path: "/store/customers/me", token: next.AccessToken})
-		wantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{"refresh_token": "` + pair.RefreshToken + `"}`}), 401, "unauthorized")
-		wantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{"refresh_token": "` + next.RefreshToken + `"}`}), 401, "unauthorized")
-		wantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{}`}), 401, "unauthorized")
-		wantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{"token": "x"}`}), 400, "bad_request", "token")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{"refresh_token": "` + pair.RefreshToken + `"}`}), 401, "unauthorized")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{"refresh_token": "` + next.RefreshToken + `"}`}), 401, "unauthorized")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{}`}), 401, "unauthorized")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{"token": "x"}`}), 400, "bad_request", "token")
 
-		again := MustDecode[TokenPair](t, MustServe(t, h, http.StatusOK, request{method: "POST", path: "/store/auth/token",
+		again := apitest.MustDecode[TokenPair](t, MustServe(t, h, http.StatusOK, request{method: "POST", path: "/store/auth/token",
 			body: `{"email": "ada@example.com", "password": "correct-horse-battery"}`}))
 		MustServe(t, h, http.StatusNoContent, request{method: "POST", path: "/store/auth/logout", body: `{"refresh_token": "` + again.RefreshToken + `"}`})
 		MustServe(t, h, http.StatusNoContent, request{method: "POST", path: "/store/auth/logout", body: `{"refresh_token": "rt_whatever"}`})
-		wantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{"refresh_token": "` + again.RefreshToken + `"}`}), 401, "unauthorized")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/store/auth/refresh", body: `{"refresh_token": "` + again.RefreshToken + `"}`}), 401, "unauthorized")
 	})
 }
 
@@ -99,8 +100,8 @@ func TestHTTPLoginFailuresAreIdentical(t *testing.T) {
 	for _, door := range []struct{ path, known string }{{"/store/auth/token", "ada@example.com"}, {"/admin/auth/token", "grace@example.com"}} {
 		wrong := serve(h, request{method: "POST", path: door.path, body: `{"email": "` + door.known + `", "password": "wrong-password-1"}`})
 		unknown := serve(h, request{method: "POST", path: door.path, body: `{"email": "nobody@example.com", "password": "wrong-password-1"}`})
-		p := wantProblem(t, wrong, 401, "invalid_credentials")
-		wantProblem(t, unknown, 401, "invalid_credentials")
+		p := apitest.WantProblem(t, wrong, 401, "invalid_credentials")
+		apitest.WantProblem(t, unknown, 401, "invalid_credentials")
 		if !bytes.Equal(wrong.Body.Bytes(), unknown.Body.Bytes()) {
 			t.Fatalf("%s: bodies differ:\n%s\n%s", door.path, wrong.Body, unknown.Body)
 		}
@@ -122,10 +123,10 @@ func TestHTTPThrottling(t *testing.T) {
 		bad := request{method: "POST", path: "/store/auth/token", body: `{"email": "ada@example.com", "password": "wrong-password-1"}`}
 		good := request{method: "POST", path: "/store/auth/token", body: `{"email": "ada@example.com", "password": "correct-horse-battery"}`}
 		for range 5 {
-			wantProblem(t, serve(h, bad), 401, "invalid_credentials")
+			apitest.WantProblem(t, serve(h, bad), 401, "invalid_credentials")
 		}
 		w := serve(h, good)
-		wantProblem(t, w, 429, "rate_limited")
+		apitest.WantProblem(t, w, 429, "rate_limited")
 		if ra := w.Header().Get("Retry-After"); ra != "900" {
 			t.Fatalf("Retry-After = %q, want 900", ra)
 		}
@@ -142,9 +143,9 @@ func TestHTTPThrottling(t *testing.T) {
 		}
 		for i := range 20 {
 			rq := request{method: "POST", path: "/store/auth/token", body: `{"email": "u` + string(rune('a'+i)) + `@example.com", "password": "nope-nope-nope"}`}
-			wantProblem(t, serve(h, from(rq, "203.0.113.9")), 401, "invalid_credentials")
+			apitest.WantProblem(t, serve(h, from(rq, "203.0.113.9")), 401, "invalid_credentials")
 		}
-		wantProblem(t, serve(h, from(good, "203.0.113.9")), 429, "rate_limited")
+		apitest.WantProblem(t, serve(h, from(good, "203.0.113.9")), 429, "rate_limited")
 		MustServe(t, h, http.StatusOK, from(good, "203.0.113.10"))
 	})
 }
@@ -171,9 +172,9 @@ func TestHTTPAuthorization(t *testing.T) {
 		}
 	}
 	w := serve(h, request{method: "GET", path: "/store/customers/" + bob.ID, token: customer})
-	wantProblem(t, w, 404, "not_found")
+	apitest.WantProblem(t, w, 404, "not_found")
 	missing := serve(h, request{method: "GET", path: "/store/customers/cus_01JD3Q0000000000000000000A", token: customer})
-	wantProblem(t, missing, 404, "not_found")
+	apitest.WantProblem(t, missing, 404, "not_found")
 	MustServe(t, h, http.StatusOK, request{method: "GET", path: "/store/customers/" + ada.ID, token: customer})
 
 	keys := map[Role]string{}
@@ -205,9 +206,9 @@ func TestHTTPAuthorization(t *testing.T) {
 	}
 	// A staff session authenticates like an API key of its role.
 	MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/customers", token: viewerSession})
-	wantProblem(t, serve(h, request{method: "POST", path: "/admin/staff", token: viewerSession,
+	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/staff", token: viewerSession,
 		body: `{"email": "x@example.com", "name": "X", "role": "admin", "password": "correct-horse-battery"}`}), 403, "forbidden")
-	who := MustDecode[WhoAmI](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/auth/whoami", token: viewerSession}))
+	who := apitest.MustDecode[WhoAmI](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/auth/whoami", token: viewerSession}))
 	if who.Kind != "staff" || who.Role != "viewer" || !strings.HasPrefix(who.Subject, "usr_") {
 		t.Fatalf("whoami = %+v", who)
 	}
@@ -221,35 +222,35 @@ func TestHTTPAdminCustomersAndStaff(t *testing.T) {
 		ada := MustRegister(t, s, "ada@example.com", "Ada")
 		MustRegister(t, s, "bob@example.com", "Bob")
 
-		page := MustDecode[httpx.Page[Customer]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/customers?limit=1", token: admin}))
+		page := apitest.MustDecode[httpx.Page[Customer]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/customers?limit=1", token: admin}))
 		if len(page.Data) != 1 || page.NextCursor == nil || page.Data[0].ID != ada.ID {
 			t.Fatalf("page = %+v", page)
 		}
-		rest := MustDecode[httpx.Page[Customer]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/customers?limit=1&cursor=" + *page.NextCursor, token: admin}))
+		rest := apitest.MustDecode[httpx.Page[Customer]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/customers?limit=1&cursor=" + *page.NextCursor, token: admin}))
 		if len(rest.Data) != 1 || rest.NextCursor != nil || rest.Data[0].Email != "bob@example.com" {
 			t.Fatalf("second page = %+v", rest)
 		}
-		one := MustDecode[httpx.Page[Customer]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/customers?email=BOB@example.com", token: admin}))
+		one := apitest.MustDecode[httpx.Page[Customer]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/customers?email=BOB@example.com", token: admin}))
 		if len(one.Data) != 1 || one.Data[0].Email != "bob@example.com" {
 			t.Fatalf("email filter = %+v", one)
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/customers?limit=0", token: admin}), 400, "validation_failed", "limit")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/customers?limit=0", token: admin}), 400, "validation_failed", "limit")
 
 		w := MustServe(t, h, 200, request{method: "GET", path: "/admin/customers/" + ada.ID, token: admin})
 		if w.Header().Get("ETag") != `"1"` {
 			t.Fatalf("ETag = %q", w.Header().Get("ETag"))
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/customers/cus_01JD3Q0000000000000000000A", token: admin}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/customers/cus_01JD3Q0000000000000000000A", token: admin}), 404, "not_found")
 		w = MustServe(t, h, 200, request{method: "PATCH", path: "/admin/customers/" + ada.ID, token: admin,
 			body: `{"groups": ["vip"]}`, header: map[string]string{"If-Match": `"1"`}})
-		if c := MustDecode[Customer](t, w); w.Header().Get("ETag") != `"2"` || strings.Join(c.Groups, ",") != "vip" {
+		if c := apitest.MustDecode[Customer](t, w); w.Header().Get("ETag") != `"2"` || strings.Join(c.Groups, ",") != "vip" {
 			t.Fatalf("patched = %s %v", w.Body, w.Header())
 		}
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/customers/" + ada.ID, token: admin,
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/customers/" + ada.ID, token: admin,
 			body: `{"name": "Stale"}`, header: map[string]string{"If-Match": "1"}}), 409, "version_conflict")
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/customers/" + ada.ID, token: admin,
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/customers/" + ada.ID, token: admin,
 			body: `{"groups": ["VIP"]}`}), 400, "validation_failed", "groups[0]")
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/customers/" + ada.ID, token: admin,
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/customers/" + ada.ID, token: admin,
 			body: `{"email": "x@example.com"}`}), 400, "bad_request", "email")
 
 		// Staff: create, log in at the staff door, change, disable.
@@ -261,34 +262,34 @@ func TestHTTPAdminCustomersAndStaff(t *testing.T) {
 		if strings.Contains(w.Body.String(), "argon2") || strings.Contains(w.Body.String(), "password") {
 			t.Fatal("a staff response must not carry the password or its hash")
 		}
-		grace := MustDecode[Staff](t, w)
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/staff", token: admin,
+		grace := apitest.MustDecode[Staff](t, w)
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/staff", token: admin,
 			body: `{"email": "grace@example.com", "name": "G", "role": "viewer", "password": "correct-horse-battery"}`}), 409, "conflict", "email")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/staff", token: admin,
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/staff", token: admin,
 			body: `{"email": "h@example.com", "name": "H", "role": "root", "password": "correct-horse-battery"}`}), 400, "validation_failed", "role")
 
-		pair := MustDecode[TokenPair](t, MustServe(t, h, 200, request{method: "POST", path: "/admin/auth/token",
+		pair := apitest.MustDecode[TokenPair](t, MustServe(t, h, 200, request{method: "POST", path: "/admin/auth/token",
 			body: `{"email": "grace@example.com", "password": "correct-horse-battery"}`}))
 		claims, err := s.VerifyAccessToken(context.Background(), pair.AccessToken)
 		if err != nil || claims.Kind != auth.KindStaff || claims.Role != "merchandiser" || claims.Subject != grace.ID {
 			t.Fatalf("staff claims = %+v, %v", claims, err)
 		}
 		// The staff door does not take customers, nor customer refresh tokens.
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/auth/token",
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/auth/token",
 			body: `{"email": "ada@example.com", "password": "correct-horse-battery"}`}), 401, "invalid_credentials")
 		customerPair := MustLogin(t, s, auth.KindCustomer, "ada@example.com")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/auth/refresh", body: `{"refresh_token": "` + customerPair.RefreshToken + `"}`}), 401, "unauthorized")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/auth/refresh", body: `{"refresh_token": "` + customerPair.RefreshToken + `"}`}), 401, "unauthorized")
 
 		MustServe(t, h, 200, request{method: "GET", path: "/admin/staff/" + grace.ID, token: admin})
 		MustServe(t, h, 200, request{method: "PATCH", path: "/admin/staff/" + grace.ID, token: admin,
 			body: `{"role": "support"}`, header: map[string]string{"If-Match": "1"}})
-		pair = MustDecode[TokenPair](t, MustServe(t, h, 200, request{method: "POST", path: "/admin/auth/refresh", body: `{"refresh_token": "` + pair.RefreshToken + `"}`}))
+		pair = apitest.MustDecode[TokenPair](t, MustServe(t, h, 200, request{method: "POST", path: "/admin/auth/refresh", body: `{"refresh_token": "` + pair.RefreshToken + `"}`}))
 		if c, _ := s.VerifyAccessToken(context.Background(), pair.AccessToken); c.Role != "support" {
 			t.Fatalf("role after refresh = %q", c.Role)
 		}
 		MustServe(t, h, 200, request{method: "PATCH", path: "/admin/staff/" + grace.ID, token: admin, body: `{"disabled": true}`})
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/auth/refresh", body: `{"refresh_token": "` + pair.RefreshToken + `"}`}), 401, "unauthorized")
-		list := MustDecode[httpx.Page[Staff]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/staff", token: admin}))
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/auth/refresh", body: `{"refresh_token": "` + pair.RefreshToken + `"}`}), 401, "unauthorized")
+		list := apitest.MustDecode[httpx.Page[Staff]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/staff", token: admin}))
 		if len(list.Data) != 1 || !list.Data[0].Disabled {
 			t.Fatalf("staff list = %+v", list)
 		}
@@ -317,7 +318,7 @@ func TestHTTPJWKS(t *testing.T) {
 	}
 
 	admin := MustAdminKey(t, e.s, RoleAdmin)
-	rotated := MustDecode[SigningKey](t, MustServe(t, h, 200, request{method: "POST", path: "/admin/auth/keys/rotate", token: admin}))
+	rotated := apitest.MustDecode[SigningKey](t, MustServe(t, h, 200, request{method: "POST", path: "/admin/auth/keys/rotate", token: admin}))
 	if !rotated.Active || rotated.KID == k["kid"] || rotated.RetireAt != nil {
 		t.Fatalf("rotated = %+v", rotated)
 	}
