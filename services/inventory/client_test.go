@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/httpx"
 )
@@ -23,7 +24,7 @@ var clientImpls = []struct {
 }{
 	{"in-process", func(_ *testing.T, s *Service) Client { return s }},
 	{"http", func(t *testing.T, s *Service) Client {
-		srv := httptest.NewServer(mount(s.Routes()))
+		srv := httptest.NewServer(apitest.Mount(s.Routes()))
 		t.Cleanup(srv.Close)
 		return NewHTTPClient(srv.URL, srv.Client())
 	}},
@@ -230,7 +231,7 @@ func TestHTTPClientResilience(t *testing.T) {
 	s := MustNewSQLiteService(t)
 	loc := MustCreateLocation(t, s, "A", 1)
 	MustSetLevel(t, s, "SKU", loc.ID, 100)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 	ctx := context.Background()
 	fast := func(c *HTTPClient) *HTTPClient { c.backoff = time.Millisecond; return c }
 

@@ -3,38 +3,15 @@ package inventory
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
 )
 
 // eventTypes is every event the inventory publishes.
 var eventTypes = []string{EventStockReserved, EventStockReservationFailed, EventStockReleased, EventStockCommitted, EventStockLow, EventStockAdjusted}
-
-// MustCompileEventSchemas compiles api/events/<type>.json for every type.
-func MustCompileEventSchemas(t testing.TB) map[string]*jsonschema.Schema {
-	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	out := map[string]*jsonschema.Schema{}
-	for _, typ := range eventTypes {
-		path, err := filepath.Abs(filepath.Join("..", "..", "api", "events", typ+".json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sch, err := c.Compile(path)
-		if err != nil {
-			t.Fatalf("compile schema of %s: %v", typ, err)
-		}
-		out[typ] = sch
-	}
-	return out
-}
 
 type outboxRow struct {
 	typ, aggregate string
@@ -64,19 +41,10 @@ func outboxRows(t testing.TB, s *Service) []outboxRow {
 	return out
 }
 
-func validate(t testing.TB, sch *jsonschema.Schema, payload []byte) error {
-	t.Helper()
-	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(string(payload)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sch.Validate(inst)
-}
-
 // TestEventsMatchTheirSchemas drives the inventory through every kind of
 // change, then validates each outbox row against its event's JSON Schema.
 func TestEventsMatchTheirSchemas(t *testing.T) {
-	schemas := MustCompileEventSchemas(t)
+	schemas := apitest.MustEventSchemas(t, eventTypes...)
 	clk := newClock()
 	runStores(t, func(t *testing.T, s *Service) {
 		ctx := context.Background()
@@ -113,13 +81,7 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 
 		seen := map[string]int{}
 		for i, row := range outboxRows(t, s) {
-			sch, ok := schemas[row.typ]
-			if !ok {
-				t.Fatalf("row %d: event type %q has no schema", i, row.typ)
-			}
-			if err := validate(t, sch, row.payload); err != nil {
-				t.Errorf("row %d (%s) does not match its schema: %v\n%s", i, row.typ, err, row.payload)
-			}
+			schemas.Validate(t, row.payload)
 			var e bus.Event
 			if err := json.Unmarshal(row.payload, &e); err != nil {
 				t.Fatal(err)
@@ -143,7 +105,7 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 // TestEventSchemasRejectDrift makes sure the schemas are strict enough to
 // catch data that lost or mistyped a field.
 func TestEventSchemasRejectDrift(t *testing.T) {
-	schemas := MustCompileEventSchemas(t)
+	schemas := apitest.MustEventSchemas(t, eventTypes...)
 	s := MustNewSQLiteService(t)
 	loc := MustCreateLocation(t, s, "A", 1)
 	MustSetLevel(t, s, "SKU", loc.ID, 10)
@@ -154,7 +116,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 			reserved = row.payload
 		}
 	}
-	if err := validate(t, schemas[EventStockReserved], reserved); err != nil {
+	if err := schemas.ValidateAs(EventStockReserved, reserved); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -174,15 +136,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var e map[string]any
-			if err := json.Unmarshal(reserved, &e); err != nil {
-				t.Fatal(err)
-			}
-			tt.mutate(e, e["data"].(map[string]any))
-			b, _ := json.Marshal(e)
-			if err := validate(t, schemas[EventStockReserved], b); err == nil {
-				t.Fatal("schema accepted a drifted event")
-			}
+			schemas.MustRejectDrift(t, EventStockReserved, reserved, func(e map[string]any) { tt.mutate(e, e["data"].(map[string]any)) })
 		})
 	}
 }

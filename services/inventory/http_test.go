@@ -9,19 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/httpx"
 )
-
-// mount serves the routes on a plain ServeMux, without the gateway's
-// middleware: what the tests need to reach the handlers.
-func mount(routes []httpx.Route) *http.ServeMux {
-	mux := http.NewServeMux()
-	for _, r := range routes {
-		mux.HandleFunc(r.Pattern(), r.Handler)
-	}
-	return mux
-}
 
 // request is one HTTP exchange of a test.
 type request struct {
@@ -59,69 +49,39 @@ func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.Res
 	return w
 }
 
-func MustDecode[T any](t testing.TB, w *httptest.ResponseRecorder) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
-		t.Fatalf("decode %T: %v\n%s", v, err, w.Body)
-	}
-	return v
-}
-
-// wantProblem checks a problem+json answer: status, code and field names.
-func wantProblem(t testing.TB, w *httptest.ResponseRecorder, status int, code string, fields ...string) httpx.Problem {
-	t.Helper()
-	if w.Code != status {
-		t.Fatalf("status = %d, want %d\n%s", w.Code, status, w.Body)
-	}
-	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type = %q", ct)
-	}
-	p := MustDecode[httpx.Problem](t, w)
-	if string(p.Code) != code || p.Status != status || p.Type != httpx.ProblemTypeBase+code {
-		t.Fatalf("problem = %+v, want code %s", p, code)
-	}
-	for _, f := range fields {
-		if !slices.ContainsFunc(p.Errors, func(fe apperr.FieldError) bool { return fe.Field == f }) {
-			t.Errorf("problem errors %+v do not name %q", p.Errors, f)
-		}
-	}
-	return p
-}
-
 func TestHTTPLocations(t *testing.T) {
 	s := MustNewSQLiteService(t)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 
 	w := MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/stock-locations",
 		body: `{"code": "rtm-dc", "name": "Rotterdam DC", "country": "NL", "priority": 1}`})
-	l := MustDecode[Location](t, w)
+	l := apitest.MustDecode[Location](t, w)
 	if w.Header().Get("ETag") != `"1"` || w.Header().Get("Location") != "/admin/stock-locations/"+l.ID || l.Code != "RTM-DC" {
 		t.Fatalf("created %+v, headers %v", l, w.Header())
 	}
 	MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/stock-locations/" + l.ID})
 	w = MustServe(t, h, http.StatusOK, request{method: "PATCH", path: "/admin/stock-locations/" + l.ID, body: `{"active": false}`,
 		header: map[string]string{"If-Match": `"1"`}})
-	if w.Header().Get("ETag") != `"2"` || MustDecode[Location](t, w).Active {
+	if w.Header().Get("ETag") != `"2"` || apitest.MustDecode[Location](t, w).Active {
 		t.Fatalf("patch: %v %s", w.Header(), w.Body)
 	}
-	page := MustDecode[httpx.Page[Location]](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/stock-locations?limit=1"}))
+	page := apitest.MustDecode[httpx.Page[Location]](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/stock-locations?limit=1"}))
 	if len(page.Data) != 1 || page.NextCursor != nil {
 		t.Fatalf("page %+v", page)
 	}
 
-	wantProblem(t, serve(h, request{method: "POST", path: "/admin/stock-locations", body: `{"code": "X", "name": "Y", "bogus": 1}`}), 400, "bad_request", "bogus")
-	wantProblem(t, serve(h, request{method: "POST", path: "/admin/stock-locations", body: `{"code": "no spaces", "name": ""}`}), 400, "validation_failed", "code", "name")
-	wantProblem(t, serve(h, request{method: "POST", path: "/admin/stock-locations", body: `{"code": "RTM-DC", "name": "Again"}`}), 409, "conflict", "code")
-	wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/stock-locations/" + l.ID, body: `{"name": "Stale"}`,
+	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/stock-locations", body: `{"code": "X", "name": "Y", "bogus": 1}`}), 400, "bad_request", "bogus")
+	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/stock-locations", body: `{"code": "no spaces", "name": ""}`}), 400, "validation_failed", "code", "name")
+	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/stock-locations", body: `{"code": "RTM-DC", "name": "Again"}`}), 409, "conflict", "code")
+	apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/stock-locations/" + l.ID, body: `{"name": "Stale"}`,
 		header: map[string]string{"If-Match": "1"}}), 409, "version_conflict")
-	wantProblem(t, serve(h, request{method: "GET", path: "/admin/stock-locations/loc_01JD3Q0000000000000000000A"}), 404, "not_found")
-	wantProblem(t, serve(h, request{method: "GET", path: "/admin/stock-locations?limit=0"}), 400, "validation_failed", "limit")
+	apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/stock-locations/loc_01JD3Q0000000000000000000A"}), 404, "not_found")
+	apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/stock-locations?limit=0"}), 400, "validation_failed", "limit")
 }
 
 func TestHTTPStock(t *testing.T) {
 	s := MustNewSQLiteService(t)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 	a := MustCreateLocation(t, s, "A", 1)
 	b := MustCreateLocation(t, s, "B", 2)
 
@@ -145,7 +105,7 @@ func TestHTTPStock(t *testing.T) {
 			t.Errorf("level lacks %q", f)
 		}
 	}
-	it := MustDecode[StockItem](t, w)
+	it := apitest.MustDecode[StockItem](t, w)
 	if it.OnHand != 42 || it.Reserved != 2 || it.Available != 40 || it.Levels[0].LocationID != a.ID || it.Levels[0].Available != 38 || w.Header().Get("ETag") != `"1"` {
 		t.Fatalf("stock %+v, %v", it, w.Header())
 	}
@@ -153,65 +113,65 @@ func TestHTTPStock(t *testing.T) {
 	t.Run("settings", func(t *testing.T) {
 		w := MustServe(t, h, http.StatusOK, request{method: "PATCH", path: "/admin/inventory/LIN-S", body: `{"backorder": true, "low_stock_threshold": 3}`,
 			header: map[string]string{"If-Match": "1"}})
-		if it := MustDecode[StockItem](t, w); !it.Backorder || it.LowStockThreshold != 3 || w.Header().Get("ETag") != `"2"` {
+		if it := apitest.MustDecode[StockItem](t, w); !it.Backorder || it.LowStockThreshold != 3 || w.Header().Get("ETag") != `"2"` {
 			t.Fatalf("patch %+v %v", it, w.Header())
 		}
 		w = MustServe(t, h, http.StatusOK, request{method: "PATCH", path: "/admin/inventory/LIN-S", body: `{"backorder": false, "low_stock_threshold": null}`})
-		if it := MustDecode[StockItem](t, w); it.Backorder || it.LowStockThreshold != DefaultLowStockThreshold {
+		if it := apitest.MustDecode[StockItem](t, w); it.Backorder || it.LowStockThreshold != DefaultLowStockThreshold {
 			t.Fatalf("patch %+v", it)
 		}
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/inventory/LIN-S", body: `{"low_stock_threshold": -1}`}), 400, "validation_failed", "low_stock_threshold")
-		wantProblem(t, serve(h, request{method: "PATCH", path: "/admin/inventory/LIN-S", body: `{"low_stock_threshold": "x"}`}), 400, "bad_request")
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/inventory/LIN-S", body: `{"low_stock_threshold": -1}`}), 400, "validation_failed", "low_stock_threshold")
+		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/inventory/LIN-S", body: `{"low_stock_threshold": "x"}`}), 400, "bad_request")
 	})
 
 	t.Run("levels and adjustments", func(t *testing.T) {
-		wantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/" + a.ID, body: `{"on_hand": 1}`}), 409, "conflict")
-		wantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/" + a.ID, body: `{"on_hand": -1, "reason": "sale"}`}), 400, "validation_failed", "on_hand", "reason")
-		wantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/" + a.ID, body: `{"on_hand": 5}`,
+		apitest.WantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/" + a.ID, body: `{"on_hand": 1}`}), 409, "conflict")
+		apitest.WantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/" + a.ID, body: `{"on_hand": -1, "reason": "sale"}`}), 400, "validation_failed", "on_hand", "reason")
+		apitest.WantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/" + a.ID, body: `{"on_hand": 5}`,
 			header: map[string]string{"If-Match": "99"}}), 409, "version_conflict")
-		wantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/loc_01JD3Q0000000000000000000A", body: `{"on_hand": 5}`}), 404, "not_found")
-		wantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/" + a.ID, body: `{}`, header: map[string]string{"Content-Type": "text/plain"}}),
+		apitest.WantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/loc_01JD3Q0000000000000000000A", body: `{"on_hand": 5}`}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "PUT", path: "/admin/inventory/LIN-S/levels/" + a.ID, body: `{}`, header: map[string]string{"Content-Type": "text/plain"}}),
 			415, "unsupported_media_type")
 
 		w := MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/inventory/LIN-S/adjustments",
 			body: `{"location_id": "` + a.ID + `", "delta": -3, "reason": "damaged", "note": "water"}`})
-		adj := MustDecode[Adjustment](t, w)
+		adj := apitest.MustDecode[Adjustment](t, w)
 		if adj.Delta != -3 || adj.OnHandBefore != 40 || adj.OnHandAfter != 37 || adj.Note != "water" {
 			t.Fatalf("adjustment %+v", adj)
 		}
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/inventory/LIN-S/adjustments",
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/inventory/LIN-S/adjustments",
 			body: `{"location_id": "nope", "delta": 0, "reason": "stolen"}`}), 400, "validation_failed", "location_id", "delta", "reason")
-		page := MustDecode[httpx.Page[Adjustment]](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/inventory/LIN-S/adjustments?limit=2"}))
+		page := apitest.MustDecode[httpx.Page[Adjustment]](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/inventory/LIN-S/adjustments?limit=2"}))
 		if len(page.Data) != 2 || page.Data[0].ID != adj.ID || page.NextCursor == nil {
 			t.Fatalf("adjustments %+v", page)
 		}
-		next := MustDecode[httpx.Page[Adjustment]](t, MustServe(t, h, http.StatusOK, request{method: "GET",
+		next := apitest.MustDecode[httpx.Page[Adjustment]](t, MustServe(t, h, http.StatusOK, request{method: "GET",
 			path: "/admin/inventory/LIN-S/adjustments?limit=2&cursor=" + *page.NextCursor}))
 		if len(next.Data) != 1 || next.NextCursor != nil {
 			t.Fatalf("second page %+v", next)
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/inventory/NOPE/adjustments"}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/inventory/NOPE/adjustments"}), 404, "not_found")
 	})
 
 	t.Run("lists", func(t *testing.T) {
 		MustSetLevel(t, s, "MUG", a.ID, 1)
-		page := MustDecode[httpx.Page[StockItem]](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/inventory?sku=MUG,NOPE&sku=LIN-S"}))
+		page := apitest.MustDecode[httpx.Page[StockItem]](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/inventory?sku=MUG,NOPE&sku=LIN-S"}))
 		if len(page.Data) != 2 || page.Data[0].SKU != "MUG" || page.Data[1].SKU != "LIN-S" {
 			t.Fatalf("by sku %+v", page)
 		}
-		all := MustDecode[httpx.Page[StockItem]](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/inventory?limit=1"}))
+		all := apitest.MustDecode[httpx.Page[StockItem]](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/inventory?limit=1"}))
 		if len(all.Data) != 1 || all.Data[0].SKU != "LIN-S" || all.NextCursor == nil {
 			t.Fatalf("all %+v", all)
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/inventory?sku="}), 400, "validation_failed", "sku")
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/inventory?sku=a%20b"}), 400, "validation_failed", "sku")
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/inventory/NOPE"}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/inventory?sku="}), 400, "validation_failed", "sku")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/inventory?sku=a%20b"}), 400, "validation_failed", "sku")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/inventory/NOPE"}), 404, "not_found")
 	})
 }
 
 func TestHTTPReservations(t *testing.T) {
 	s := MustNewSQLiteService(t)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 	a := MustCreateLocation(t, s, "A", 1)
 	MustSetLevel(t, s, "LIN-S", a.ID, 5)
 	MustSetLevel(t, s, "MUG", a.ID, 1)
@@ -219,34 +179,34 @@ func TestHTTPReservations(t *testing.T) {
 	key := map[string]string{"Idempotency-Key": "ord_1:reserve"}
 
 	w := MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/reservations", body: body, header: key})
-	r := MustDecode[Reservation](t, w)
+	r := apitest.MustDecode[Reservation](t, w)
 	if r.Key != "ord_1:reserve" || r.State != StatePending || w.Header().Get("Location") != "/admin/reservations/"+r.ID ||
 		!r.ExpiresAt.Equal(r.CreatedAt.Add(600e9)) {
 		t.Fatalf("reservation %+v, headers %v", r, w.Header())
 	}
 	w = MustServe(t, h, http.StatusOK, request{method: "POST", path: "/admin/reservations", body: body, header: key})
-	if MustDecode[Reservation](t, w).ID != r.ID || w.Header().Get(httpx.HeaderIdempotentReplayed) != "true" {
+	if apitest.MustDecode[Reservation](t, w).ID != r.ID || w.Header().Get(httpx.HeaderIdempotentReplayed) != "true" {
 		t.Fatalf("replay %v %s", w.Header(), w.Body)
 	}
 	w = MustServe(t, h, http.StatusOK, request{method: "POST", path: "/admin/reservations",
 		body: `{"key": "ord_1:reserve", "order_id": "ord_1", "lines": [{"sku": "LIN-S", "quantity": 2}]}`})
-	if MustDecode[Reservation](t, w).ID != r.ID {
+	if apitest.MustDecode[Reservation](t, w).ID != r.ID {
 		t.Fatal("key in the body is the same key")
 	}
 	wantLevel(t, s, "LIN-S", a.ID, 5, 2)
 
 	t.Run("errors", func(t *testing.T) {
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"order_id": "ord_1", "lines": [{"sku": "LIN-S", "quantity": 3}]}`, header: key}),
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"order_id": "ord_1", "lines": [{"sku": "LIN-S", "quantity": 3}]}`, header: key}),
 			422, "idempotency_key_reused", "key")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"key": "a", "lines": [{"sku": "LIN-S", "quantity": 1}]}`,
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"key": "a", "lines": [{"sku": "LIN-S", "quantity": 1}]}`,
 			header: map[string]string{"Idempotency-Key": "b"}}), 400, "validation_failed", "key")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"lines": [{"sku": "LIN-S", "quantity": 1}, {"sku": "MUG", "quantity": 0}]}`}),
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"lines": [{"sku": "LIN-S", "quantity": 1}, {"sku": "MUG", "quantity": 0}]}`}),
 			400, "validation_failed", "key", "lines[1].quantity")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"key": "t", "lines": [{"sku": "MUG", "quantity": 1}], "ttl_seconds": 100000}`}),
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"key": "t", "lines": [{"sku": "MUG", "quantity": 1}], "ttl_seconds": 100000}`}),
 			400, "validation_failed", "ttl_seconds")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"key": "t", "lines": [{"sku": "MUG", "quantity": "1"}]}`}),
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"key": "t", "lines": [{"sku": "MUG", "quantity": "1"}]}`}),
 			400, "bad_request")
-		p := wantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"key": "x", "lines": [{"sku": "LIN-S", "quantity": 1}, {"sku": "MUG", "quantity": 2}]}`}),
+		p := apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations", body: `{"key": "x", "lines": [{"sku": "LIN-S", "quantity": 1}, {"sku": "MUG", "quantity": 2}]}`}),
 			409, "out_of_stock", "lines[1].quantity")
 		if len(p.Errors) != 1 || p.Errors[0].Message != "MUG: want 2, have 1" || p.Errors[0].Code != "out_of_stock" {
 			t.Fatalf("out_of_stock errors %+v", p.Errors)
@@ -256,25 +216,25 @@ func TestHTTPReservations(t *testing.T) {
 
 	t.Run("get, release, commit", func(t *testing.T) {
 		for _, ref := range []string{r.ID, "ord_1:reserve"} {
-			if got := MustDecode[Reservation](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/reservations/" + ref})); got.ID != r.ID {
+			if got := apitest.MustDecode[Reservation](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/reservations/" + ref})); got.ID != r.ID {
 				t.Fatalf("GET %s = %+v", ref, got)
 			}
 		}
-		wantProblem(t, serve(h, request{method: "GET", path: "/admin/reservations/res_01JD3Q0000000000000000000A"}), 404, "not_found")
+		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/reservations/res_01JD3Q0000000000000000000A"}), 404, "not_found")
 
-		c := MustDecode[Reservation](t, MustServe(t, h, http.StatusOK, request{method: "POST", path: "/admin/reservations/" + r.ID + "/commit"}))
+		c := apitest.MustDecode[Reservation](t, MustServe(t, h, http.StatusOK, request{method: "POST", path: "/admin/reservations/" + r.ID + "/commit"}))
 		if c.State != StateCommitted || *c.OrderID != "ord_1" {
 			t.Fatalf("commit %+v", c)
 		}
 		MustServe(t, h, http.StatusOK, request{method: "POST", path: "/admin/reservations/" + r.ID + "/commit", body: `{"order_id": "ord_1"}`})
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations/" + r.ID + "/commit", body: `{"order_id": "ord_2"}`}), 409, "conflict")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations/" + r.ID + "/commit", body: `{"order": "ord_2"}`}), 400, "bad_request", "order")
-		wantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations/" + r.ID + "/release"}), 409, "conflict")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations/" + r.ID + "/commit", body: `{"order_id": "ord_2"}`}), 409, "conflict")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations/" + r.ID + "/commit", body: `{"order": "ord_2"}`}), 400, "bad_request", "order")
+		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/reservations/" + r.ID + "/release"}), 409, "conflict")
 		wantLevel(t, s, "LIN-S", a.ID, 3, 0)
 
 		other := MustReserve(t, s, "k/with slash", line("LIN-S", 1))
 		path := "/admin/reservations/" + strings.ReplaceAll("k/with slash", "/", "%2F") + "/release"
-		got := MustDecode[Reservation](t, MustServe(t, h, http.StatusOK, request{method: "POST", path: strings.ReplaceAll(path, " ", "%20")}))
+		got := apitest.MustDecode[Reservation](t, MustServe(t, h, http.StatusOK, request{method: "POST", path: strings.ReplaceAll(path, " ", "%20")}))
 		if got.ID != other.ID || got.State != StateReleased {
 			t.Fatalf("release by key %+v", got)
 		}
@@ -284,7 +244,7 @@ func TestHTTPReservations(t *testing.T) {
 
 func TestHTTPStoreAvailability(t *testing.T) {
 	s := MustNewSQLiteService(t)
-	h := mount(s.Routes())
+	h := apitest.Mount(s.Routes())
 	a := MustCreateLocation(t, s, "A", 1)
 	MustSetLevel(t, s, "MANY", a.ID, 500)
 	MustSetLevel(t, s, "FEW", a.ID, 3)
@@ -292,7 +252,7 @@ func TestHTTPStoreAvailability(t *testing.T) {
 	MustAllowBackorder(t, s, "PRE")
 	MustSetLevel(t, s, "PRE", a.ID, 0)
 
-	got := MustDecode[struct{ Data []PublicAvailability }](t, MustServe(t, h, http.StatusOK,
+	got := apitest.MustDecode[struct{ Data []PublicAvailability }](t, MustServe(t, h, http.StatusOK,
 		request{method: "GET", path: "/store/inventory/availability?sku=MANY,FEW&sku=NONE,PRE,GHOST,FEW"}))
 	want := []PublicAvailability{
 		{SKU: "MANY", InStock: true, Available: PublicAvailabilityCap},
@@ -304,10 +264,10 @@ func TestHTTPStoreAvailability(t *testing.T) {
 	if !slices.Equal(got.Data, want) {
 		t.Fatalf("availability =\n%+v\nwant\n%+v", got.Data, want)
 	}
-	wantProblem(t, serve(h, request{method: "GET", path: "/store/inventory/availability"}), 400, "validation_failed", "sku")
+	apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/inventory/availability"}), 400, "validation_failed", "sku")
 	many := make([]string, MaxSKUsPerRequest+1)
 	for i := range many {
 		many[i] = fmt.Sprintf("S%d", i)
 	}
-	wantProblem(t, serve(h, request{method: "GET", path: "/store/inventory/availability?sku=" + strings.Join(many, ",")}), 400, "validation_failed", "sku")
+	apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/inventory/availability?sku=" + strings.Join(many, ",")}), 400, "validation_failed", "sku")
 }
