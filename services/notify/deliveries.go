@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/store"
@@ -242,9 +243,12 @@ func (s *Service) record(ctx context.Context, c claimed, r result) error {
 		}
 
 		w, err := getWebhook(ctx, tx, c.WebhookID)
-		if err != nil {
+		if apperr.Is(err, apperr.NotFound) {
 			gone = true
 			return nil
+		}
+		if err != nil {
+			return err
 		}
 		final := !now.Before(c.retryUntil) || !w.Enabled
 		if !final {
