@@ -158,7 +158,9 @@ func (a *App) initNotify(ctx context.Context) error {
 	}
 	a.notify = svc
 	u.routes = svc.Routes()
-	if err := svc.Subscribe(ctx, a.bus); err != nil {
+	// The consumers live as long as the process (not the start-up context);
+	// shutdown drains them first.
+	if err := svc.Subscribe(a.bgCtx, a.bus); err != nil {
 		return err
 	}
 	a.onStop(func(ctx context.Context) error { return svc.Stop(ctx) })
