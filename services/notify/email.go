@@ -16,6 +16,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/language/display"
 
+	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/money"
@@ -299,4 +300,27 @@ func (s *Service) GetEmail(ctx context.Context, emailID string) (Email, error) {
 		return Email{}, notFound("email", emailID)
 	}
 	return getEmail(ctx, s.db, emailID)
+}
+
+// ResendEmail makes an email pending again, due now, with its attempts
+// reset: for support tooling once the cause of a failure (the relay, its
+// credentials) is fixed, or to send a confirmation again. The email keeps
+// its Message-ID. Errors: not_found; conflict when its address is not
+// usable.
+func (s *Service) ResendEmail(ctx context.Context, emailID string) (Email, error) {
+	e, err := s.GetEmail(ctx, emailID)
+	if err != nil {
+		return Email{}, fmt.Errorf("resend email: %w", err)
+	}
+	if _, err := recipient(e.To); err != nil {
+		return Email{}, fmt.Errorf("resend email: %w", apperr.New(apperr.Conflict, "email %s cannot be sent: %v", emailID, err))
+	}
+	now := s.now()
+	if _, err := s.db.Exec(ctx, `UPDATE notify_emails SET state = ?, attempts = 0, last_error = '', next_attempt_at = ?, sent_at = NULL,
+		lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?`, EmailPending, now, now, emailID); err != nil {
+		return Email{}, fmt.Errorf("resend email: %w", err)
+	}
+	s.wakeSender()
+	s.log.InfoContext(ctx, "email queued again", "email_id", emailID, "kind", e.Kind, "reference", e.Reference, "actor", actor(ctx))
+	return s.GetEmail(ctx, emailID)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/services/notify/mailsink"
@@ -245,6 +246,8 @@ func TestOrderWithoutUsableAddressIsRecordedAsFailed(t *testing.T) {
 			if em := emails[0]; em.State != EmailFailed || em.LastError == "" || em.NextAttemptAt != nil {
 				t.Errorf("%q: %+v, want failed with a reason", addr, em)
 			}
+			_, err = s.ResendEmail(ctx, emails[0].ID)
+			wantErr(t, err, apperr.Conflict)
 		}
 		if n := MustSendPending(t, s); n != 0 {
 			t.Errorf("SendPending attempted %d failed emails", n)
@@ -382,6 +385,20 @@ func TestEmailFailsAfterMaxAttemptsWithAnActionableLog(t *testing.T) {
 		if v := metricValue(t, s.metrics.emails.WithLabelValues(emailFailed)); v != 1 {
 			t.Errorf("failed metric = %v", v)
 		}
+
+		// Once the relay is fixed, support resends it.
+		sink := MustSink(t)
+		s.cfg.SMTPAddr = sink.Addr()
+		em, err := s.ResendEmail(ctx, emails[0].ID)
+		if err != nil || em.State != EmailPending || em.Attempts != 0 || em.LastError != "" || em.NextAttemptAt == nil {
+			t.Fatalf("ResendEmail: %+v, %v", em, err)
+		}
+		MustSendPending(t, s)
+		if n := len(sink.Messages()); n != 1 {
+			t.Errorf("sink got %d messages after the resend", n)
+		}
+		_, err = s.ResendEmail(ctx, "eml_01JD3Q7W0000000000000000XX")
+		wantErr(t, err, apperr.NotFound)
 	})
 }
 

@@ -106,7 +106,7 @@ func (s *Service) sendEmail(ctx context.Context, e Email, owner string) error {
 			return fmt.Errorf("record email %s as failed: %w", e.ID, rerr)
 		}
 		s.metrics.email(emailFailed, took)
-		hint := fmt.Sprintf("gave up after %d attempts; check that the SMTP relay %s is up and accepts mail from %s (see notify SMTP settings), then resend by hand", e.Attempts, s.cfg.SMTPAddr, s.from.Address)
+		hint := fmt.Sprintf("gave up after %d attempts; check that the SMTP relay %s is up and accepts mail from %s (see notify SMTP settings), then resend it (ResendEmail)", e.Attempts, s.cfg.SMTPAddr, s.from.Address)
 		if permanent {
 			hint = "the SMTP server refused it for good; check the recipient address and the relay's policy, and contact the customer another way"
 		}
