@@ -46,6 +46,7 @@ type levelResult struct {
 	Conns          int64         // TCP connections opened, warm-up included
 	SoukCPU        time.Duration // souk's CPU time during the window
 	ClientCPU      time.Duration // this process's CPU time during the window
+	MachineCPU     time.Duration // every process's CPU time during the window
 	Memory         memory        // souk's, read after the level
 	LoadRSS        int64         // souk's largest sampled VmRSS during warm-up and window
 	Fresh          bool          // souk was started for this level alone
@@ -138,7 +139,7 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 		if !sleepUntil(ctx, measureStart) {
 			return
 		}
-		souk0, self0 := processCPU(cfg.PID), selfCPU()
+		souk0, self0, all0 := processCPU(cfg.PID), selfCPU(), machineBusy()
 		if !sleepUntil(ctx, measureEnd) {
 			return
 		}
@@ -146,6 +147,7 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 			res.SoukCPU = processCPU(cfg.PID) - souk0
 		}
 		res.ClientCPU = selfCPU() - self0
+		res.MachineCPU = machineBusy() - all0
 	})
 
 	// souk's resident set, sampled through warm-up and window: VmHWM alone

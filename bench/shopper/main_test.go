@@ -143,6 +143,13 @@ func TestProcfsParsing(t *testing.T) {
 	if got := parseStatCPU(stat); got != 3250*time.Millisecond {
 		t.Errorf("parseStatCPU = %v, want 3.25s", got)
 	}
+	procStat := "cpu  100 5 50 1000 20 3 2 0 40 0\ncpu0 50 2 25 500 10 1 1 0 20 0\n"
+	if got := parseProcStat(procStat); got != 160*clockTick {
+		t.Errorf("parseProcStat = %v, want 1.6s (user+nice+system+irq+softirq+steal)", got)
+	}
+	if got := parseProcStat("intr 1 2 3\n"); got != 0 {
+		t.Errorf("parseProcStat(no cpu line) = %v", got)
+	}
 	if got := parseStatCPU("4242 (souk) S 1"); got != 0 {
 		t.Errorf("short stat: %v", got)
 	}
@@ -313,7 +320,7 @@ func TestTargets(t *testing.T) {
 func TestMarkdown(t *testing.T) {
 	l8 := level(8, 100, 20*time.Millisecond, 0)
 	l8.Memory, l8.LoadRSS = memory{HWM: 300 << 20, RSS: 120 << 20}, 150<<20
-	l8.SoukCPU, l8.ClientCPU = 15*time.Second, 4*time.Second
+	l8.SoukCPU, l8.ClientCPU, l8.MachineCPU = 15*time.Second, 4*time.Second, 20*time.Second
 	l8.Processing, l8.UntilConfirmed = 2, ms(80, 90)
 	r := report{
 		Command: "go run ./bench/shopper -c 8,32", Started: time.Date(2026, 11, 22, 1, 2, 0, 0, time.UTC),
@@ -326,7 +333,7 @@ func TestMarkdown(t *testing.T) {
 	for _, want := range []string{
 		beginMarker + "\n", "\n" + endMarker + "\n",
 		"```sh\ngo run ./bench/shopper -c 8,32\n```",
-		"| 8 | **10.0** | 100 | 20.0 ms / 20.0 ms / 20.0 ms | 60.0 ms / 60.0 ms / 60.0 ms | 2 (90.0 ms) | 0 | 150 MiB | 300 MiB | 120 MiB | 1.50 cores | 0.40 cores |",
+		"| 8 | **10.0** | 100 | 20.0 ms / 20.0 ms / 20.0 ms | 60.0 ms / 60.0 ms / 60.0 ms | 2 (90.0 ms) | 0 | 150 MiB | 300 MiB | 120 MiB | 1.50 cores | 0.40 cores | 0.10 cores |",
 		"| 32 | **200.0** | 2000 |",
 		"| embedded, 8 VUs: checkout p95 under 50.0 ms | p95 20.0 ms | met |",
 		"| embedded, 32 VUs: at least 300 completed flows/s with zero errors | 200.0 flows/s, 3 errors | **not met** |",

@@ -86,3 +86,36 @@ func parseStatCPU(s string) time.Duration {
 	}
 	return time.Duration(u+st) * clockTick
 }
+
+// machineBusy is the CPU time all processes of the machine have used so
+// far (every state of /proc/stat's cpu line but idle and iowait), 0 when
+// unknown. Over a window, it shows how much of the machine others took.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	return parseProcStat(string(b))
+}
+
+// parseProcStat sums the busy ticks of the aggregate "cpu" line of a
+// /proc/stat text: user nice system idle iowait irq softirq steal (guest
+// time is already inside user and nice).
+func parseProcStat(s string) time.Duration {
+	line, _, _ := strings.Cut(s, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return time.Duration(busy) * clockTick
+}

@@ -183,15 +183,15 @@ func (r *report) markdown() string {
 	}
 	p("- Load: closed loop, %s warm-up then %s measured per level; %s; a 202 is polled for at most %s\n",
 		r.Warmup, r.Duration, fresh, r.PollDeadline)
-	p("- Memory: *peak RSS under load* is the largest VmRSS of souk sampled every %s through warm-up and window; *VmHWM* is the kernel's peak since souk started (start-up included); *RSS after* is VmRSS after the level; CPU is per wall second of the window\n", rssSampleEvery)
+	p("- Memory: *peak RSS under load* is the largest VmRSS of souk sampled every %s through warm-up and window; *VmHWM* is the kernel's peak since souk started (start-up included); *RSS after* is VmRSS after the level; CPU is per wall second of the window, *rest of the machine* every other process (PostgreSQL and NATS for postgres; other people's work on a shared machine)\n", rssSampleEvery)
 	for _, t := range r.Topologies {
 		p("- %s: `souk %s` — %s; carts draw 2 different variants of %d\n", t.Name, strings.Join(t.Args, " "), t.Infra, t.Variants)
 	}
 
 	for _, t := range r.Topologies {
 		p("\n### %s\n\n", t.Name)
-		p("| VUs | completed orders/s | completed | checkout p50 / p95 / p99 | flow p50 / p95 / p99 | 202 → confirmed (p95) | errors (warm-up incl.) | souk peak RSS under load | souk VmHWM | souk RSS after | souk CPU | load-gen CPU |\n")
-		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("| VUs | completed orders/s | completed | checkout p50 / p95 / p99 | flow p50 / p95 / p99 | 202 → confirmed (p95) | errors (warm-up incl.) | souk peak RSS under load | souk VmHWM | souk RSS after | souk CPU | load-gen CPU | rest of the machine |\n")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, l := range t.Levels {
 			processing := "0"
 			if l.Processing > 0 {
@@ -201,10 +201,14 @@ func (r *report) markdown() string {
 			if l.ErrorCount() > 0 {
 				errs = "**" + errs + "**"
 			}
-			p("| %d | **%.1f** | %d | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %.2f cores |\n",
+			rest := "n/a"
+			if l.MachineCPU > 0 {
+				rest = fmt.Sprintf("%.2f cores", max(0, l.cores(l.MachineCPU-l.SoukCPU-l.ClientCPU)))
+			}
+			p("| %d | **%.1f** | %d | %s | %s | %s | %s | %s | %s | %s | %.2f cores | %.2f cores | %s |\n",
 				l.Concurrency, l.OrdersPerSecond(), l.Completed,
 				fmtTriple(l.Checkout), fmtTriple(l.Flow), processing, errs,
-				fmtBytes(l.LoadRSS), fmtBytes(l.Memory.HWM), fmtBytes(l.Memory.RSS), l.cores(l.SoukCPU), l.cores(l.ClientCPU))
+				fmtBytes(l.LoadRSS), fmtBytes(l.Memory.HWM), fmtBytes(l.Memory.RSS), l.cores(l.SoukCPU), l.cores(l.ClientCPU), rest)
 		}
 	}
 
