@@ -6,36 +6,8 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
-	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/bus/bustest"
 )
-
-type outboxRow struct {
-	typ, aggregate string
-	payload        []byte
-}
-
-func outboxRows(t testing.TB, db *store.DB) []outboxRow {
-	t.Helper()
-	rows, err := db.Query(bg, `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		var payload string
-		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
-			t.Fatal(err)
-		}
-		r.payload = []byte(payload)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestEventsMatchTheirSchemas checks out an anonymous and a customer cart
 // (one of them twice), then validates each outbox row against the event's
@@ -60,28 +32,28 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 			}
 		}
 
-		rows := outboxRows(t, e.db)
+		rows := bustest.MustOutbox(t, e.db)
 		if len(rows) != 2 {
 			t.Fatalf("%d events, want one per checked-out cart", len(rows))
 		}
 		for i, row := range rows {
-			schema.Validate(t, row.payload)
+			schema.Validate(t, row.Payload)
 			var ev bus.Event
-			if err := json.Unmarshal(row.payload, &ev); err != nil {
+			if err := json.Unmarshal(row.Payload, &ev); err != nil {
 				t.Fatal(err)
 			}
 			var data CheckedOut
 			if err := ev.Decode(&data); err != nil {
 				t.Fatal(err)
 			}
-			if ev.Type != EventCartCheckedOut || row.typ != ev.Type || ev.Subject != data.CartID || row.aggregate != data.CartID ||
+			if ev.Type != EventCartCheckedOut || row.Type != ev.Type || ev.Subject != data.CartID || row.Aggregate != data.CartID ||
 				ev.Source != "cart" || data.OrderID != orders[data.CartID] {
 				t.Errorf("row %d: %+v / %+v", i, ev, data)
 			}
 		}
 		var first, second CheckedOut
-		_ = json.Unmarshal(rows[0].payload, &struct{ Data *CheckedOut }{&first})
-		_ = json.Unmarshal(rows[1].payload, &struct{ Data *CheckedOut }{&second})
+		_ = json.Unmarshal(rows[0].Payload, &struct{ Data *CheckedOut }{&first})
+		_ = json.Unmarshal(rows[1].Payload, &struct{ Data *CheckedOut }{&second})
 		if first.CustomerID != nil || len(first.Items) != 1 || first.Items[0].Quantity != 2 || first.Items[0].SKU != "LIN-M" ||
 			len(first.DiscountCodes) != 1 || first.Email != "" {
 			t.Errorf("anonymous checkout = %+v", first)
@@ -102,7 +74,7 @@ func TestEventSchemaRejectsDrift(t *testing.T) {
 	if err := e.s.MarkCheckedOut(bg, cart.ID, orderID()); err != nil {
 		t.Fatal(err)
 	}
-	rows := outboxRows(t, e.db)
+	rows := bustest.MustOutbox(t, e.db)
 	if len(rows) != 1 {
 		t.Fatalf("%d outbox rows", len(rows))
 	}
@@ -120,7 +92,7 @@ func TestEventSchemaRejectsDrift(t *testing.T) {
 		{"bad subject", func(ev map[string]any) { ev["subject"] = "prod_1" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			schema.MustRejectDrift(t, EventCartCheckedOut, rows[0].payload, tt.mutate)
+			schema.MustRejectDrift(t, EventCartCheckedOut, rows[0].Payload, tt.mutate)
 		})
 	}
 }

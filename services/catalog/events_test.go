@@ -8,38 +8,11 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/bus/bustest"
 )
 
 // eventTypes is every event the catalogue publishes.
 var eventTypes = []string{EventProductPublished, EventProductUpdated, EventProductArchived}
-
-type outboxRow struct {
-	typ, aggregate string
-	payload        []byte
-}
-
-func outboxRows(t testing.TB, s *Service) []outboxRow {
-	t.Helper()
-	rows, err := s.db.Query(context.Background(), `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		var payload string
-		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
-			t.Fatal(err)
-		}
-		r.payload = []byte(payload)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestEventsMatchTheirSchemas drives the catalogue through every kind of
 // change, then validates each outbox row against its event's JSON Schema
@@ -74,26 +47,26 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 
 		want := []string{EventProductPublished, EventProductUpdated, EventProductUpdated, EventProductArchived,
 			EventProductPublished, EventProductUpdated, EventProductArchived}
-		if got := outboxTypes(t, s, p.ID); !slices.Equal(got, want) {
+		if got := bustest.MustTypes(t, s.db, p.ID); !slices.Equal(got, want) {
 			t.Fatalf("events of the published product:\n got %v\nwant %v", got, want)
 		}
-		if got := outboxTypes(t, s, d.ID); len(got) != 0 {
+		if got := bustest.MustTypes(t, s.db, d.ID); len(got) != 0 {
 			t.Fatalf("a never-published product was announced: %v", got)
 		}
 
 		lastVersion := int64(0)
-		for i, row := range outboxRows(t, s) {
-			schemas.Validate(t, row.payload)
+		for i, row := range bustest.MustOutbox(t, s.db) {
+			schemas.Validate(t, row.Payload)
 			var e bus.Event
-			if err := json.Unmarshal(row.payload, &e); err != nil {
+			if err := json.Unmarshal(row.Payload, &e); err != nil {
 				t.Fatal(err)
 			}
 			var snap ProductSnapshot
 			if err := e.Decode(&snap); err != nil {
 				t.Fatal(err)
 			}
-			if e.Subject != snap.ID || row.aggregate != snap.ID || e.Type != row.typ {
-				t.Errorf("row %d: subject %q, aggregate %q, data.id %q", i, e.Subject, row.aggregate, snap.ID)
+			if e.Subject != snap.ID || row.Aggregate != snap.ID || e.Type != row.Type {
+				t.Errorf("row %d: subject %q, aggregate %q, data.id %q", i, e.Subject, row.Aggregate, snap.ID)
 			}
 			if snap.Version <= lastVersion {
 				t.Errorf("row %d: version %d after %d", i, snap.Version, lastVersion)
@@ -109,7 +82,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 	schemas := apitest.MustEventSchemas(t, eventTypes...)
 	s := MustNewSQLiteService(t)
 	MustCreateProduct(t, s, shirtInput("Linen Shirt", "LIN"))
-	rows := outboxRows(t, s)
+	rows := bustest.MustOutbox(t, s.db)
 	if len(rows) != 1 {
 		t.Fatalf("%d outbox rows", len(rows))
 	}
@@ -128,7 +101,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 		{"bad subject", func(e map[string]any) { e["subject"] = "cart_1" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			schemas.MustRejectDrift(t, EventProductPublished, rows[0].payload, tt.mutate)
+			schemas.MustRejectDrift(t, EventProductPublished, rows[0].Payload, tt.mutate)
 		})
 	}
 }

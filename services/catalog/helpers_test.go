@@ -122,25 +122,6 @@ func countRows(t testing.TB, s *Service, query string, args ...any) int {
 	return n
 }
 
-// outboxTypes lists the event types in the outbox for an aggregate, in order.
-func outboxTypes(t testing.TB, s *Service, aggregateID string) []string {
-	t.Helper()
-	rows, err := s.db.Query(context.Background(), `SELECT event_type FROM souk_outbox WHERE aggregate_id = ? ORDER BY seq`, aggregateID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var typ string
-		if err := rows.Scan(&typ); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, typ)
-	}
-	return out
-}
-
 // indexMatches counts the entries of the engine's full-text index itself
 // (FTS5's index, not its content table; the tsvector in PostgreSQL) that
 // match the word.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/bus/bustest"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/store"
 )
@@ -405,7 +406,7 @@ func TestVersionConflict(t *testing.T) {
 		ctx := context.Background()
 		p := MustCreateProduct(t, s, shirtInput("Versioned Shirt", "VER"))
 		p2 := MustUpdateProduct(t, s, p.ID, ProductPatch{Title: ptr("Versioned Shirt Two")})
-		events := len(outboxTypes(t, s, p.ID))
+		events := len(bustest.MustTypes(t, s.db, p.ID))
 
 		_, err := s.UpdateProduct(ctx, p.ID, ProductPatch{Title: ptr("Stale Write")}, 1)
 		wantErr(t, err, apperr.VersionConflict)
@@ -416,7 +417,7 @@ func TestVersionConflict(t *testing.T) {
 		if !reflect.DeepEqual(got, p2) {
 			t.Fatalf("stale writes changed the product:\n%+v\nwant\n%+v", got, p2)
 		}
-		if n := len(outboxTypes(t, s, p.ID)); n != events {
+		if n := len(bustest.MustTypes(t, s.db, p.ID)); n != events {
 			t.Fatalf("stale writes added %d events", n-events)
 		}
 		if indexMatches(t, s, "stale") != 0 {
@@ -469,7 +470,7 @@ func TestConcurrentPatches(t *testing.T) {
 			if got := MustAdminGetProduct(t, s, p.ID); got.Version != 2 {
 				t.Fatalf("version = %d, want 2", got.Version)
 			}
-			if n := len(outboxTypes(t, s, p.ID)); n != 2 { // published + one updated
+			if n := len(bustest.MustTypes(t, s.db, p.ID)); n != 2 { // published + one updated
 				t.Fatalf("%d events, want 2", n)
 			}
 		})
@@ -916,13 +917,13 @@ func TestCategories(t *testing.T) {
 			if !slices.Equal(got.CategoryIDs, []string{home.ID}) || got.Version != 2 {
 				t.Fatalf("product after delete: %v v%d", got.CategoryIDs, got.Version)
 			}
-			if types := outboxTypes(t, s, p.ID); !slices.Equal(types, []string{EventProductPublished, EventProductUpdated}) {
+			if types := bustest.MustTypes(t, s.db, p.ID); !slices.Equal(types, []string{EventProductPublished, EventProductUpdated}) {
 				t.Fatalf("events = %v", types)
 			}
 			if got := MustAdminGetProduct(t, s, d.ID); len(got.CategoryIDs) != 0 {
 				t.Fatalf("draft keeps %v", got.CategoryIDs)
 			}
-			if types := outboxTypes(t, s, d.ID); len(types) != 0 {
+			if types := bustest.MustTypes(t, s.db, d.ID); len(types) != 0 {
 				t.Fatalf("never-published draft announced: %v", types)
 			}
 		})

@@ -7,34 +7,8 @@ import (
 	"testing"
 
 	"github.com/soukhq/souk/api/apitest"
-	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/bus/bustest"
 )
-
-// outboxEvents returns the outbox's events, in order.
-func outboxEvents(t testing.TB, s *Service) []bus.Event {
-	t.Helper()
-	rows, err := s.db.Query(context.Background(), `SELECT payload FROM souk_outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []bus.Event
-	for rows.Next() {
-		var payload string
-		if err := rows.Scan(&payload); err != nil {
-			t.Fatal(err)
-		}
-		var e bus.Event
-		if err := json.Unmarshal([]byte(payload), &e); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestEventsMatchTheirSchema: registration and the demo seed announce each
 // customer once, in the outbox, valid against the event's JSON Schema and
@@ -50,7 +24,7 @@ func TestEventsMatchTheirSchema(t *testing.T) {
 		if _, err := Seed(ctx, e.s); err != nil {
 			t.Fatal(err)
 		}
-		events := outboxEvents(t, e.s)
+		events := bustest.MustEvents(t, e.s.db)
 		if len(events) != 2 {
 			t.Fatalf("events = %d, want 2 (bob's and the seed's ada's)", len(events))
 		}
@@ -73,7 +47,7 @@ func TestEventSchemaRefuses(t *testing.T) {
 	schema := apitest.MustEventSchemas(t, EventCustomerRegistered)
 	e := MustNewSQLiteEnv(t, Config{})
 	MustRegister(t, e.s, "ada@example.com", "Ada")
-	raw, _ := json.Marshal(outboxEvents(t, e.s)[0])
+	raw, _ := json.Marshal(bustest.MustEvents(t, e.s.db)[0])
 	for name, mutate := range map[string]func(m map[string]any){
 		"password hash in data": func(m map[string]any) { m["data"].(map[string]any)["password_hash"] = "x" },
 		"no email":              func(m map[string]any) { delete(m["data"].(map[string]any), "email") },

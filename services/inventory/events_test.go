@@ -8,38 +8,11 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/bus/bustest"
 )
 
 // eventTypes is every event the inventory publishes.
 var eventTypes = []string{EventStockReserved, EventStockReservationFailed, EventStockReleased, EventStockCommitted, EventStockLow, EventStockAdjusted}
-
-type outboxRow struct {
-	typ, aggregate string
-	payload        []byte
-}
-
-func outboxRows(t testing.TB, s *Service) []outboxRow {
-	t.Helper()
-	rows, err := s.db.Query(context.Background(), `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		var payload string
-		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
-			t.Fatal(err)
-		}
-		r.payload = []byte(payload)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestEventsMatchTheirSchemas drives the inventory through every kind of
 // change, then validates each outbox row against its event's JSON Schema.
@@ -80,16 +53,16 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 		wantErr(t, err, CodeOutOfStock)
 
 		seen := map[string]int{}
-		for i, row := range outboxRows(t, s) {
-			schemas.Validate(t, row.payload)
+		for i, row := range bustest.MustOutbox(t, s.db) {
+			schemas.Validate(t, row.Payload)
 			var e bus.Event
-			if err := json.Unmarshal(row.payload, &e); err != nil {
+			if err := json.Unmarshal(row.Payload, &e); err != nil {
 				t.Fatal(err)
 			}
-			if e.Subject != row.aggregate || e.Type != row.typ || e.Source != "inventory" {
-				t.Errorf("row %d: subject %q, aggregate %q, type %q", i, e.Subject, row.aggregate, e.Type)
+			if e.Subject != row.Aggregate || e.Type != row.Type || e.Source != "inventory" {
+				t.Errorf("row %d: subject %q, aggregate %q, type %q", i, e.Subject, row.Aggregate, e.Type)
 			}
-			seen[row.typ]++
+			seen[row.Type]++
 		}
 		for _, typ := range eventTypes {
 			if seen[typ] == 0 {
@@ -111,9 +84,9 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 	MustSetLevel(t, s, "SKU", loc.ID, 10)
 	MustReserve(t, s, "k", line("SKU", 1))
 	var reserved []byte
-	for _, row := range outboxRows(t, s) {
-		if row.typ == EventStockReserved {
-			reserved = row.payload
+	for _, row := range bustest.MustOutbox(t, s.db) {
+		if row.Type == EventStockReserved {
+			reserved = row.Payload
 		}
 	}
 	if err := schemas.ValidateAs(EventStockReserved, reserved); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
+	"github.com/soukhq/souk/platform/bus/bustest"
 	"github.com/soukhq/souk/platform/store"
 )
 
@@ -43,7 +44,7 @@ func TestReserveAllOrNothing(t *testing.T) {
 				t.Fatalf("%d rows in %s after a failed reservation", n, table)
 			}
 		}
-		if got := outboxTypes(t, s, "k1"); !slices.Equal(got, []string{EventStockReservationFailed}) {
+		if got := bustest.MustTypes(t, s.db, "k1"); !slices.Equal(got, []string{EventStockReservationFailed}) {
 			t.Fatalf("events of the failed key: %v", got)
 		}
 
@@ -156,7 +157,7 @@ func TestReleaseAndCommitAreIdempotent(t *testing.T) {
 				t.Fatalf("second release = %+v, %v", again, err)
 			}
 			wantLevel(t, s, "SHIRT", b.ID, 4, 0)
-			if got := outboxTypes(t, s, r.ID); !slices.Equal(got, []string{EventStockReserved, EventStockReleased}) {
+			if got := bustest.MustTypes(t, s.db, r.ID); !slices.Equal(got, []string{EventStockReserved, EventStockReleased}) {
 				t.Fatalf("events: %v", got)
 			}
 			_, err = s.Commit(ctx, r.ID, "ord_9")
@@ -299,7 +300,7 @@ func TestExpireStale(t *testing.T) {
 		if r, err := s.Release(ctx, short.ID); err != nil || r.State != StateExpired {
 			t.Fatalf("release of an expired reservation = %+v, %v", r, err)
 		}
-		if got := outboxTypes(t, s, short.ID); !slices.Equal(got, []string{EventStockReserved, EventStockReleased}) {
+		if got := bustest.MustTypes(t, s.db, short.ID); !slices.Equal(got, []string{EventStockReserved, EventStockReleased}) {
 			t.Fatalf("events: %v", got)
 		}
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
+	"github.com/soukhq/souk/platform/bus/bustest"
 )
 
 func TestLocations(t *testing.T) {
@@ -191,7 +192,7 @@ func TestAdjust(t *testing.T) {
 			}
 		}
 		wantLevel(t, s, "MUG", a.ID, 11, 0)
-		if got := outboxTypes(t, s, "MUG"); len(got) != 6 || got[0] != EventStockAdjusted {
+		if got := bustest.MustTypes(t, s.db, "MUG"); len(got) != 6 || got[0] != EventStockAdjusted {
 			t.Fatalf("events: %v", got)
 		}
 

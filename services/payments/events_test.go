@@ -7,6 +7,7 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/bus/bustest"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
 )
@@ -14,34 +15,6 @@ import (
 // eventTypes is every event payments publishes.
 var eventTypes = []string{EventPaymentAuthorized, EventPaymentFailed, EventPaymentCaptured, EventPaymentVoided,
 	EventPaymentRefunded, EventProviderSwitched}
-
-type outboxRow struct {
-	typ, aggregate string
-	payload        []byte
-}
-
-func outboxRows(t testing.TB, s *Service) []outboxRow {
-	t.Helper()
-	rows, err := s.db.Query(context.Background(), `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		var payload string
-		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
-			t.Fatal(err)
-		}
-		r.payload = []byte(payload)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestEventsMatchTheirSchemas drives payments through every kind of
 // change, then validates each outbox row against its event's JSON Schema.
@@ -71,16 +44,16 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 		}
 
 		seen := map[string]int{}
-		for i, row := range outboxRows(t, f.Service) {
-			schemas.Validate(t, row.payload)
+		for i, row := range bustest.MustOutbox(t, f.db) {
+			schemas.Validate(t, row.Payload)
 			var e bus.Event
-			if err := json.Unmarshal(row.payload, &e); err != nil {
+			if err := json.Unmarshal(row.Payload, &e); err != nil {
 				t.Fatal(err)
 			}
-			if e.Subject != row.aggregate || e.Type != row.typ || e.Source != "payments" {
-				t.Errorf("row %d: subject %q, aggregate %q, type %q", i, e.Subject, row.aggregate, e.Type)
+			if e.Subject != row.Aggregate || e.Type != row.Type || e.Source != "payments" {
+				t.Errorf("row %d: subject %q, aggregate %q, type %q", i, e.Subject, row.Aggregate, e.Type)
 			}
-			seen[row.typ]++
+			seen[row.Type]++
 		}
 		for _, typ := range eventTypes {
 			if seen[typ] == 0 {
@@ -101,9 +74,9 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 	p := MustAuthorize(t, f, "k", 100)
 	MustCapture(t, f, "c", p.ID, 100)
 	var captured []byte
-	for _, row := range outboxRows(t, f.Service) {
-		if row.typ == EventPaymentCaptured {
-			captured = row.payload
+	for _, row := range bustest.MustOutbox(t, f.db) {
+		if row.Type == EventPaymentCaptured {
+			captured = row.Payload
 		}
 	}
 	if err := schemas.ValidateAs(EventPaymentCaptured, captured); err != nil {

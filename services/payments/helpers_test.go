@@ -13,6 +13,7 @@ import (
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/bus/bustest"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -163,20 +164,12 @@ func countRows(t testing.TB, s *Service, query string, args ...any) int {
 	return n
 }
 
-// outboxTypes lists the event types in the outbox for an aggregate, in order.
+// outboxTypes lists the event types in the outbox for an aggregate, in
+// order, without their "souk.payments." prefix and ".v1" suffix.
 func outboxTypes(t testing.TB, s *Service, aggregateID string) []string {
 	t.Helper()
-	rows, err := s.db.Query(context.Background(), `SELECT event_type FROM souk_outbox WHERE aggregate_id = ? ORDER BY seq`, aggregateID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var out []string
-	for rows.Next() {
-		var typ string
-		if err := rows.Scan(&typ); err != nil {
-			t.Fatal(err)
-		}
+	for _, typ := range bustest.MustTypes(t, s.db, aggregateID) {
 		out = append(out, strings.TrimSuffix(strings.TrimPrefix(typ, "souk.payments."), ".v1"))
 	}
 	return out

@@ -8,38 +8,11 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/bus/bustest"
 )
 
 // eventTypes is every event pricing publishes.
 var eventTypes = []string{EventPriceChanged, EventVoucherRedeemed, EventVoucherReleased}
-
-type outboxRow struct {
-	typ, aggregate string
-	payload        []byte
-}
-
-func outboxRows(t testing.TB, s *Service) []outboxRow {
-	t.Helper()
-	rows, err := s.db.Query(context.Background(), `SELECT event_type, aggregate_id, payload FROM souk_outbox ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		var payload string
-		if err := rows.Scan(&r.typ, &r.aggregate, &payload); err != nil {
-			t.Fatal(err)
-		}
-		r.payload = []byte(payload)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // mustEventData decodes an outbox payload's data into v.
 func mustEventData(t testing.TB, payload []byte, v any) bus.Event {
@@ -75,15 +48,15 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 			t.Fatal(err)
 		}
 		var types []string
-		for i, row := range outboxRows(t, s) {
-			types = append(types, row.typ)
-			schemas.Validate(t, row.payload)
+		for i, row := range bustest.MustOutbox(t, s.db) {
+			types = append(types, row.Type)
+			schemas.Validate(t, row.Payload)
 			var e bus.Event
-			if err := json.Unmarshal(row.payload, &e); err != nil {
+			if err := json.Unmarshal(row.Payload, &e); err != nil {
 				t.Fatal(err)
 			}
-			if e.Subject != row.aggregate || e.Type != row.typ || e.Source != "pricing" {
-				t.Errorf("row %d: subject %q aggregate %q type %q", i, e.Subject, row.aggregate, e.Type)
+			if e.Subject != row.Aggregate || e.Type != row.Type || e.Source != "pricing" {
+				t.Errorf("row %d: subject %q aggregate %q type %q", i, e.Subject, row.Aggregate, e.Type)
 			}
 		}
 		want := []string{EventPriceChanged, EventPriceChanged, EventPriceChanged, EventVoucherRedeemed, EventVoucherReleased}
@@ -103,7 +76,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 	if _, err := s.Redeem(context.Background(), RedeemRequest{Key: "k", OrderID: "ord_1", Codes: []string{"SAVE"}}); err != nil {
 		t.Fatal(err)
 	}
-	rows := outboxRows(t, s)
+	rows := bustest.MustOutbox(t, s.db)
 	data := func(e map[string]any) map[string]any { return e["data"].(map[string]any) }
 	for _, tt := range []struct {
 		name   string
@@ -121,7 +94,7 @@ func TestEventSchemasRejectDrift(t *testing.T) {
 		{"voucher: wrong type", 1, func(e map[string]any) { e["type"] = EventVoucherReleased }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			schemas.MustRejectDrift(t, rows[tt.row].typ, rows[tt.row].payload, tt.mutate)
+			schemas.MustRejectDrift(t, rows[tt.row].Type, rows[tt.row].Payload, tt.mutate)
 		})
 	}
 }

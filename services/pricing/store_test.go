@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/bus/bustest"
 	"github.com/soukhq/souk/platform/money"
 )
 
@@ -189,10 +190,10 @@ func TestPriceListLifecycle(t *testing.T) {
 func priceChanges(t testing.TB, s *Service, listID string) []PriceChange {
 	t.Helper()
 	var out []PriceChange
-	for _, r := range outboxRows(t, s) {
-		if r.typ == EventPriceChanged && r.aggregate == listID {
+	for _, r := range bustest.MustOutbox(t, s.db) {
+		if r.Type == EventPriceChanged && r.Aggregate == listID {
 			var c PriceChange
-			mustEventData(t, r.payload, &c)
+			mustEventData(t, r.Payload, &c)
 			out = append(out, c)
 		}
 	}
