@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 )
 
 func TestValidCountry(t *testing.T) {
@@ -87,7 +88,7 @@ func TestValidateAddress(t *testing.T) {
 		tt.mod(&a)
 		var v apperr.Validation
 		validateAddress(&v, "a", a)
-		wantErr(t, v.Err(), apperr.ValidationFailed, tt.field)
+		apperrtest.Want(t, v.Err(), apperr.ValidationFailed, tt.field)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/httpx"
 )
 
@@ -80,7 +81,7 @@ func testClientContract(t *testing.T, e *env, c Client) {
 		}
 		for _, ref := range []string{"cart_01JD3Q0000000000000000000A", "nope", "", "a/../b"} {
 			_, err := c.GetForCheckout(bg, ref)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 		}
 	})
 
@@ -131,7 +132,7 @@ func testClientContract(t *testing.T, e *env, c Client) {
 			t.Fatalf("Validate: %v", err)
 		}
 		empty, _ := e.MustCreate(t, Caller{})
-		wantErr(t, c.Validate(bg, empty.ID), CodeCartEmpty, "items")
+		apperrtest.Want(t, c.Validate(bg, empty.ID), CodeCartEmpty, "items")
 		broken, shopper := e.MustCreate(t, Caller{})
 		e.MustAdd(t, shopper, broken.ID, e.lamp.ID, 1)
 		e.MustAdd(t, shopper, broken.ID, e.mug.ID, 1)
@@ -141,8 +142,8 @@ func testClientContract(t *testing.T, e *env, c Client) {
 			delete(e.cat.hidden, e.lamp.ID)
 			e.cat.mu.Unlock()
 		}()
-		wantErr(t, c.Validate(bg, broken.ID), CodeNotPurchasable, "items[0]")
-		wantErr(t, c.Validate(bg, "cart_01JD3Q0000000000000000000A"), apperr.NotFound)
+		apperrtest.Want(t, c.Validate(bg, broken.ID), CodeNotPurchasable, "items[0]")
+		apperrtest.Want(t, c.Validate(bg, "cart_01JD3Q0000000000000000000A"), apperr.NotFound)
 	})
 
 	t.Run("expired and merged carts are not found", func(t *testing.T) {
@@ -152,28 +153,28 @@ func testClientContract(t *testing.T, e *env, c Client) {
 			t.Fatal(err)
 		}
 		_, err := c.GetForCheckout(bg, src.ID)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = c.CheckoutView(bg, src.ID, shopper)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		err = c.MarkCheckedOut(bg, src.ID, orderID())
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 
 		idle, idleShopper := e.MustCreate(t, Caller{})
 		e.clock.advance(DefaultAnonymousIdleTTL)
 		defer e.clock.advance(-DefaultAnonymousIdleTTL)
 		_, err = c.GetForCheckout(bg, idle.ID)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = c.CheckoutView(bg, idle.ID, idleShopper)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 	})
 
 	t.Run("MarkCheckedOut", func(t *testing.T) {
 		for _, bad := range []string{"", "nope", "cart_01JD3Q0000000000000000000A"} {
 			err := c.MarkCheckedOut(bg, cart.ID, bad)
-			wantErr(t, err, apperr.ValidationFailed, "order_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "order_id")
 		}
 		err := c.MarkCheckedOut(bg, "cart_01JD3Q0000000000000000000A", orderID())
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 
 		ord := orderID()
 		if err := c.MarkCheckedOut(bg, cart.ID, ord); err != nil {
@@ -183,7 +184,7 @@ func testClientContract(t *testing.T, e *env, c Client) {
 			t.Fatalf("marking again for the same order: %v", err)
 		}
 		err = c.MarkCheckedOut(bg, cart.ID, orderID())
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		co, err := c.GetForCheckout(bg, cart.ID)
 		if err != nil || co.Status != StatusCheckedOut || co.OrderID != ord || co.Version != 6 {
 			t.Fatalf("after checkout = %+v, %v", co, err)
@@ -193,11 +194,11 @@ func testClientContract(t *testing.T, e *env, c Client) {
 		if err != nil || co.Status != StatusCheckedOut || co.OrderID != ord {
 			t.Fatalf("CheckoutView after checkout = %+v, %v", co, err)
 		}
-		wantErr(t, c.Validate(bg, cart.ID), apperr.NotFound)
+		apperrtest.Want(t, c.Validate(bg, cart.ID), apperr.NotFound)
 		_, err = e.s.Get(bg, ada, cart.ID)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = e.s.AddItem(bg, ada, cart.ID, ItemInput{VariantID: e.lamp.ID, Quantity: 1}, 0)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		if n := countRows(t, e.db, `SELECT COUNT(*) FROM souk_outbox WHERE aggregate_id = ?`, cart.ID); n != 1 {
 			t.Fatalf("%d events for one checkout", n)
 		}
@@ -265,7 +266,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		c := NewHTTPClient(srv.URL, srv.Client(), "")
 		c.backoff = time.Millisecond
 		err := c.MarkCheckedOut(bg, cart.ID, orderID())
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if calls.Load() != 3 {
 			t.Fatalf("calls = %d, want 3", calls.Load())
 		}
@@ -274,7 +275,7 @@ func TestHTTPClientResilience(t *testing.T) {
 	t.Run("does not retry an answer", func(t *testing.T) {
 		srv, calls := flakyServer(t, h)
 		_, err := NewHTTPClient(srv.URL, srv.Client(), "").GetForCheckout(bg, "cart_01JD3Q0000000000000000000A")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		if calls.Load() != 1 {
 			t.Fatalf("calls = %d, want 1", calls.Load())
 		}
@@ -284,7 +285,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		for status, code := range map[int]apperr.Code{404: apperr.NotFound, 500: apperr.Unavailable, 401: apperr.Unauthorized, 403: apperr.Forbidden, 418: apperr.Internal} {
 			srv, _ := flakyServer(t, h, status)
 			_, err := NewHTTPClient(srv.URL, srv.Client(), "").GetForCheckout(bg, cart.ID)
-			wantErr(t, err, code)
+			apperrtest.Want(t, err, code)
 		}
 	})
 
@@ -296,7 +297,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		c := NewHTTPClient(srv.URL, srv.Client(), "")
 		c.backoff = time.Millisecond
 		_, err := c.GetForCheckout(bg, cart.ID)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 
 	t.Run("a cancelled context stops at once", func(t *testing.T) {
@@ -304,7 +305,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		cancel()
 		srv, calls := flakyServer(t, h)
 		_, err := NewHTTPClient(srv.URL, srv.Client(), "").GetForCheckout(cctx, cart.ID)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if calls.Load() != 0 {
 			t.Fatalf("calls = %d", calls.Load())
 		}

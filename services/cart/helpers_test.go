@@ -2,9 +2,7 @@ package cart
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -334,26 +332,6 @@ func (e *env) MustGet(t testing.TB, c Caller, cartID string) Cart {
 		t.Fatalf("Get(%s): %v", cartID, err)
 	}
 	return out
-}
-
-// wantErr fails unless err carries code and, when fields are given, names
-// each of them among its field errors.
-func wantErr(t testing.TB, err error, code apperr.Code, fields ...string) {
-	t.Helper()
-	if !apperr.Is(err, code) {
-		t.Fatalf("err = %v, want code %s", err, code)
-	}
-	var e *apperr.Error
-	errors.As(err, &e)
-	var got []string
-	for _, f := range e.Fields {
-		got = append(got, f.Field)
-	}
-	for _, f := range fields {
-		if !slices.Contains(got, f) {
-			t.Errorf("err fields = %v, want %q among them (err: %v)", got, f, err)
-		}
-	}
 }
 
 // quantities maps variant id → quantity of a cart's lines.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -73,11 +74,11 @@ func TestWithRealServices(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = add(lamp.Variants[0].ID, 1)
-		wantErr(t, err, apperr.ValidationFailed, "variant_id") // a draft is not for sale
+		apperrtest.Want(t, err, apperr.ValidationFailed, "variant_id") // a draft is not for sale
 		_, err = add(medium, 1)
-		wantErr(t, err, CodePriceMissing, "variant_id") // no price in EUR
+		apperrtest.Want(t, err, CodePriceMissing, "variant_id") // no price in EUR
 		_, err = s.AddCode(bg, c, cart.ID, "NOPE", 0)
-		wantErr(t, err, pricing.CodeInvalid, "code")
+		apperrtest.Want(t, err, pricing.CodeInvalid, "code")
 		if _, err := s.AddCode(bg, c, cart.ID, "winter10", 0); err != nil {
 			t.Fatal(err)
 		}
@@ -126,6 +127,6 @@ func TestWithRealServices(t *testing.T) {
 			t.Fatalf("after removing the shirt's price: %+v, %v", got, err)
 		}
 		err = s.Validate(bg, cart.ID)
-		wantErr(t, err, CodeNotPurchasable, "items[0]", "items[1]")
+		apperrtest.Want(t, err, CodeNotPurchasable, "items[0]", "items[1]")
 	})
 }

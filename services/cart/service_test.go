@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/money"
@@ -68,9 +69,9 @@ func TestLifecycle(t *testing.T) {
 			t.Fatalf("RemoveItem = %s, %v", describe(cart), err)
 		}
 		_, err = e.s.RemoveItem(bg, c, created.ID, shirtItem.ID, 0)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = e.s.UpdateItem(bg, c, created.ID, "item_nope", 1, 0)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		if got := e.MustGet(t, c, created.ID); got.Version != 7 {
 			t.Fatalf("failed changes moved the version to %d", got.Version)
 		}
@@ -121,9 +122,9 @@ func TestAccess(t *testing.T) {
 					}
 					return
 				}
-				wantErr(t, err, apperr.NotFound)
-				wantErr(t, addErr, apperr.NotFound)
-				wantErr(t, methodsErr, apperr.NotFound)
+				apperrtest.Want(t, err, apperr.NotFound)
+				apperrtest.Want(t, addErr, apperr.NotFound)
+				apperrtest.Want(t, methodsErr, apperr.NotFound)
 			})
 		}
 		// The refused callers changed nothing.
@@ -151,7 +152,7 @@ func TestMergeOnLogin(t *testing.T) {
 			// Now the customer's: their token opens it, the cart token alone no longer does.
 			e.MustGet(t, customer("cus_bind"), src.ID)
 			_, err = e.s.Get(bg, shopper, src.ID)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 			// Merging it again is harmless.
 			again, err := e.s.Merge(bg, customer("cus_bind"), src.ID, 0)
 			if err != nil || again.Version != got.Version {
@@ -197,7 +198,7 @@ func TestMergeOnLogin(t *testing.T) {
 			}
 			// The anonymous cart is gone for its token, and marked merged.
 			_, err = e.s.Get(bg, shopper, src.ID)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 			var status, mergedInto string
 			if err := e.db.QueryRow(bg, `SELECT status, merged_into FROM cart_carts WHERE id = ?`, src.ID).Scan(&status, &mergedInto); err != nil {
 				t.Fatal(err)
@@ -242,16 +243,16 @@ func TestMergeOnLogin(t *testing.T) {
 		t.Run("refusals", func(t *testing.T) {
 			src, shopper := e.MustCreate(t, Caller{})
 			_, err := e.s.Merge(bg, shopper, src.ID, 0)
-			wantErr(t, err, apperr.Unauthorized)
+			apperrtest.Want(t, err, apperr.Unauthorized)
 			_, err = e.s.Merge(bg, Caller{CartToken: shopper.CartToken, Principal: staff().Principal}, src.ID, 0)
-			wantErr(t, err, apperr.Forbidden)
+			apperrtest.Want(t, err, apperr.Forbidden)
 			_, err = e.s.Merge(bg, customer("cus_x"), src.ID, 0) // no cart token
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 			theirs, _ := e.MustCreate(t, customer("cus_other"))
 			_, err = e.s.Merge(bg, Caller{CartToken: theirs.CartToken, Principal: customer("cus_x").Principal}, theirs.ID, 0)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 			_, err = e.s.Merge(bg, Caller{CartToken: shopper.CartToken, Principal: customer("cus_x").Principal}, src.ID, 7)
-			wantErr(t, err, apperr.VersionConflict)
+			apperrtest.Want(t, err, apperr.VersionConflict)
 			if got := e.MustGet(t, shopper, src.ID); got.CustomerID != nil || got.Version != 1 {
 				t.Fatalf("refused merges changed the cart: %+v", got)
 			}
@@ -289,7 +290,7 @@ func TestIfMatch(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				_, err := tt.do(stale)
-				wantErr(t, err, apperr.VersionConflict)
+				apperrtest.Want(t, err, apperr.VersionConflict)
 				if got := e.MustGet(t, c, cart.ID); !reflect.DeepEqual(got, cart) {
 					t.Fatalf("a stale If-Match changed the cart:\n got %+v\nwant %+v", got, cart)
 				}
@@ -389,16 +390,16 @@ func TestItemValidation(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				_, err := e.s.AddItem(bg, c, cart.ID, tt.in, 0)
-				wantErr(t, err, tt.code, tt.field)
+				apperrtest.Want(t, err, tt.code, tt.field)
 				if got := e.MustGet(t, c, cart.ID); got.Version != 2 || len(got.Items) != 1 || got.Items[0].Quantity != 990 {
 					t.Fatalf("bad input changed the cart: %s", describe(got))
 				}
 			})
 		}
 		_, err := e.s.UpdateItem(bg, c, cart.ID, e.MustGet(t, c, cart.ID).Items[0].ID, 1000, 0)
-		wantErr(t, err, apperr.ValidationFailed, "quantity")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "quantity")
 		_, err = e.s.UpdateItem(bg, c, cart.ID, e.MustGet(t, c, cart.ID).Items[0].ID, -1, 0)
-		wantErr(t, err, apperr.ValidationFailed, "quantity")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "quantity")
 	})
 
 	t.Run("configured limits", func(t *testing.T) {
@@ -407,9 +408,9 @@ func TestItemValidation(t *testing.T) {
 		e.MustAdd(t, c, cart.ID, e.shirt.ID, 3)
 		e.MustAdd(t, c, cart.ID, e.mug.ID, 1)
 		_, err := e.s.AddItem(bg, c, cart.ID, ItemInput{VariantID: e.lamp.ID, Quantity: 1}, 0)
-		wantErr(t, err, apperr.ValidationFailed, "items")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "items")
 		_, err = e.s.AddItem(bg, c, cart.ID, ItemInput{VariantID: e.mug.ID, Quantity: 3}, 0)
-		wantErr(t, err, apperr.ValidationFailed, "quantity")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "quantity")
 		_, err = e.s.AddItem(bg, c, cart.ID, ItemInput{VariantID: e.mug.ID, Quantity: 2}, 0) // 1 + 2 = 3 fits
 		if err != nil {
 			t.Fatal(err)
@@ -456,7 +457,7 @@ func TestDetailsValidation(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.s.Update(bg, c, cart.ID, tt.patch, 0)
-			wantErr(t, err, tt.code, tt.fields...)
+			apperrtest.Want(t, err, tt.code, tt.fields...)
 			if got := e.MustGet(t, c, cart.ID); got.Version != 1 {
 				t.Fatalf("bad input changed the cart to version %d", got.Version)
 			}
@@ -466,21 +467,21 @@ func TestDetailsValidation(t *testing.T) {
 	t.Run("codes", func(t *testing.T) {
 		for code, want := range map[string]apperr.Code{"NOPE": pricing.CodeInvalid, "OLD": pricing.CodeExpired, "USEDUP": pricing.CodeExhausted} {
 			_, err := e.s.AddCode(bg, c, cart.ID, code, 0)
-			wantErr(t, err, want, "code")
+			apperrtest.Want(t, err, want, "code")
 		}
 		_, err := e.s.AddCode(bg, c, cart.ID, "  ", 0)
-		wantErr(t, err, apperr.ValidationFailed, "code")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "code")
 		_, err = e.s.AddCode(bg, c, cart.ID, strings.Repeat("A", MaxCodeLen+1), 0)
-		wantErr(t, err, apperr.ValidationFailed, "code")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "code")
 	})
 
 	t.Run("currency", func(t *testing.T) {
 		for _, cur := range []string{"", "EURO", "ZZZ", "XXX"} {
 			_, err := e.s.Create(bg, Caller{}, CreateInput{Currency: cur})
-			wantErr(t, err, apperr.ValidationFailed, "currency")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "currency")
 		}
 		_, err := e.s.Create(bg, Caller{}, CreateInput{Currency: "EUR", Email: "bad"})
-		wantErr(t, err, apperr.ValidationFailed, "email")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "email")
 		got, err := e.s.Create(bg, Caller{}, CreateInput{Currency: "jpy", Email: " ada@example.com "})
 		if err != nil || got.Currency != "JPY" || *got.Email != "ada@example.com" {
 			t.Fatalf("Create = %+v, %v", got, err)
@@ -494,7 +495,7 @@ func TestDetails(t *testing.T) {
 		e.MustAdd(t, c, cart.ID, e.shirt.ID, 1)
 
 		_, err := e.s.ShippingMethods(bg, c, cart.ID)
-		wantErr(t, err, CodeShippingAddressRequired, "shipping_address")
+		apperrtest.Want(t, err, CodeShippingAddressRequired, "shipping_address")
 
 		nl := validAddress()
 		nl.Country = " nl "
@@ -559,7 +560,7 @@ func TestDetails(t *testing.T) {
 			t.Fatalf("adding it again = v%d, %v", again.Version, err)
 		}
 		_, err = e.s.RemoveCode(bg, c, cart.ID, "OTHER", 0)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		got, err = e.s.RemoveCode(bg, c, cart.ID, "winter10", 0)
 		if err != nil || len(got.DiscountCodes) != 0 {
 			t.Fatalf("code removed = %+v, %v", got, err)
@@ -577,7 +578,7 @@ func TestDetails(t *testing.T) {
 		e.pr.codes["ONEMORE"] = ""
 		e.pr.mu.Unlock()
 		_, err = e.s.AddCode(bg, c, cart.ID, "ONEMORE", 0)
-		wantErr(t, err, apperr.ValidationFailed, "discount_codes")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "discount_codes")
 	})
 }
 
@@ -647,7 +648,7 @@ func TestPurchasability(t *testing.T) {
 	runStores(t, func(t *testing.T, e *env) {
 		cart, c := e.MustCreate(t, Caller{})
 		err := e.s.Validate(bg, cart.ID)
-		wantErr(t, err, CodeCartEmpty, "items")
+		apperrtest.Want(t, err, CodeCartEmpty, "items")
 
 		e.MustAdd(t, c, cart.ID, e.shirt.ID, 1)
 		e.MustAdd(t, c, cart.ID, e.mug.ID, 2)
@@ -697,7 +698,7 @@ func TestPurchasability(t *testing.T) {
 		}
 
 		err = e.s.Validate(bg, cart.ID)
-		wantErr(t, err, CodeNotPurchasable, "items[1]", "items[2]", "discount_codes[0]", "shipping_method_id")
+		apperrtest.Want(t, err, CodeNotPurchasable, "items[1]", "items[2]", "discount_codes[0]", "shipping_method_id")
 		if apperr.Is(err, CodeNotPurchasable) && !strings.Contains(err.Error(), mug.ID) {
 			t.Errorf("Validate does not name the item id: %v", err)
 		}
@@ -722,9 +723,9 @@ func TestPurchasability(t *testing.T) {
 			t.Fatalf("Validate after the fixes: %v", err)
 		}
 		_, err = e.s.AddItem(bg, c, cart.ID, ItemInput{VariantID: e.mug.ID, Quantity: 1}, 0)
-		wantErr(t, err, apperr.ValidationFailed, "variant_id")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "variant_id")
 		err = e.s.Validate(bg, "cart_01JD3Q0000000000000000000A")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 	})
 }
 
@@ -738,22 +739,22 @@ func TestDependencyFailures(t *testing.T) {
 		e.cat.fail(down)
 		defer e.cat.fail(nil)
 		_, err := e.s.Get(bg, c, cart.ID)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		_, err = e.s.AddItem(bg, c, cart.ID, ItemInput{VariantID: e.mug.ID, Quantity: 1}, 0)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		err = e.s.Validate(bg, cart.ID)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 
 	t.Run("pricing down before a change: unavailable, nothing changed", func(t *testing.T) {
 		e.pr.fail(down)
 		defer e.pr.fail(nil)
 		_, err := e.s.AddItem(bg, c, cart.ID, ItemInput{VariantID: e.mug.ID, Quantity: 1}, 0)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		_, err = e.s.AddCode(bg, c, cart.ID, "WINTER10", 0)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		_, err = e.s.Update(bg, c, cart.ID, Patch{ShippingAddress: Value(validAddress()), ShippingMethodID: Value("ship_standard")}, 0)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		e.pr.fail(nil)
 		if got := e.MustGet(t, c, cart.ID); got.Version != 2 {
 			t.Fatalf("failed changes moved the version to %d", got.Version)
@@ -785,7 +786,7 @@ func TestDependencyFailures(t *testing.T) {
 		e.cat.fail(apperr.New(apperr.Internal, "boom"))
 		defer e.cat.fail(nil)
 		_, err := e.s.Get(bg, c, cart.ID)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 }
 
@@ -817,9 +818,9 @@ func TestExpiry(t *testing.T) {
 
 		// Due: reads and writes see nothing even before the sweep.
 		_, err := e.s.Get(bg, shopper, anonCart.ID)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = e.s.AddItem(bg, shopper, anonCart.ID, ItemInput{VariantID: e.mug.ID, Quantity: 1}, 0)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		e.MustGet(t, ada, custCart.ID) // 13 days idle: a customer cart lives 30
 
 		n, err := e.s.ExpireStale(bg, e.clock.now())
@@ -835,7 +836,7 @@ func TestExpiry(t *testing.T) {
 		}
 		e.clock.advance(DefaultIdleTTL)
 		_, err = e.s.Get(bg, ada, custCart.ID)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 	})
 }
 
@@ -897,7 +898,7 @@ func TestRunSweeps(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 	_, err := e.s.Get(bg, c, cart.ID)
-	wantErr(t, err, apperr.NotFound)
+	apperrtest.Want(t, err, apperr.NotFound)
 
 	bad := MustNewSQLiteEnv(t, Config{})
 	bad.s.cfg.ExpiryInterval = time.Millisecond

@@ -13,6 +13,7 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/resilience"
 )
@@ -70,7 +71,7 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 	t.Run("GetProduct hides what is not published", func(t *testing.T) {
 		for _, ref := range []string{draft.ID, draft.Handle, archived.ID, "prod_01JD3Q0000000000000000000A", "no-such-thing", "", "a/../b", "?x=1"} {
 			_, err := c.GetProduct(ctx, ref)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 		}
 	})
 
@@ -86,7 +87,7 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		}
 		for _, ref := range []string{draft.Variants[0].ID, archived.Variants[0].ID, "var_01JD3Q0000000000000000000A", shirt.ID, ""} {
 			_, err := c.GetVariant(ctx, ref)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 		}
 	})
 
@@ -112,11 +113,11 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 
 	t.Run("ListProducts errors name the field", func(t *testing.T) {
 		_, err := c.ListProducts(ctx, ProductQuery{Limit: 101})
-		wantErr(t, err, apperr.ValidationFailed, "limit")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "limit")
 		_, err = c.ListProducts(ctx, ProductQuery{Category: "nope"})
-		wantErr(t, err, apperr.ValidationFailed, "category")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "category")
 		_, err = c.ListProducts(ctx, ProductQuery{Cursor: "bm90IGEgY3Vyc29y"})
-		wantErr(t, err, apperr.ValidationFailed, "cursor")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "cursor")
 	})
 }
 
@@ -157,7 +158,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		srv, calls := flakyServer(t, h, 503, 503, 503, 503)
 		c := NewHTTPClient(srv.URL, srv.Client())
 		_, err := c.GetProduct(ctx, p.ID)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if calls.Load() != 3 {
 			t.Fatalf("calls = %d, want 3", calls.Load())
 		}
@@ -167,7 +168,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		srv, calls := flakyServer(t, h)
 		c := NewHTTPClient(srv.URL, srv.Client())
 		_, err := c.GetProduct(ctx, "prod_01JD3Q0000000000000000000A")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		if calls.Load() != 1 {
 			t.Fatalf("calls = %d, want 1", calls.Load())
 		}
@@ -177,7 +178,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		for status, code := range map[int]apperr.Code{404: apperr.NotFound, 500: apperr.Unavailable, 403: apperr.Forbidden, 418: apperr.Internal} {
 			srv, _ := flakyServer(t, h, status)
 			_, err := NewHTTPClient(srv.URL, srv.Client()).GetProduct(ctx, p.ID)
-			wantErr(t, err, code)
+			apperrtest.Want(t, err, code)
 		}
 	})
 
@@ -187,7 +188,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		}))
 		defer srv.Close()
 		_, err := NewHTTPClient(srv.URL, srv.Client()).GetVariant(ctx, p.Variants[0].ID)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 
 	t.Run("times out a hanging catalogue", func(t *testing.T) {
@@ -205,7 +206,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		})))
 		start := time.Now()
 		_, err := c.GetProduct(ctx, p.ID)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if time.Since(start) > 5*time.Second {
 			t.Fatalf("took %v", time.Since(start))
 		}
@@ -216,7 +217,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		cancel()
 		srv, calls := flakyServer(t, h)
 		_, err := NewHTTPClient(srv.URL, srv.Client()).GetProduct(cctx, p.ID)
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if calls.Load() != 0 {
 			t.Fatalf("calls = %d", calls.Load())
 		}
@@ -230,6 +231,6 @@ func TestHTTPClientResilience(t *testing.T) {
 			Name: "catalog", Failure: httpx.Transient, Backoff: resilience.Backoff{Initial: time.Millisecond},
 		})))
 		_, err := c.ListProducts(ctx, ProductQuery{})
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 }

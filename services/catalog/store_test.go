@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/bus/bustest"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/store"
@@ -201,7 +202,7 @@ func TestProductStatusTransitions(t *testing.T) {
 		}
 		// A published product needs a variant.
 		_, err := s.UpdateProduct(ctx, p.ID, ProductPatch{Status: ptr(StatusPublished), Variants: &[]VariantInput{}}, 0)
-		wantErr(t, err, apperr.ValidationFailed, "variants")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "variants")
 	})
 }
 
@@ -291,7 +292,7 @@ func TestProductValidation(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				_, err := s.CreateProduct(ctx, tt.in)
-				wantErr(t, err, apperr.ValidationFailed, tt.fields...)
+				apperrtest.Want(t, err, apperr.ValidationFailed, tt.fields...)
 			})
 		}
 		if n := countRows(t, s, `SELECT COUNT(*) FROM catalog_products`); n != 0 {
@@ -303,24 +304,24 @@ func TestProductValidation(t *testing.T) {
 			in := shirtInput("Categorised", "CAT")
 			in.CategoryIDs = []string{c.ID, "cat_01JD3Q0000000000000000000A"}
 			_, err := s.CreateProduct(ctx, in)
-			wantErr(t, err, apperr.ValidationFailed, "category_ids[1]")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "category_ids[1]")
 		})
 
 		t.Run("patch validates the merged product", func(t *testing.T) {
 			p := MustCreateProduct(t, s, shirtInput("Patchable", "PAT"))
 			// Dropping a value that a variant uses makes that variant invalid.
 			_, err := s.UpdateProduct(ctx, p.ID, ProductPatch{Options: &[]Option{{Name: "size", Values: []string{"S"}}, {Name: "color", Values: []string{"White", "Blue"}}}}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "variants[1].options.size")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "variants[1].options.size")
 			_, err = s.UpdateProduct(ctx, p.ID, ProductPatch{Handle: ptr("")}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "handle")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "handle")
 			_, err = s.UpdateProduct(ctx, p.ID, ProductPatch{Variants: &[]VariantInput{{ID: "var_01JD3Q0000000000000000000A", SKU: "X"}}}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "variants[0].id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "variants[0].id")
 			dup := p.Variants[0]
 			_, err = s.UpdateProduct(ctx, p.ID, ProductPatch{Variants: &[]VariantInput{
 				{ID: dup.ID, SKU: dup.SKU, Options: dup.Options},
 				{ID: dup.ID, SKU: "OTHER", Options: map[string]string{"size": "M", "color": "Blue"}},
 			}}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "variants[1].id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "variants[1].id")
 			if got := MustAdminGetProduct(t, s, p.ID); got.Version != 1 {
 				t.Fatalf("failed patches changed the product: version %d", got.Version)
 			}
@@ -345,7 +346,7 @@ func TestUniqueConflicts(t *testing.T) {
 			in := shirtInput("Other", "OTH")
 			in.Handle = first.Handle
 			_, err := s.CreateProduct(ctx, in)
-			wantErr(t, err, apperr.Conflict, "handle")
+			apperrtest.Want(t, err, apperr.Conflict, "handle")
 			if n := countRows(t, s, `SELECT COUNT(*) FROM catalog_variants WHERE sku LIKE ?`, "OTH-%"); n != 0 {
 				t.Fatalf("conflicting create left %d variants", n)
 			}
@@ -355,7 +356,7 @@ func TestUniqueConflicts(t *testing.T) {
 			in := shirtInput("Another Shirt", "ANO")
 			in.Variants[2].SKU = first.Variants[1].SKU
 			_, err := s.CreateProduct(ctx, in)
-			wantErr(t, err, apperr.Conflict, "variants[2].sku")
+			apperrtest.Want(t, err, apperr.Conflict, "variants[2].sku")
 			if n := countRows(t, s, `SELECT COUNT(*) FROM catalog_products WHERE title = ?`, "Another Shirt"); n != 0 {
 				t.Fatal("conflicting create left its product row")
 			}
@@ -364,9 +365,9 @@ func TestUniqueConflicts(t *testing.T) {
 		t.Run("patch into a taken sku or handle changes nothing", func(t *testing.T) {
 			other := MustCreateProduct(t, s, simpleInput("Tote", "TOTE-1", StatusPublished))
 			_, err := s.UpdateProduct(ctx, other.ID, ProductPatch{Title: ptr("Renamed Tote"), Variants: &[]VariantInput{{SKU: first.Variants[0].SKU}}}, 0)
-			wantErr(t, err, apperr.Conflict, "variants[0].sku")
+			apperrtest.Want(t, err, apperr.Conflict, "variants[0].sku")
 			_, err = s.UpdateProduct(ctx, other.ID, ProductPatch{Title: ptr("Renamed Tote"), Handle: ptr(first.Handle)}, 0)
-			wantErr(t, err, apperr.Conflict, "handle")
+			apperrtest.Want(t, err, apperr.Conflict, "handle")
 			got := MustAdminGetProduct(t, s, other.ID)
 			if !reflect.DeepEqual(got, other) {
 				t.Fatalf("after failed patches:\n%+v\nwant\n%+v", got, other)
@@ -390,13 +391,13 @@ func TestUniqueConflicts(t *testing.T) {
 		t.Run("category handle taken", func(t *testing.T) {
 			MustCreateCategory(t, s, CategoryInput{Name: "Shirts"})
 			_, err := s.CreateCategory(ctx, CategoryInput{Name: "Shirts again", Handle: "shirts"})
-			wantErr(t, err, apperr.Conflict, "handle")
+			apperrtest.Want(t, err, apperr.Conflict, "handle")
 			c := MustCreateCategory(t, s, CategoryInput{Name: "Shirts"}) // derived: shirts-2
 			if c.Handle != "shirts-2" {
 				t.Fatalf("handle = %q", c.Handle)
 			}
 			_, err = s.UpdateCategory(ctx, c.ID, CategoryPatch{Handle: ptr("shirts")}, 0)
-			wantErr(t, err, apperr.Conflict, "handle")
+			apperrtest.Want(t, err, apperr.Conflict, "handle")
 		})
 	})
 }
@@ -409,9 +410,9 @@ func TestVersionConflict(t *testing.T) {
 		events := len(bustest.MustTypes(t, s.db, p.ID))
 
 		_, err := s.UpdateProduct(ctx, p.ID, ProductPatch{Title: ptr("Stale Write")}, 1)
-		wantErr(t, err, apperr.VersionConflict)
+		apperrtest.Want(t, err, apperr.VersionConflict)
 		err = s.DeleteProduct(ctx, p.ID, 1)
-		wantErr(t, err, apperr.VersionConflict)
+		apperrtest.Want(t, err, apperr.VersionConflict)
 
 		got := MustAdminGetProduct(t, s, p.ID)
 		if !reflect.DeepEqual(got, p2) {
@@ -433,8 +434,8 @@ func TestVersionConflict(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = s.UpdateCategory(ctx, c.ID, CategoryPatch{Name: ptr("V3")}, 1)
-		wantErr(t, err, apperr.VersionConflict)
-		wantErr(t, s.DeleteCategory(ctx, c.ID, 1), apperr.VersionConflict)
+		apperrtest.Want(t, err, apperr.VersionConflict)
+		apperrtest.Want(t, s.DeleteCategory(ctx, c.ID, 1), apperr.VersionConflict)
 	})
 }
 
@@ -625,7 +626,7 @@ func TestSearch(t *testing.T) {
 
 		t.Run("query too long", func(t *testing.T) {
 			_, err := s.ListProducts(ctx, ProductQuery{Q: string(slices.Repeat([]byte("a"), MaxQueryLen+1))})
-			wantErr(t, err, apperr.ValidationFailed, "q")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "q")
 		})
 
 		t.Run("paging through search results with limit 2 is complete and stable", func(t *testing.T) {
@@ -664,18 +665,18 @@ func TestSearch(t *testing.T) {
 
 		t.Run("bad list parameters", func(t *testing.T) {
 			_, err := s.ListProducts(ctx, ProductQuery{Limit: 101})
-			wantErr(t, err, apperr.ValidationFailed, "limit")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "limit")
 			_, err = s.ListProducts(ctx, ProductQuery{Cursor: "!!"})
-			wantErr(t, err, apperr.ValidationFailed, "cursor")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "cursor")
 			page, err := s.ListProducts(ctx, ProductQuery{Limit: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			// An id-order cursor is no search cursor.
 			_, err = s.ListProducts(ctx, ProductQuery{Q: "linen", Cursor: *page.NextCursor})
-			wantErr(t, err, apperr.ValidationFailed, "cursor")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "cursor")
 			_, err = s.AdminListProducts(ctx, ProductQuery{}, "live")
-			wantErr(t, err, apperr.ValidationFailed, "status")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "status")
 		})
 
 		t.Run("no searchable words gives an empty page", func(t *testing.T) {
@@ -836,23 +837,23 @@ func TestCategories(t *testing.T) {
 				{CategoryInput{Name: "Ok", ParentID: ptr("apparel")}, "parent_id"},
 			} {
 				_, err := s.CreateCategory(ctx, tt.in)
-				wantErr(t, err, apperr.ValidationFailed, tt.field)
+				apperrtest.Want(t, err, apperr.ValidationFailed, tt.field)
 			}
 			_, err := s.UpdateCategory(ctx, home.ID, CategoryPatch{Handle: ptr(" ")}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "handle")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "handle")
 			_, err = s.UpdateCategory(ctx, home.ID, CategoryPatch{Name: ptr("")}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "name")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "name")
 		})
 
 		t.Run("parent must exist and the tree must stay a tree", func(t *testing.T) {
 			_, err := s.CreateCategory(ctx, CategoryInput{Name: "Orphan", ParentID: ptr("cat_01JD3Q0000000000000000000A")})
-			wantErr(t, err, apperr.ValidationFailed, "parent_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "parent_id")
 			_, err = s.CreateCategory(ctx, CategoryInput{Name: ""})
-			wantErr(t, err, apperr.ValidationFailed, "name")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "name")
 			_, err = s.UpdateCategory(ctx, apparel.ID, CategoryPatch{ParentID: NullableString{Set: true, Value: &oxford.ID}}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "parent_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "parent_id")
 			_, err = s.UpdateCategory(ctx, apparel.ID, CategoryPatch{ParentID: NullableString{Set: true, Value: &apparel.ID}}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "parent_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "parent_id")
 		})
 
 		t.Run("too deep", func(t *testing.T) {
@@ -863,7 +864,7 @@ func TestCategories(t *testing.T) {
 				parent = deepest.ID
 			}
 			_, err := s.CreateCategory(ctx, CategoryInput{Name: "Too deep", ParentID: &parent})
-			wantErr(t, err, apperr.ValidationFailed, "parent_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "parent_id")
 			// Moving the whole oxford subtree one level down is too deep as well.
 			_, err = s.UpdateCategory(ctx, oxford.ID, CategoryPatch{ParentID: NullableString{Set: true, Value: &knit.ID}}, 0)
 			if err != nil {
@@ -874,7 +875,7 @@ func TestCategories(t *testing.T) {
 				t.Fatalf("moving an emptied category: %v", err)
 			}
 			_, err = s.UpdateCategory(ctx, oxford.ID, CategoryPatch{ParentID: NullableString{Set: true, Value: &shirts.ID}}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "parent_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "parent_id")
 			// Put things back.
 			for _, mv := range []struct{ id, parent string }{{shirts.ID, apparel.ID}} {
 				if _, err := s.UpdateCategory(ctx, mv.id, CategoryPatch{ParentID: NullableString{Set: true, Value: &mv.parent}}, 0); err != nil {
@@ -895,7 +896,7 @@ func TestCategories(t *testing.T) {
 		})
 
 		t.Run("a category with children cannot be deleted", func(t *testing.T) {
-			wantErr(t, s.DeleteCategory(ctx, apparel.ID, 0), apperr.Conflict)
+			apperrtest.Want(t, s.DeleteCategory(ctx, apparel.ID, 0), apperr.Conflict)
 		})
 
 		t.Run("products lose a deleted category", func(t *testing.T) {
@@ -990,6 +991,6 @@ func TestCategoryFilter(t *testing.T) {
 			}
 		}
 		_, err := s.ListProducts(ctx, ProductQuery{Category: "nope"})
-		wantErr(t, err, apperr.ValidationFailed, "category")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "category")
 	})
 }

@@ -3,17 +3,14 @@ package identity
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/httpx"
@@ -145,25 +142,6 @@ func MustAdminKey(t testing.TB, s *Service, role Role) string {
 		t.Fatal(err)
 	}
 	return k.Secret
-}
-
-// wantErr fails unless err carries code and names each field.
-func wantErr(t testing.TB, err error, code apperr.Code, fields ...string) {
-	t.Helper()
-	if !apperr.Is(err, code) {
-		t.Fatalf("err = %v, want code %s", err, code)
-	}
-	var e *apperr.Error
-	errors.As(err, &e)
-	var got []string
-	for _, f := range e.Fields {
-		got = append(got, f.Field)
-	}
-	for _, f := range fields {
-		if !slices.Contains(got, f) {
-			t.Errorf("err fields = %v, want %q among them (err: %v)", got, f, err)
-		}
-	}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/auth"
 )
 
@@ -69,7 +70,7 @@ func TestRegisterLoginRefresh(t *testing.T) {
 			{auth.KindCustomer, strings.Replace(third.RefreshToken, "rt_", "sk_", 1)},
 		} {
 			_, err := s.Refresh(ctx, tt.kind, tt.token)
-			wantErr(t, err, apperr.Unauthorized)
+			apperrtest.Want(t, err, apperr.Unauthorized)
 		}
 		MustRefresh(t, s, auth.KindCustomer, third.RefreshToken) // none of that burnt it
 	})
@@ -96,7 +97,7 @@ func TestRegisterValidation(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.s.RegisterCustomer(ctx, tt.p)
-			wantErr(t, err, tt.code, tt.fields...)
+			apperrtest.Want(t, err, tt.code, tt.fields...)
 		})
 	}
 	if n := countRows(t, e.s, `SELECT COUNT(*) FROM customers`); n != 1 {
@@ -131,7 +132,7 @@ func TestLoginFailuresLookAlike(t *testing.T) {
 		} {
 			before := s.hasher.verifications.Load()
 			_, err := s.Login(ctx, tt.kind, tt.p)
-			wantErr(t, err, CodeInvalidCredentials)
+			apperrtest.Want(t, err, CodeInvalidCredentials)
 			if n := s.hasher.verifications.Load() - before; n != 1 {
 				t.Errorf("%s: %d argon2 verifications, want 1", tt.name, n)
 			}
@@ -158,7 +159,7 @@ func TestLoginThrottling(t *testing.T) {
 		// Four failures, then a success, forget the failures.
 		for range 4 {
 			_, err := s.Login(ctx, auth.KindCustomer, bad)
-			wantErr(t, err, CodeInvalidCredentials)
+			apperrtest.Want(t, err, CodeInvalidCredentials)
 		}
 		if _, err := s.Login(ctx, auth.KindCustomer, good); err != nil {
 			t.Fatalf("login after 4 failures: %v", err)
@@ -166,7 +167,7 @@ func TestLoginThrottling(t *testing.T) {
 		for range 5 {
 			e.clock.Advance(time.Minute)
 			_, err := s.Login(ctx, auth.KindCustomer, bad)
-			wantErr(t, err, CodeInvalidCredentials)
+			apperrtest.Want(t, err, CodeInvalidCredentials)
 		}
 		// Five failures within 15 minutes lock the account, right password or not.
 		for _, p := range []LoginParams{good, bad} {
@@ -183,13 +184,13 @@ func TestLoginThrottling(t *testing.T) {
 		// An unknown account locks the same way: no enumeration through 429s.
 		for range 5 {
 			_, err := s.Login(ctx, auth.KindCustomer, LoginParams{Email: "nobody@example.com", Password: "x"})
-			wantErr(t, err, CodeInvalidCredentials)
+			apperrtest.Want(t, err, CodeInvalidCredentials)
 		}
 		_, err := s.Login(ctx, auth.KindCustomer, LoginParams{Email: "nobody@example.com", Password: "x"})
-		wantErr(t, err, apperr.RateLimited)
+		apperrtest.Want(t, err, apperr.RateLimited)
 		// The staff account of the same email is another account.
 		_, err = s.Login(ctx, auth.KindStaff, bad)
-		wantErr(t, err, CodeInvalidCredentials)
+		apperrtest.Want(t, err, CodeInvalidCredentials)
 
 		e.clock.Advance(11 * time.Minute)
 		if _, err := s.Login(ctx, auth.KindCustomer, good); err != nil {
@@ -200,10 +201,10 @@ func TestLoginThrottling(t *testing.T) {
 		for i := range 20 {
 			p := LoginParams{Email: "x" + string(rune('a'+i)) + "@example.com", Password: "x", ClientIP: "203.0.113.7"}
 			_, err := s.Login(ctx, auth.KindCustomer, p)
-			wantErr(t, err, CodeInvalidCredentials)
+			apperrtest.Want(t, err, CodeInvalidCredentials)
 		}
 		_, err = s.Login(ctx, auth.KindCustomer, LoginParams{Email: "ada@example.com", Password: testPassword, ClientIP: "203.0.113.7"})
-		wantErr(t, err, apperr.RateLimited)
+		apperrtest.Want(t, err, apperr.RateLimited)
 		_, err = s.RegisterCustomer(ctx, RegisterParams{Email: "new@example.com", Password: testPassword, Name: "N", ClientIP: "203.0.113.7"})
 		if err != nil {
 			t.Fatalf("registration counts apart from logins: %v", err)
@@ -244,11 +245,11 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 
 		victim := MustRefresh(t, s, auth.KindCustomer, stolen.RefreshToken) // the owner refreshes
 		_, err := s.Refresh(ctx, auth.KindCustomer, stolen.RefreshToken)    // the thief replays
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 		_, err = s.Refresh(ctx, auth.KindCustomer, victim.RefreshToken)
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 		_, err = s.Refresh(ctx, auth.KindCustomer, stolen.RefreshToken)
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 
 		if !strings.Contains(e.logs.String(), `"msg":"refresh token reuse detected; session revoked"`) ||
 			!strings.Contains(e.logs.String(), `"family_id":"rtf_`) || !strings.Contains(e.logs.String(), `"level":"WARN"`) {
@@ -263,9 +264,9 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 		first := MustLogin(t, s, auth.KindCustomer, "ada@example.com")
 		thief := MustRefresh(t, s, auth.KindCustomer, first.RefreshToken)
 		_, err = s.Refresh(ctx, auth.KindCustomer, first.RefreshToken)
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 		_, err = s.Refresh(ctx, auth.KindCustomer, thief.RefreshToken)
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 	})
 }
 
@@ -306,7 +307,7 @@ func TestConcurrentRefresh(t *testing.T) {
 				t.Fatalf("round %d: %d of %d concurrent refreshes succeeded, want exactly 1", round, len(wins), n)
 			}
 			_, err := s.Refresh(ctx, auth.KindCustomer, wins[0].RefreshToken)
-			wantErr(t, err, apperr.Unauthorized)
+			apperrtest.Want(t, err, apperr.Unauthorized)
 		}
 		if n := countRows(t, s, `SELECT COUNT(*) FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL`); n != 0 {
 			t.Fatalf("%d live refresh tokens after reuse", n)
@@ -325,7 +326,7 @@ func TestRefreshExpiryLogoutAndCleanup(t *testing.T) {
 		fresh := MustRefresh(t, s, auth.KindCustomer, old.RefreshToken) // just in time
 		e.clock.Advance(24 * time.Hour)
 		_, err := s.Refresh(ctx, auth.KindCustomer, fresh.RefreshToken)
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 
 		a := MustLogin(t, s, auth.KindCustomer, "ada@example.com")
 		b := MustLogin(t, s, auth.KindCustomer, "ada@example.com")
@@ -339,7 +340,7 @@ func TestRefreshExpiryLogoutAndCleanup(t *testing.T) {
 			}
 		}
 		_, err = s.Refresh(ctx, auth.KindCustomer, a.RefreshToken)
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 		MustRefresh(t, s, auth.KindCustomer, b.RefreshToken)
 
 		// Cleanup drops what expired and keeps live (and used but unexpired) tokens.
@@ -353,7 +354,7 @@ func TestRefreshExpiryLogoutAndCleanup(t *testing.T) {
 			t.Fatalf("families = %d, want the two of today", n)
 		}
 		_, err = s.Refresh(ctx, auth.KindCustomer, a.RefreshToken) // used, kept, still refused
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 	})
 }
 
@@ -366,9 +367,9 @@ func TestStaffSessions(t *testing.T) {
 			t.Fatalf("created = %+v", u)
 		}
 		_, err := s.CreateStaff(ctx, CreateStaffParams{Email: "merch@example.com", Name: "Again", Role: RoleViewer, Password: testPassword})
-		wantErr(t, err, apperr.Conflict, "email")
+		apperrtest.Want(t, err, apperr.Conflict, "email")
 		_, err = s.CreateStaff(ctx, CreateStaffParams{Email: "x@example.com", Name: "", Role: "owner", Password: "short"})
-		wantErr(t, err, apperr.ValidationFailed, "name", "role", "password")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "name", "role", "password")
 
 		pair := MustLogin(t, s, auth.KindStaff, "merch@example.com")
 		p, err := s.Authenticate(ctx, pair.AccessToken)
@@ -380,7 +381,7 @@ func TestStaffSessions(t *testing.T) {
 		}
 		// A customer cannot log in at the staff door, nor refresh there.
 		_, err = s.Refresh(ctx, auth.KindCustomer, pair.RefreshToken)
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 
 		// A new role reaches the token at the next refresh.
 		u, err = s.UpdateStaff(ctx, u.ID, StaffPatch{Role: ptr(RoleViewer), Name: ptr("Grace")}, 1)
@@ -388,11 +389,11 @@ func TestStaffSessions(t *testing.T) {
 			t.Fatalf("UpdateStaff = %+v, %v", u, err)
 		}
 		_, err = s.UpdateStaff(ctx, u.ID, StaffPatch{Name: ptr("Stale")}, 1)
-		wantErr(t, err, apperr.VersionConflict)
+		apperrtest.Want(t, err, apperr.VersionConflict)
 		_, err = s.UpdateStaff(ctx, u.ID, StaffPatch{Role: ptr(Role("owner"))}, 0)
-		wantErr(t, err, apperr.ValidationFailed, "role")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "role")
 		_, err = s.UpdateStaff(ctx, "usr_01JD3Q0000000000000000000A", StaffPatch{Name: ptr("X")}, 0)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		pair = MustRefresh(t, s, auth.KindStaff, pair.RefreshToken)
 		if p, _ := s.Authenticate(ctx, pair.AccessToken); p.Role != "viewer" || p.Name != "Grace" {
 			t.Fatalf("after the role change: %+v", p)
@@ -405,14 +406,14 @@ func TestStaffSessions(t *testing.T) {
 		}
 		for _, tok := range []string{pair.RefreshToken, second.RefreshToken} {
 			_, err = s.Refresh(ctx, auth.KindStaff, tok)
-			wantErr(t, err, apperr.Unauthorized)
+			apperrtest.Want(t, err, apperr.Unauthorized)
 		}
 		_, err = s.Login(ctx, auth.KindStaff, LoginParams{Email: "merch@example.com", Password: testPassword})
-		wantErr(t, err, CodeInvalidCredentials)
+		apperrtest.Want(t, err, CodeInvalidCredentials)
 		// Access tokens are short: the last one dies with its TTL.
 		e.clock.Advance(s.cfg.AccessTTL + s.cfg.Leeway + time.Second)
 		_, err = s.Authenticate(ctx, second.AccessToken)
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 
 		if _, err := s.UpdateStaff(ctx, u.ID, StaffPatch{Disabled: ptr(false)}, 0); err != nil {
 			t.Fatal(err)
@@ -438,7 +439,7 @@ func TestRefreshRefusesADisabledStaffUser(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := s.Refresh(ctx, auth.KindStaff, pair.RefreshToken)
-		wantErr(t, err, apperr.Unauthorized)
+		apperrtest.Want(t, err, apperr.Unauthorized)
 		if n := countRows(t, s, `SELECT COUNT(*) FROM refresh_families WHERE revoke_reason = 'subject_disabled'`); n != 1 {
 			t.Fatal("the session of a disabled user must be revoked")
 		}
@@ -481,11 +482,11 @@ func TestCustomersAdmin(t *testing.T) {
 			t.Fatalf("UpdateCustomer = %+v, %v", c, err)
 		}
 		_, err = s.UpdateCustomer(ctx, ids[0], CustomerPatch{Name: ptr("Stale")}, 1)
-		wantErr(t, err, apperr.VersionConflict)
+		apperrtest.Want(t, err, apperr.VersionConflict)
 		_, err = s.UpdateCustomer(ctx, ids[0], CustomerPatch{Groups: &[]string{"ok", "VIP", "a b"}, Name: ptr("")}, 0)
-		wantErr(t, err, apperr.ValidationFailed, "groups[1]", "groups[2]", "name")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "groups[1]", "groups[2]", "name")
 		_, err = s.UpdateCustomer(ctx, "cus_01JD3Q0000000000000000000A", CustomerPatch{Name: ptr("X")}, 0)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 
 		// Groups reach the token, and the principal: at login, and at the
 		// next refresh after a change.
@@ -517,13 +518,13 @@ func TestCustomerFor(t *testing.T) {
 		t.Fatalf("own = %+v, %v", c, err)
 	}
 	_, err := e.s.CustomerFor(ctx, me, bob.ID)
-	wantErr(t, err, apperr.NotFound)
+	apperrtest.Want(t, err, apperr.NotFound)
 	_, errMissing := e.s.CustomerFor(ctx, me, "cus_01JD3Q0000000000000000000A")
 	if err.Error() == "" || apperr.CodeOf(err) != apperr.CodeOf(errMissing) {
 		t.Fatalf("another's id (%v) and a missing id (%v) must look alike", err, errMissing)
 	}
 	_, err = e.s.CustomerFor(ctx, auth.Principal{}, ada.ID)
-	wantErr(t, err, apperr.Unauthorized)
+	apperrtest.Want(t, err, apperr.Unauthorized)
 	_, err = e.s.CustomerFor(ctx, auth.Principal{Subject: "usr_x", Kind: auth.KindStaff, Role: "admin"}, ada.ID)
-	wantErr(t, err, apperr.Forbidden)
+	apperrtest.Want(t, err, apperr.Forbidden)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/httpx"
 )
 
@@ -78,10 +79,10 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 
 	t.Run("Reserve errors", func(t *testing.T) {
 		_, err := c.Reserve(ctx, ReserveRequest{Key: "ord_1:reserve", OrderID: "ord_1", Lines: []ReserveLine{line("SHIRT", 1)}})
-		wantErr(t, err, apperr.IdempotencyKeyReused, "key")
+		apperrtest.Want(t, err, apperr.IdempotencyKeyReused, "key")
 
 		_, err = c.Reserve(ctx, ReserveRequest{Key: "ord_2:reserve", Lines: []ReserveLine{line("SHIRT", 1), line("MUG", 2), line("GHOST", 1)}})
-		wantErr(t, err, CodeOutOfStock, "lines[1].quantity", "lines[2].quantity")
+		apperrtest.Want(t, err, CodeOutOfStock, "lines[1].quantity", "lines[2].quantity")
 		shortages, ok := InsufficientStock(err)
 		if want := []Shortage{{Line: 1, SKU: "MUG", Want: 2, Have: 1}, {Line: 2, SKU: "GHOST", Want: 1, Have: 0}}; !ok || !reflect.DeepEqual(shortages, want) {
 			t.Fatalf("shortages = %+v, %v", shortages, ok)
@@ -90,11 +91,11 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		wantLevel(t, s, "MUG", b.ID, 1, 0)
 
 		_, err = c.Reserve(ctx, ReserveRequest{Lines: []ReserveLine{line("SHIRT", 1), line("MUG", 0)}})
-		wantErr(t, err, apperr.ValidationFailed, "key", "lines[1].quantity")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "key", "lines[1].quantity")
 		_, err = c.Reserve(ctx, ReserveRequest{Key: "k", Lines: []ReserveLine{line("SHIRT", 1)}, TTL: 1500 * time.Millisecond})
-		wantErr(t, err, apperr.ValidationFailed, "ttl_seconds")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "ttl_seconds")
 		_, err = c.Reserve(ctx, ReserveRequest{Key: "k"})
-		wantErr(t, err, apperr.ValidationFailed, "lines")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "lines")
 	})
 
 	t.Run("GetReservation", func(t *testing.T) {
@@ -106,7 +107,7 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		}
 		for _, ref := range []string{"", "res_01JD3Q0000000000000000000A", "no such key"} {
 			_, err := c.GetReservation(ctx, ref)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 		}
 	})
 
@@ -122,9 +123,9 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		}
 		wantLevel(t, s, "MUG", b.ID, 1, 0)
 		_, err = c.Commit(ctx, r.ID, "ord_3")
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		_, err = c.Release(ctx, "res_01JD3Q0000000000000000000A")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 	})
 
 	t.Run("Commit", func(t *testing.T) {
@@ -139,21 +140,21 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		wantLevel(t, s, "SHIRT", a.ID, 0, 0)
 		wantLevel(t, s, "SHIRT", b.ID, 2, 0)
 		_, err = c.Commit(ctx, made.ID, "ord_9")
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		_, err = c.Release(ctx, made.ID)
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 
 		noOrder := MustReserve(t, c, "no-order", line("SHIRT", 1))
 		_, err = c.Commit(ctx, noOrder.ID, "")
-		wantErr(t, err, apperr.ValidationFailed, "order_id")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "order_id")
 		_, err = c.Commit(ctx, "", "ord_1")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 	})
 
 	t.Run("Restock", func(t *testing.T) {
 		sold := MustReserve(t, c, "sold", line("MUG", 1))
 		_, err := c.Restock(ctx, sold.ID)
-		wantErr(t, err, apperr.Conflict) // pending: release it instead
+		apperrtest.Want(t, err, apperr.Conflict) // pending: release it instead
 		if _, err := c.Commit(ctx, sold.ID, "ord_restock"); err != nil {
 			t.Fatal(err)
 		}
@@ -177,11 +178,11 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 			t.Fatal(err)
 		}
 		_, err = c.Restock(ctx, released.ID)
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		_, err = c.Restock(ctx, "res_01JD3Q0000000000000000000A")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = c.Restock(ctx, "")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 	})
 
 	t.Run("Availability", func(t *testing.T) {
@@ -202,7 +203,7 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 			t.Fatalf("no SKUs = %+v, %v", empty, err)
 		}
 		_, err = c.Availability(ctx, []string{"SHIRT", "bad sku"})
-		wantErr(t, err, apperr.ValidationFailed, "sku")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "sku")
 	})
 }
 
@@ -251,7 +252,7 @@ func TestHTTPClientResilience(t *testing.T) {
 	t.Run("gives up after its attempts as unavailable", func(t *testing.T) {
 		srv, calls := flakyServer(t, h, false, 503, 503, 503, 503)
 		_, err := fast(NewHTTPClient(srv.URL, srv.Client())).GetReservation(ctx, "lost")
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if calls.Load() != 3 {
 			t.Fatalf("calls = %d, want 3", calls.Load())
 		}
@@ -260,7 +261,7 @@ func TestHTTPClientResilience(t *testing.T) {
 	t.Run("does not retry an answer", func(t *testing.T) {
 		srv, calls := flakyServer(t, h, false)
 		_, err := NewHTTPClient(srv.URL, srv.Client()).Reserve(ctx, ReserveRequest{Key: "big", Lines: []ReserveLine{line("SKU", 1000)}})
-		wantErr(t, err, CodeOutOfStock)
+		apperrtest.Want(t, err, CodeOutOfStock)
 		if calls.Load() != 1 {
 			t.Fatalf("calls = %d, want 1", calls.Load())
 		}
@@ -287,7 +288,7 @@ func TestHTTPClientResilience(t *testing.T) {
 			401: apperr.Unauthorized, 400: apperr.BadRequest, 409: apperr.Conflict, 418: apperr.Internal} {
 			srv, _ := flakyServer(t, h, false, status)
 			_, err := NewHTTPClient(srv.URL, srv.Client()).GetReservation(ctx, "lost")
-			wantErr(t, err, code)
+			apperrtest.Want(t, err, code)
 		}
 	})
 
@@ -297,7 +298,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		}))
 		defer srv.Close()
 		_, err := NewHTTPClient(srv.URL, srv.Client()).Availability(ctx, []string{"SKU"})
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 
 	t.Run("times out a hanging inventory", func(t *testing.T) {
@@ -313,7 +314,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		c := fast(NewHTTPClient(srv.URL, srv.Client()))
 		c.timeout = 50 * time.Millisecond
 		_, err := c.Commit(ctx, "res_01JD3Q0000000000000000000A", "ord_1")
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 
 	t.Run("a cancelled context stops at once", func(t *testing.T) {
@@ -321,7 +322,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		cancel()
 		srv, calls := flakyServer(t, h, false)
 		_, err := NewHTTPClient(srv.URL, srv.Client()).Release(cctx, "lost")
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if calls.Load() != 0 {
 			t.Fatalf("calls = %d", calls.Load())
 		}
@@ -332,6 +333,6 @@ func TestHTTPClientResilience(t *testing.T) {
 		url := srv.URL
 		srv.Close()
 		_, err := fast(NewHTTPClient(url, nil)).Availability(ctx, []string{"SKU"})
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 }

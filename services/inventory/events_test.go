@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/api/apitest"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/bus/bustest"
 )
@@ -50,7 +51,7 @@ func TestEventsMatchTheirSchemas(t *testing.T) {
 			t.Fatalf("ExpireStale = %d, %v", n, err)
 		}
 		_, err = s.Reserve(ctx, ReserveRequest{Key: "fail", Lines: []ReserveLine{line("SHIRT", 50), line("GHOST", 1)}}) // stock_reservation_failed
-		wantErr(t, err, CodeOutOfStock)
+		apperrtest.Want(t, err, CodeOutOfStock)
 
 		seen := map[string]int{}
 		for i, row := range bustest.MustOutbox(t, s.db) {

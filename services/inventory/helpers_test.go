@@ -2,13 +2,10 @@ package inventory
 
 import (
 	"context"
-	"errors"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -114,26 +111,6 @@ func wantLevel(t testing.TB, s *Service, sku, locationID string, onHand, reserve
 	t.Helper()
 	if h, r := level(t, s, sku, locationID); h != onHand || r != reserved {
 		t.Fatalf("%s@%s: on_hand %d reserved %d, want %d and %d", sku, locationID, h, r, onHand, reserved)
-	}
-}
-
-// wantErr fails unless err carries code and, when fields are given, names
-// each of them among its field errors.
-func wantErr(t testing.TB, err error, code apperr.Code, fields ...string) {
-	t.Helper()
-	if !apperr.Is(err, code) {
-		t.Fatalf("err = %v, want code %s", err, code)
-	}
-	var e *apperr.Error
-	errors.As(err, &e)
-	var got []string
-	for _, f := range e.Fields {
-		got = append(got, f.Field)
-	}
-	for _, f := range fields {
-		if !slices.Contains(got, f) {
-			t.Errorf("err fields = %v, want %q among them (err: %v)", got, f, err)
-		}
 	}
 }
 

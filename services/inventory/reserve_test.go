@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/bus/bustest"
 	"github.com/soukhq/souk/platform/store"
@@ -29,7 +30,7 @@ func TestReserveAllOrNothing(t *testing.T) {
 		MustSetLevel(t, s, "MUG", b.ID, 1)
 
 		_, err := s.Reserve(ctx, ReserveRequest{Key: "k1", OrderID: "ord_1", Lines: []ReserveLine{line("SHIRT", 8), line("MUG", 3), line("HAT", 1)}})
-		wantErr(t, err, CodeOutOfStock, "lines[1].quantity", "lines[2].quantity")
+		apperrtest.Want(t, err, CodeOutOfStock, "lines[1].quantity", "lines[2].quantity")
 		shortages, ok := InsufficientStock(err)
 		want := []Shortage{{Line: 1, SKU: "MUG", Want: 3, Have: 2}, {Line: 2, SKU: "HAT", Want: 1, Have: 0}}
 		if !ok || !reflect.DeepEqual(shortages, want) {
@@ -117,7 +118,7 @@ func TestReserveIdempotentByKey(t *testing.T) {
 				{Key: req.Key, Lines: req.Lines},
 			} {
 				_, err := s.Reserve(ctx, other)
-				wantErr(t, err, apperr.IdempotencyKeyReused, "key")
+				apperrtest.Want(t, err, apperr.IdempotencyKeyReused, "key")
 			}
 		})
 
@@ -161,7 +162,7 @@ func TestReleaseAndCommitAreIdempotent(t *testing.T) {
 				t.Fatalf("events: %v", got)
 			}
 			_, err = s.Commit(ctx, r.ID, "ord_9")
-			wantErr(t, err, apperr.Conflict)
+			apperrtest.Want(t, err, apperr.Conflict)
 		})
 
 		t.Run("commit sells and writes audit rows, once", func(t *testing.T) {
@@ -203,31 +204,31 @@ func TestReleaseAndCommitAreIdempotent(t *testing.T) {
 			}
 
 			_, err = s.Commit(ctx, r.ID, "ord_8")
-			wantErr(t, err, apperr.Conflict)
+			apperrtest.Want(t, err, apperr.Conflict)
 			_, err = s.Release(ctx, r.ID)
-			wantErr(t, err, apperr.Conflict)
+			apperrtest.Want(t, err, apperr.Conflict)
 		})
 
 		t.Run("commit errors", func(t *testing.T) {
 			MustSetLevel(t, s, "SHIRT", a.ID, 10)
 			r := MustReserve(t, s, "no-order", line("SHIRT", 1))
 			_, err := s.Commit(ctx, r.ID, "")
-			wantErr(t, err, apperr.ValidationFailed, "order_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "order_id")
 			_, err = s.Commit(ctx, r.ID, "bad\norder")
-			wantErr(t, err, apperr.ValidationFailed, "order_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "order_id")
 			withOrder, err := s.Reserve(ctx, ReserveRequest{Key: "with-order", OrderID: "ord_1", Lines: []ReserveLine{line("SHIRT", 1)}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			_, err = s.Commit(ctx, withOrder.ID, "ord_2")
-			wantErr(t, err, apperr.Conflict)
+			apperrtest.Want(t, err, apperr.Conflict)
 			for _, ref := range []string{"", "res_01JD3Q0000000000000000000A", "nope"} {
 				_, err = s.Commit(ctx, ref, "ord_1")
-				wantErr(t, err, apperr.NotFound)
+				apperrtest.Want(t, err, apperr.NotFound)
 				_, err = s.Release(ctx, ref)
-				wantErr(t, err, apperr.NotFound)
+				apperrtest.Want(t, err, apperr.NotFound)
 				_, err = s.GetReservation(ctx, ref)
-				wantErr(t, err, apperr.NotFound)
+				apperrtest.Want(t, err, apperr.NotFound)
 			}
 		})
 	})
@@ -285,7 +286,7 @@ func TestExpireStale(t *testing.T) {
 		}
 		clk.Advance(time.Second)
 		_, err = s.Commit(ctx, short.ID, "ord_1") // expired, not yet swept
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		if n, err := s.ExpireStale(ctx, clk.Now()); n != 1 || err != nil {
 			t.Fatalf("ExpireStale at the TTL = %d, %v", n, err)
 		}
@@ -386,7 +387,7 @@ func TestBackorder(t *testing.T) {
 		MustSetLevel(t, s, "PLAIN", a.ID, 2)
 
 		_, err := s.Reserve(ctx, ReserveRequest{Key: "plain", Lines: []ReserveLine{line("PLAIN", 3)}})
-		wantErr(t, err, CodeOutOfStock, "lines[0].quantity")
+		apperrtest.Want(t, err, CodeOutOfStock, "lines[0].quantity")
 
 		MustAllowBackorder(t, s, "PRE")
 		r := MustReserve(t, s, "pre", line("PRE", 5))
@@ -421,7 +422,7 @@ func TestBackorder(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := s.Reserve(ctx, ReserveRequest{Key: "pre-3", Lines: []ReserveLine{line("PRE", 1)}})
-			wantErr(t, err, CodeOutOfStock)
+			apperrtest.Want(t, err, CodeOutOfStock)
 			// The oversold level keeps the relaxed check; the other is strict again.
 			flagged := func() []string {
 				rows, err := s.db.Query(ctx, `SELECT location_id FROM inventory_stock_levels WHERE sku = 'PRE' AND backorder ORDER BY location_id`)
@@ -597,7 +598,7 @@ func TestReplanAfterLostRace(t *testing.T) {
 		snapshot := MustGetStock(t, s, "SKU")
 		before = conflicts()
 		_, err := s.Reserve(ctx, ReserveRequest{Key: "k2", Lines: []ReserveLine{line("SKU", 1)}})
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		if got := conflicts() - before; got != maxReplans {
 			t.Fatalf("conflicts counted %v, want %d", got, maxReplans)
 		}
@@ -633,7 +634,7 @@ func TestReserveValidation(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := s.Reserve(context.Background(), tt.req)
-			wantErr(t, err, apperr.ValidationFailed, tt.fields...)
+			apperrtest.Want(t, err, apperr.ValidationFailed, tt.fields...)
 		})
 	}
 }

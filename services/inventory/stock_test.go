@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/bus/bustest"
 )
@@ -27,15 +28,15 @@ func TestLocations(t *testing.T) {
 
 		t.Run("validation and conflicts", func(t *testing.T) {
 			_, err := s.CreateLocation(ctx, LocationInput{Code: "RTM-DC", Name: "Again"})
-			wantErr(t, err, apperr.Conflict, "code")
+			apperrtest.Want(t, err, apperr.Conflict, "code")
 			_, err = s.CreateLocation(ctx, LocationInput{Code: "bad code", Country: "Netherlands", Priority: ptr(-1)})
-			wantErr(t, err, apperr.ValidationFailed, "code", "name", "country", "priority")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "code", "name", "country", "priority")
 			_, err = s.UpdateLocation(ctx, l.ID, LocationPatch{Name: ptr("")}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "name")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "name")
 			_, err = s.GetLocation(ctx, "loc_01JD3Q0000000000000000000A")
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 			_, err = s.GetLocation(ctx, "RTM-DC")
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 		})
 
 		t.Run("update with If-Match", func(t *testing.T) {
@@ -44,16 +45,16 @@ func TestLocations(t *testing.T) {
 				t.Fatalf("update = %+v, %v", u, err)
 			}
 			_, err = s.UpdateLocation(ctx, l.ID, LocationPatch{Name: ptr("Stale")}, 1)
-			wantErr(t, err, apperr.VersionConflict)
+			apperrtest.Want(t, err, apperr.VersionConflict)
 			same, err := s.UpdateLocation(ctx, l.ID, LocationPatch{Priority: ptr(1)}, 0)
 			if err != nil || same.Version != 2 {
 				t.Fatalf("no-op update = %+v, %v", same, err)
 			}
 			other := MustCreateLocation(t, s, "LDS", 2)
 			_, err = s.UpdateLocation(ctx, other.ID, LocationPatch{Code: ptr("rtm-dc")}, 0)
-			wantErr(t, err, apperr.Conflict, "code")
+			apperrtest.Want(t, err, apperr.Conflict, "code")
 			_, err = s.UpdateLocation(ctx, "loc_01JD3Q0000000000000000000A", LocationPatch{}, 0)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 		})
 
 		t.Run("list in allocation order, paged", func(t *testing.T) {
@@ -78,9 +79,9 @@ func TestLocations(t *testing.T) {
 				t.Fatalf("codes = %v, want %v", codes, want)
 			}
 			_, err := s.ListLocations(ctx, 101, "")
-			wantErr(t, err, apperr.ValidationFailed, "limit")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "limit")
 			_, err = s.ListLocations(ctx, 0, "bm9wZQ")
-			wantErr(t, err, apperr.ValidationFailed, "cursor")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "cursor")
 		})
 	})
 }
@@ -109,19 +110,19 @@ func TestSetLevel(t *testing.T) {
 
 		t.Run("below reserved is refused", func(t *testing.T) {
 			_, err := s.SetLevel(ctx, "LIN-S", a.ID, LevelInput{OnHand: 37}, 0)
-			wantErr(t, err, apperr.Conflict)
+			apperrtest.Want(t, err, apperr.Conflict)
 			wantLevel(t, s, "LIN-S", a.ID, 40, 38)
 			if _, err := s.SetLevel(ctx, "LIN-S", a.ID, LevelInput{OnHand: 38}, 0); err != nil {
 				t.Fatalf("exactly reserved: %v", err)
 			}
 			_, err = s.Adjust(ctx, "LIN-S", AdjustmentInput{LocationID: a.ID, Delta: -1, Reason: ReasonDamaged})
-			wantErr(t, err, apperr.Conflict)
+			apperrtest.Want(t, err, apperr.Conflict)
 		})
 
 		t.Run("If-Match on the level's version", func(t *testing.T) {
 			cur := MustGetStock(t, s, "LIN-S").Levels[0]
 			_, err := s.SetLevel(ctx, "LIN-S", a.ID, LevelInput{OnHand: 50}, cur.Version-1)
-			wantErr(t, err, apperr.VersionConflict)
+			apperrtest.Want(t, err, apperr.VersionConflict)
 			if _, err := s.SetLevel(ctx, "LIN-S", a.ID, LevelInput{OnHand: 50}, cur.Version); err != nil {
 				t.Fatal(err)
 			}
@@ -139,11 +140,11 @@ func TestSetLevel(t *testing.T) {
 
 		t.Run("errors", func(t *testing.T) {
 			_, err := s.SetLevel(ctx, "bad sku", a.ID, LevelInput{OnHand: -1, Reason: ReasonSale, Note: string(make([]byte, MaxNoteLen+1))}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "sku", "on_hand", "reason", "note")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "sku", "on_hand", "reason", "note")
 			_, err = s.SetLevel(ctx, "LIN-S", "loc_01JD3Q0000000000000000000A", LevelInput{OnHand: 1}, 0)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 			_, err = s.SetLevel(ctx, "LIN-S", "nope", LevelInput{OnHand: 1}, 0)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 		})
 
 		t.Run("audit log", func(t *testing.T) {
@@ -212,7 +213,7 @@ func TestAdjust(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				_, err := s.Adjust(ctx, "MUG", tt.in)
-				wantErr(t, err, tt.code, tt.fields...)
+				apperrtest.Want(t, err, tt.code, tt.fields...)
 			})
 		}
 		wantLevel(t, s, "MUG", a.ID, 11, 0)
@@ -243,9 +244,9 @@ func TestAdjust(t *testing.T) {
 				t.Fatalf("filtered = %+v, %v", only, err)
 			}
 			_, err = s.ListAdjustments(ctx, "NOPE", "", 0, "")
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 			_, err = s.ListAdjustments(ctx, "MUG", "x", 0, "bad!")
-			wantErr(t, err, apperr.ValidationFailed, "location_id", "cursor")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "location_id", "cursor")
 		})
 	})
 }
@@ -264,14 +265,14 @@ func TestItemSettings(t *testing.T) {
 	runStores(t, func(t *testing.T, s *Service) {
 		ctx := context.Background()
 		_, err := s.GetStock(ctx, "PRE-ORDER")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 
 		it, err := s.UpdateItem(ctx, "PRE-ORDER", ItemPatch{Backorder: ptr(true), LowStockThreshold: NullableInt64{Set: true, Value: ptr(int64(2))}}, 0)
 		if err != nil || !it.Backorder || it.LowStockThreshold != 2 || it.Version != 2 || len(it.Levels) != 0 {
 			t.Fatalf("update = %+v, %v", it, err)
 		}
 		_, err = s.UpdateItem(ctx, "PRE-ORDER", ItemPatch{Backorder: ptr(false)}, 1)
-		wantErr(t, err, apperr.VersionConflict)
+		apperrtest.Want(t, err, apperr.VersionConflict)
 		it, err = s.UpdateItem(ctx, "PRE-ORDER", ItemPatch{LowStockThreshold: NullableInt64{Set: true}}, 2)
 		if err != nil || it.LowStockThreshold != DefaultLowStockThreshold || it.Version != 3 || !it.Backorder {
 			t.Fatalf("reset threshold = %+v, %v", it, err)
@@ -281,7 +282,7 @@ func TestItemSettings(t *testing.T) {
 			t.Fatalf("no-op = %+v, %v", same, err)
 		}
 		_, err = s.UpdateItem(ctx, "bad sku", ItemPatch{LowStockThreshold: NullableInt64{Set: true, Value: ptr(int64(-1))}}, 0)
-		wantErr(t, err, apperr.ValidationFailed, "sku", "low_stock_threshold")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "sku", "low_stock_threshold")
 
 		// A new level of a backorder SKU takes backorders at once.
 		a := MustCreateLocation(t, s, "A", 1)
@@ -342,10 +343,10 @@ func TestListStockAndAvailability(t *testing.T) {
 		}
 		// The inactive location's 100 units are not sellable.
 		_, err = s.Reserve(ctx, ReserveRequest{Key: "k", Lines: []ReserveLine{line("B", 4)}})
-		wantErr(t, err, CodeOutOfStock)
+		apperrtest.Want(t, err, CodeOutOfStock)
 		_, err = s.Availability(ctx, []string{"bad sku"})
-		wantErr(t, err, apperr.ValidationFailed, "sku")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "sku")
 		_, err = s.ListStock(ctx, nil, 0, "%%%")
-		wantErr(t, err, apperr.ValidationFailed, "cursor")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "cursor")
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/money"
 )
@@ -78,7 +79,7 @@ func TestAuthorizeValidation(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := f.Authorize(ctx, tt.req)
-			wantErr(t, err, apperr.ValidationFailed, tt.fields...)
+			apperrtest.Want(t, err, apperr.ValidationFailed, tt.fields...)
 		})
 	}
 	if n := countRows(t, f.Service, `SELECT COUNT(*) FROM payment_operations`); n != 0 {
@@ -105,7 +106,7 @@ func TestAuthorizeIsIdempotentByKey(t *testing.T) {
 		}
 		// The same key for another request is refused.
 		_, err := f.Authorize(ctx, authReq("ord_1:authorize", TokenVisa, 2000))
-		wantErr(t, err, apperr.IdempotencyKeyReused, "key")
+		apperrtest.Want(t, err, apperr.IdempotencyKeyReused, "key")
 		// A decline is replayed too, without asking the provider again.
 		_, err = f.Authorize(ctx, authReq("ord_2:authorize", TokenInsufficientFunds, 500))
 		wantDeclined(t, err, "insufficient_funds")
@@ -175,7 +176,7 @@ func TestCrashBetweenProviderAndRecordReconciles(t *testing.T) {
 		short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 		_, err := f.Authorize(short, authReq("ord_1:authorize", TokenVisa, 1999))
 		cancel()
-		wantErr(t, err, apperr.IdempotencyInFlight)
+		apperrtest.Want(t, err, apperr.IdempotencyInFlight)
 
 		f.clock.Advance(f.lease + time.Second)
 		p, err := f.Authorize(ctx, authReq("ord_1:authorize", TokenVisa, 1999))
@@ -225,7 +226,7 @@ func TestTimeoutIsUnavailableAndReconcilesAsNotAuthorized(t *testing.T) {
 	runStores(t, func(t *testing.T, f fixture) {
 		ctx := context.Background()
 		_, err := f.Authorize(ctx, authReq("ord_1:authorize", TokenTimeout, 1999))
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if st := opState(t, f.Service, "ord_1:authorize"); st != OpUnknown {
 			t.Fatalf("state %s, want unknown", st)
 		}
@@ -233,7 +234,7 @@ func TestTimeoutIsUnavailableAndReconcilesAsNotAuthorized(t *testing.T) {
 			t.Fatalf("provider called %d times, want %d (a retried idempotent call)", c, DefaultProviderMaxAttempts)
 		}
 		_, err = f.ByKey(ctx, "ord_1:authorize")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		if st := opState(t, f.Service, "ord_1:authorize"); st != OpAbandoned {
 			t.Fatalf("state %s after reconciliation, want abandoned", st)
 		}
@@ -245,7 +246,7 @@ func TestTimeoutIsUnavailableAndReconcilesAsNotAuthorized(t *testing.T) {
 		}
 		// The key may be tried again; it still times out, and still is unknown.
 		_, err = f.Authorize(ctx, authReq("ord_1:authorize", TokenTimeout, 1999))
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 }
 
@@ -259,7 +260,7 @@ func TestRetryAfterUnknownReconcilesBeforeCalling(t *testing.T) {
 		s := f.Service
 		s.providers[ProviderTest].Provider = lost
 		_, err := s.Authorize(ctx, authReq("ord_1:authorize", TokenVisa, 1999))
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if st := opState(t, s, "ord_1:authorize"); st != OpUnknown {
 			t.Fatalf("state %s", st)
 		}
@@ -304,9 +305,9 @@ func TestByKey(t *testing.T) {
 	}
 	for _, key := range []string{"never-used", "", "a b"} {
 		_, err := f.ByKey(ctx, key)
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 	}
 	MustCapture(t, f, "ord_1:capture", p.ID, 1999)
 	_, err := f.ByKey(ctx, "ord_1:capture") // not an authorize key
-	wantErr(t, err, apperr.NotFound)
+	apperrtest.Want(t, err, apperr.NotFound)
 }

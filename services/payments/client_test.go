@@ -12,6 +12,7 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/resilience"
 )
@@ -69,9 +70,9 @@ func testClientContract(t *testing.T, f fixture, c Client) {
 
 	t.Run("Authorize errors", func(t *testing.T) {
 		_, err := c.Authorize(ctx, authReq("ord_1:authorize", TokenVisa, 4999))
-		wantErr(t, err, apperr.IdempotencyKeyReused, "key")
+		apperrtest.Want(t, err, apperr.IdempotencyKeyReused, "key")
 		_, err = c.Authorize(ctx, AuthorizeRequest{OrderID: "o", Amount: eur(0), Token: TokenVisa})
-		wantErr(t, err, apperr.ValidationFailed, "key", "amount.amount")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "key", "amount.amount")
 		_, err = c.Authorize(ctx, authReq("ord_2:authorize", TokenDeclined, 100))
 		wantDeclined(t, err, "card_declined")
 		_, err = c.Authorize(ctx, authReq("ord_3:authorize", TokenInsufficientFunds, 100))
@@ -79,7 +80,7 @@ func testClientContract(t *testing.T, f fixture, c Client) {
 		_, err = c.Authorize(ctx, authReq("ord_4:authorize", "tok_bogus", 100))
 		wantDeclined(t, err, "invalid_token")
 		_, err = c.Authorize(ctx, authReq("ord_5:authorize", TokenTimeout, 100))
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 
 	t.Run("ByKey", func(t *testing.T) {
@@ -92,16 +93,16 @@ func testClientContract(t *testing.T, f fixture, c Client) {
 			t.Fatalf("ByKey of a decline = %+v, %v", failed, err)
 		}
 		_, err = c.ByKey(ctx, "ord_5:authorize") // timed out; the provider has no record
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = c.ByKey(ctx, "never")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = c.ByKey(ctx, "")
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 	})
 
 	t.Run("Capture", func(t *testing.T) {
 		_, err := c.Capture(ctx, "ord_1:capture", made.ID, eur(5001))
-		wantErr(t, err, apperr.ValidationFailed, "amount.amount")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "amount.amount")
 		p, err := c.Capture(ctx, "ord_1:capture", made.ID, eur(4000))
 		if err != nil || p.Status != StatusCaptured || p.Captured != eur(4000) {
 			t.Fatalf("Capture = %+v, %v", p, err)
@@ -111,11 +112,11 @@ func testClientContract(t *testing.T, f fixture, c Client) {
 			t.Fatalf("replay = %+v, %v", again, err)
 		}
 		_, err = c.Capture(ctx, "ord_1:capture-2", made.ID, eur(1))
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		_, err = c.Capture(ctx, "k", "pay_01JD3Q0000000000000000000A", eur(1))
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = c.Capture(ctx, "k", "", eur(1))
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 	})
 
 	t.Run("Refund", func(t *testing.T) {
@@ -124,13 +125,13 @@ func testClientContract(t *testing.T, f fixture, c Client) {
 			t.Fatalf("Refund = %+v, %v", p, err)
 		}
 		_, err = c.Refund(ctx, "ord_1:refund-2", made.ID, eur(3001))
-		wantErr(t, err, apperr.ValidationFailed, "amount.amount")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "amount.amount")
 		p, err = c.Refund(ctx, "ord_1:refund-2", made.ID, eur(3000))
 		if err != nil || p.Status != StatusRefunded || p.Refunded != eur(4000) {
 			t.Fatalf("Refund = %+v, %v", p, err)
 		}
 		_, err = c.Refund(ctx, "ord_1:refund-1", made.ID, eur(999))
-		wantErr(t, err, apperr.IdempotencyKeyReused, "key")
+		apperrtest.Want(t, err, apperr.IdempotencyKeyReused, "key")
 	})
 
 	t.Run("Void", func(t *testing.T) {
@@ -147,9 +148,9 @@ func testClientContract(t *testing.T, f fixture, c Client) {
 			t.Fatalf("void again = %+v, %v", again, err)
 		}
 		_, err = c.Void(ctx, "ord_1:void", made.ID) // captured
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		_, err = c.Void(ctx, "", v.ID)
-		wantErr(t, err, apperr.ValidationFailed, "key")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "key")
 	})
 
 	t.Run("Get", func(t *testing.T) {
@@ -160,7 +161,7 @@ func testClientContract(t *testing.T, f fixture, c Client) {
 		}
 		for _, ref := range []string{"", "nope", "pay_01JD3Q0000000000000000000A"} {
 			_, err := c.Get(ctx, ref)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 		}
 	})
 }
@@ -199,7 +200,7 @@ func TestHTTPClientRetriesUnavailable(t *testing.T) {
 	}))
 	defer broken.Close()
 	_, err = NewHTTPClient(broken.URL, nil).Get(context.Background(), p.ID)
-	wantErr(t, err, apperr.Unavailable)
+	apperrtest.Want(t, err, apperr.Unavailable)
 	var e *apperr.Error
 	if !errors.As(err, &e) {
 		t.Fatal(err)

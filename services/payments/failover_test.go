@@ -13,6 +13,7 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/resilience"
 	"github.com/soukhq/souk/platform/store"
@@ -33,7 +34,7 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 	ctx := context.Background()
 	for i, key := range []string{"o1:auth", "o2:auth", "o3:auth"} {
 		_, err := f.Authorize(ctx, authReq(key, TokenTimeout, 100))
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if errors.Is(err, resilience.ErrBreakerOpen) {
 			t.Fatalf("call %d failed fast", i+1)
 		}
@@ -43,7 +44,7 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 		t.Fatalf("status %+v, %v", st, err)
 	}
 	_, err = f.Authorize(ctx, authReq("o4:auth", TokenVisa, 100))
-	wantErr(t, err, apperr.Unavailable)
+	apperrtest.Want(t, err, apperr.Unavailable)
 	if !errors.Is(err, resilience.ErrBreakerOpen) {
 		t.Fatalf("err = %v, want the breaker's", err)
 	}
@@ -96,7 +97,7 @@ func TestSwitchProvider(t *testing.T) {
 		}
 
 		_, err = f.SwitchProvider(ctx, "stripe", "")
-		wantErr(t, err, apperr.ValidationFailed, "provider", "reason")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "provider", "reason")
 
 		opsCtx := auth.WithPrincipal(ctx, auth.Principal{Subject: "usr_oncall", Kind: auth.KindStaff, Role: "admin"})
 		st, err = f.SwitchProvider(opsCtx, "backup", "test provider failing: runbook payments-down")

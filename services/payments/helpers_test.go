@@ -2,16 +2,14 @@ package payments
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/bus/bustest"
 	"github.com/soukhq/souk/platform/money"
@@ -115,31 +113,10 @@ func MustCapture(t testing.TB, c Client, key, paymentID string, amount int64) Pa
 	return p
 }
 
-// wantErr fails unless err carries code and, when fields are given, names
-// each of them among its field errors.
-func wantErr(t testing.TB, err error, code apperr.Code, fields ...string) *apperr.Error {
-	t.Helper()
-	if !apperr.Is(err, code) {
-		t.Fatalf("err = %v, want code %s", err, code)
-	}
-	var e *apperr.Error
-	errors.As(err, &e)
-	var got []string
-	for _, f := range e.Fields {
-		got = append(got, f.Field)
-	}
-	for _, f := range fields {
-		if !slices.Contains(got, f) {
-			t.Errorf("err fields = %v, want %q among them (err: %v)", got, f, err)
-		}
-	}
-	return e
-}
-
 // wantDeclined fails unless err is payment_declined with the decline code.
 func wantDeclined(t testing.TB, err error, code string) {
 	t.Helper()
-	e := wantErr(t, err, CodeDeclined)
+	e := apperrtest.Want(t, err, CodeDeclined)
 	if len(e.Fields) == 0 || e.Fields[0].Code != code {
 		t.Fatalf("decline fields = %+v, want Fields[0].Code %q", e.Fields, code)
 	}

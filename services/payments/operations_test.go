@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
 )
@@ -24,11 +25,11 @@ func TestCaptureVoidRefundLifecycle(t *testing.T) {
 
 		// Capture: at most the authorized amount, in its currency.
 		_, err := f.Capture(ctx, "o1:capture", p.ID, eur(5001))
-		wantErr(t, err, apperr.ValidationFailed, "amount.amount")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "amount.amount")
 		_, err = f.Capture(ctx, "o1:capture", p.ID, money.New(5000, "USD"))
-		wantErr(t, err, apperr.ValidationFailed, "amount.currency")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "amount.currency")
 		_, err = f.Capture(ctx, "o1:capture", "pay_01JD3Q0000000000000000000A", eur(1))
-		wantErr(t, err, apperr.NotFound)
+		apperrtest.Want(t, err, apperr.NotFound)
 		// A refused request leaves no trace: the key is still free.
 		c := MustCapture(t, f, "o1:capture", p.ID, 4000)
 		if c.Status != StatusCaptured || c.Captured != eur(4000) || c.Version <= p.Version {
@@ -39,13 +40,13 @@ func TestCaptureVoidRefundLifecycle(t *testing.T) {
 			t.Fatalf("replayed capture %+v, %d calls", again, f.tp.Calls(OpCapture, "o1:capture"))
 		}
 		_, err = f.Capture(ctx, "o1:capture-2", p.ID, eur(100))
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		_, err = f.Void(ctx, "o1:void", p.ID)
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 
 		// Refunds: partial, then the rest; never more than captured.
 		_, err = f.Refund(ctx, "o1:refund-1", p.ID, eur(4001))
-		wantErr(t, err, apperr.ValidationFailed, "amount.amount")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "amount.amount")
 		r1, err := f.Refund(ctx, "o1:refund-1", p.ID, eur(1500))
 		if err != nil || r1.Status != StatusPartiallyRefunded || r1.Refunded != eur(1500) {
 			t.Fatalf("refund 1 = %+v, %v", r1, err)
@@ -54,15 +55,15 @@ func TestCaptureVoidRefundLifecycle(t *testing.T) {
 			t.Fatalf("replayed refund = %+v, %v", again, err)
 		}
 		_, err = f.Refund(ctx, "o1:refund-1", p.ID, eur(1000))
-		wantErr(t, err, apperr.IdempotencyKeyReused, "key")
+		apperrtest.Want(t, err, apperr.IdempotencyKeyReused, "key")
 		_, err = f.Refund(ctx, "o1:refund-2", p.ID, eur(2501))
-		wantErr(t, err, apperr.ValidationFailed, "amount.amount")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "amount.amount")
 		r2, err := f.Refund(ctx, "o1:refund-2", p.ID, eur(2500))
 		if err != nil || r2.Status != StatusRefunded || r2.Refunded != eur(4000) {
 			t.Fatalf("refund 2 = %+v, %v", r2, err)
 		}
 		_, err = f.Refund(ctx, "o1:refund-3", p.ID, eur(1))
-		wantErr(t, err, apperr.Conflict) // refunded: nothing is left
+		apperrtest.Want(t, err, apperr.Conflict) // refunded: nothing is left
 		if f.tp.Refunded(c.ProviderRef) != 4000 || f.tp.Calls(OpRefund, "o1:refund-1") != 1 {
 			t.Fatalf("provider refunded %d", f.tp.Refunded(c.ProviderRef))
 		}
@@ -86,9 +87,9 @@ func TestCaptureVoidRefundLifecycle(t *testing.T) {
 			t.Fatal("a repeated void reached the provider")
 		}
 		_, err = f.Capture(ctx, "o2:capture", v.ID, eur(700))
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 		_, err = f.Refund(ctx, "o2:refund", v.ID, eur(1))
-		wantErr(t, err, apperr.Conflict)
+		apperrtest.Want(t, err, apperr.Conflict)
 
 		// A failed payment holds nothing: voiding it is fine too.
 		_, err = f.Authorize(ctx, authReq("o3:auth", TokenDeclined, 100))
@@ -207,7 +208,7 @@ func TestUnknownRefundHoldsItsAmountUntilReconciled(t *testing.T) {
 		_, _ = f.Refund(ctx, "o1:refund-1", p.ID, eur(700))
 		f.afterProvider = nil
 		_, err := f.Refund(ctx, "o1:refund-2", p.ID, eur(400))
-		wantErr(t, err, apperr.ValidationFailed, "amount.amount") // 700 are held
+		apperrtest.Want(t, err, apperr.ValidationFailed, "amount.amount") // 700 are held
 
 		if n, err := f.Reconcile(ctx, 10); err != nil || n != 0 {
 			t.Fatalf("Reconcile within the lease = %d, %v", n, err) // the attempt may still be alive
@@ -249,7 +250,7 @@ func TestReconcilerReleasesWhatNeverHappened(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = f.Capture(ctx, "o1:capture-2", p.ID, eur(1000))
-	wantErr(t, err, apperr.Conflict) // held by the dead attempt
+	apperrtest.Want(t, err, apperr.Conflict) // held by the dead attempt
 	f.clock.Advance(time.Hour)
 	if n, err := f.Reconcile(ctx, 10); err != nil || n != 1 {
 		t.Fatalf("Reconcile = %d, %v", n, err)

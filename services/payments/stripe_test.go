@@ -18,6 +18,7 @@ import (
 
 	"github.com/stripe/stripe-go/v84"
 
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/resilience"
 )
@@ -238,7 +239,7 @@ func TestStripeBehindTheService(t *testing.T) {
 	base := MustStartStripeMock(t)
 	f := MustNewSQLiteWith(t, Config{Primary: ProviderStripe, StripeAPIKey: "sk_test_123", StripeBaseURL: base, Timeout: 10 * time.Second})
 	_, err := f.Authorize(context.Background(), AuthorizeRequest{Key: "ord_1:authorize", OrderID: "ord_1", Amount: eur(1999), Token: "pm_card_visa"})
-	wantErr(t, err, CodeDeclined)
+	apperrtest.Want(t, err, CodeDeclined)
 	p, err := f.ByKey(context.Background(), "ord_1:authorize")
 	if err != nil || p.Provider != ProviderStripe || p.Status != StatusFailed {
 		t.Fatalf("ByKey = %+v, %v", p, err)

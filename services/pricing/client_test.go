@@ -11,6 +11,7 @@ import (
 
 	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/money"
 )
 
@@ -80,7 +81,7 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 	})
 	t.Run("Quote errors name the field", func(t *testing.T) {
 		_, err := c.Quote(ctx, QuoteRequest{Currency: "EURO", Lines: []QuoteLine{{ID: "1", VariantID: varA, Quantity: 0}}})
-		wantErr(t, err, apperr.ValidationFailed, "currency", "lines[0].quantity")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "currency", "lines[0].quantity")
 	})
 	t.Run("ShippingOptions", func(t *testing.T) {
 		got, err := c.ShippingOptions(ctx, req)
@@ -100,10 +101,10 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		if err := c.CheckCode(ctx, "welcome10", "EUR", "cus_1"); err != nil {
 			t.Fatal(err)
 		}
-		wantErr(t, c.CheckCode(ctx, "nope", "EUR", ""), CodeInvalid)
-		wantErr(t, c.CheckCode(ctx, "", "EUR", ""), CodeInvalid)
-		wantErr(t, c.CheckCode(ctx, "OLD", "EUR", ""), CodeExpired)
-		wantErr(t, c.CheckCode(ctx, "a/b?c", "EUR", ""), CodeInvalid)
+		apperrtest.Want(t, c.CheckCode(ctx, "nope", "EUR", ""), CodeInvalid)
+		apperrtest.Want(t, c.CheckCode(ctx, "", "EUR", ""), CodeInvalid)
+		apperrtest.Want(t, c.CheckCode(ctx, "OLD", "EUR", ""), CodeExpired)
+		apperrtest.Want(t, c.CheckCode(ctx, "a/b?c", "EUR", ""), CodeInvalid)
 	})
 	t.Run("Redeem and Release", func(t *testing.T) {
 		key := "ord_1/redeem vouchers?" // any characters
@@ -119,12 +120,12 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 			t.Fatalf("replay = %+v, %v", again, err)
 		}
 		_, err = c.Redeem(ctx, RedeemRequest{Key: key, OrderID: "ord_2", CustomerID: "cus_1", Codes: []string{"ONCE"}})
-		wantErr(t, err, apperr.IdempotencyKeyReused)
+		apperrtest.Want(t, err, apperr.IdempotencyKeyReused)
 		_, err = c.Redeem(ctx, RedeemRequest{Key: "other", OrderID: "ord_2", CustomerID: "cus_2", Codes: []string{"ONCE"}})
-		wantErr(t, err, CodeExhausted, "code")
-		wantErr(t, c.CheckCode(ctx, "welcome10", "EUR", "cus_1"), CodeExhausted)
+		apperrtest.Want(t, err, CodeExhausted, "code")
+		apperrtest.Want(t, c.CheckCode(ctx, "welcome10", "EUR", "cus_1"), CodeExhausted)
 		_, err = c.Redeem(ctx, RedeemRequest{OrderID: "ord_2"})
-		wantErr(t, err, apperr.ValidationFailed, "key", "codes")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "key", "codes")
 
 		for range 2 {
 			if err := c.Release(ctx, key); err != nil {
@@ -137,7 +138,7 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		if err := c.Release(ctx, "never-redeemed"); err != nil {
 			t.Fatal(err)
 		}
-		wantErr(t, c.Release(ctx, ""), apperr.ValidationFailed, "key")
+		apperrtest.Want(t, c.Release(ctx, ""), apperr.ValidationFailed, "key")
 	})
 	t.Run("Prices", func(t *testing.T) {
 		got, err := c.Prices(ctx, "EUR", []string{"vip"}, []string{varA, varB, "var_none"})
@@ -153,7 +154,7 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 			t.Fatalf("no variants = %#v, %v", empty, err)
 		}
 		_, err = c.Prices(ctx, "EURO", nil, []string{varA})
-		wantErr(t, err, apperr.ValidationFailed, "currency")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "currency")
 	})
 }
 
@@ -190,7 +191,7 @@ func TestHTTPClientResilience(t *testing.T) {
 	t.Run("gives up after three attempts as unavailable", func(t *testing.T) {
 		srv, calls, _ := flaky(503, 503, 503, 503)
 		err := NewHTTPClient(srv.URL, srv.Client()).Release(ctx, "k")
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 		if calls.Load() != 3 {
 			t.Fatalf("calls = %d", calls.Load())
 		}
@@ -198,7 +199,7 @@ func TestHTTPClientResilience(t *testing.T) {
 	t.Run("does not retry a 4xx", func(t *testing.T) {
 		srv, calls, _ := flaky(http.StatusForbidden)
 		err := NewHTTPClient(srv.URL, srv.Client()).CheckCode(ctx, "X", "", "")
-		wantErr(t, err, apperr.Forbidden)
+		apperrtest.Want(t, err, apperr.Forbidden)
 		if calls.Load() != 1 {
 			t.Fatalf("calls = %d", calls.Load())
 		}
@@ -207,6 +208,6 @@ func TestHTTPClientResilience(t *testing.T) {
 		srv := httptest.NewServer(h)
 		srv.Close()
 		_, err := NewHTTPClient(srv.URL, nil).Prices(ctx, "EUR", nil, []string{varA})
-		wantErr(t, err, apperr.Unavailable)
+		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 }

@@ -2,15 +2,12 @@ package pricing
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -85,26 +82,6 @@ func MustQuote(t testing.TB, c Client, req QuoteRequest) Quote {
 		t.Fatalf("Quote: %v", err)
 	}
 	return q
-}
-
-// wantErr fails unless err carries code and, when fields are given, names
-// each of them among its field errors.
-func wantErr(t testing.TB, err error, code apperr.Code, fields ...string) {
-	t.Helper()
-	if !apperr.Is(err, code) {
-		t.Fatalf("err = %v, want code %s", err, code)
-	}
-	var e *apperr.Error
-	errors.As(err, &e)
-	var got []string
-	for _, f := range e.Fields {
-		got = append(got, f.Field)
-	}
-	for _, f := range fields {
-		if !slices.Contains(got, f) {
-			t.Errorf("err fields = %v, want %q among them (err: %v)", got, f, err)
-		}
-	}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/bus/bustest"
 	"github.com/soukhq/souk/platform/money"
 )
@@ -110,7 +111,7 @@ func TestPriceListLifecycle(t *testing.T) {
 		})
 		t.Run("a stale If-Match is a version conflict", func(t *testing.T) {
 			_, err := s.UpdatePriceList(ctx, pl.ID, PriceListPatch{Name: ptr("X")}, 1)
-			wantErr(t, err, apperr.VersionConflict)
+			apperrtest.Want(t, err, apperr.VersionConflict)
 		})
 		t.Run("a patch that changes nothing keeps the version and says nothing", func(t *testing.T) {
 			p, err := s.UpdatePriceList(ctx, pl.ID, PriceListPatch{Name: ptr("Retail")}, 0)
@@ -148,17 +149,17 @@ func TestPriceListLifecycle(t *testing.T) {
 			start := testNow
 			_, err := s.CreatePriceList(ctx, PriceListInput{Name: "", Currency: "EURO", StartsAt: &start, EndsAt: &start,
 				Prices: []Price{{varA, -1}, {varA, 5}, {"", 1}}})
-			wantErr(t, err, apperr.ValidationFailed, "name", "currency", "ends_at", "prices[0].amount", "prices[1].variant_id", "prices[2].variant_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "name", "currency", "ends_at", "prices[0].amount", "prices[1].variant_id", "prices[2].variant_id")
 			_, err = s.UpdatePriceList(ctx, pl.ID, PriceListPatch{Prices: &[]Price{{varA, MaxAmount + 1}}}, 0)
-			wantErr(t, err, apperr.ValidationFailed, "prices[0].amount")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "prices[0].amount")
 		})
 		t.Run("not found", func(t *testing.T) {
 			_, err := s.GetPriceList(ctx, "pl_01JD3Q0000000000000000000A")
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 			_, err = s.GetPriceList(ctx, "nope")
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 			_, err = s.UpdatePriceList(ctx, "pl_01JD3Q0000000000000000000A", PriceListPatch{}, 0)
-			wantErr(t, err, apperr.NotFound)
+			apperrtest.Want(t, err, apperr.NotFound)
 		})
 		t.Run("list pages in creation order", func(t *testing.T) {
 			second := MustCreatePriceList(t, s, PriceListInput{Name: "Second", Currency: "GBP"})
@@ -181,7 +182,7 @@ func TestPriceListLifecycle(t *testing.T) {
 				t.Fatalf("ids = %v", ids)
 			}
 			_, err := s.ListPriceLists(ctx, 1, "bm9wZQ")
-			wantErr(t, err, apperr.ValidationFailed, "cursor")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "cursor")
 		})
 	})
 }
@@ -216,9 +217,9 @@ func TestPromotionLifecycle(t *testing.T) {
 
 		t.Run("codes are unique case-insensitively", func(t *testing.T) {
 			_, err := s.CreatePromotion(ctx, PromotionInput{Name: "Clash", Type: TypeFreeShipping, Codes: []string{"NEW1", "Winter10"}})
-			wantErr(t, err, apperr.Conflict, "codes[1]")
+			apperrtest.Want(t, err, apperr.Conflict, "codes[1]")
 			_, err = s.CreatePromotion(ctx, PromotionInput{Name: "Dup", Type: TypeFreeShipping, Codes: []string{"abc", "ABC"}})
-			wantErr(t, err, apperr.ValidationFailed, "codes[1]")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "codes[1]")
 			if n := countRows(t, s, `SELECT COUNT(*) FROM pricing_promotion_codes WHERE code = ?`, "NEW1"); n != 0 {
 				t.Fatal("a failed create left a code behind")
 			}
@@ -228,9 +229,9 @@ func TestPromotionLifecycle(t *testing.T) {
 			if err != nil || off.Active || off.Version != 2 {
 				t.Fatalf("deactivate = %+v, %v", off, err)
 			}
-			wantErr(t, s.CheckCode(ctx, "winter10", "EUR", ""), CodeInvalid, "code")
+			apperrtest.Want(t, s.CheckCode(ctx, "winter10", "EUR", ""), CodeInvalid, "code")
 			_, err = s.UpdatePromotion(ctx, p.ID, PromotionPatch{Active: ptr(true)}, 1)
-			wantErr(t, err, apperr.VersionConflict)
+			apperrtest.Want(t, err, apperr.VersionConflict)
 			on, err := s.UpdatePromotion(ctx, p.ID, PromotionPatch{Active: ptr(true)}, 2)
 			if err != nil || !on.Active {
 				t.Fatalf("reactivate = %+v, %v", on, err)
@@ -248,7 +249,7 @@ func TestPromotionLifecycle(t *testing.T) {
 			if !slices.Equal(up.Codes, []string{"WINTER10", "WINTER-C"}) || up.UsageLimit != nil || up.Value.Percent != 15 {
 				t.Fatalf("patched = %+v", up)
 			}
-			wantErr(t, s.CheckCode(ctx, "WINTER-B", "", ""), CodeInvalid)
+			apperrtest.Want(t, s.CheckCode(ctx, "WINTER-B", "", ""), CodeInvalid)
 			if n := countRows(t, s, `SELECT COUNT(*) FROM pricing_promotion_codes WHERE promotion_id = ? AND usage_limit IS NULL`, p.ID); n != 2 {
 				t.Fatalf("%d code rows without limit", n)
 			}
@@ -273,7 +274,7 @@ func TestPromotionLifecycle(t *testing.T) {
 					[]string{"conditions.min_subtotal.currency", "conditions.customer_groups[0]"}},
 			} {
 				_, err := s.CreatePromotion(ctx, tt.in)
-				wantErr(t, err, apperr.ValidationFailed, tt.fields...)
+				apperrtest.Want(t, err, apperr.ValidationFailed, tt.fields...)
 			}
 		})
 		t.Run("list", func(t *testing.T) {
@@ -399,7 +400,7 @@ func TestRedeemIdempotentByKey(t *testing.T) {
 			t.Fatal("a replay used a code again")
 		}
 		_, err = s.Redeem(ctx, RedeemRequest{Key: "ord_1:vouchers", OrderID: "ord_2", CustomerID: "cus_1", Codes: []string{"SAVE"}})
-		wantErr(t, err, apperr.IdempotencyKeyReused)
+		apperrtest.Want(t, err, apperr.IdempotencyKeyReused)
 
 		t.Run("concurrent redemptions with one key redeem once", func(t *testing.T) {
 			var wg sync.WaitGroup
@@ -428,7 +429,7 @@ func TestRedeemIdempotentByKey(t *testing.T) {
 		})
 		t.Run("all or nothing", func(t *testing.T) {
 			_, err := s.Redeem(ctx, RedeemRequest{Key: "mixed", OrderID: "ord_3", Codes: []string{"MORE", "NOSUCH"}})
-			wantErr(t, err, CodeInvalid, "code")
+			apperrtest.Want(t, err, CodeInvalid, "code")
 			if u := codeUsed(t, s, "MORE"); u != 1 {
 				t.Fatalf("MORE used = %d after a failed redemption", u)
 			}
@@ -438,12 +439,12 @@ func TestRedeemIdempotentByKey(t *testing.T) {
 		})
 		t.Run("validation", func(t *testing.T) {
 			_, err := s.Redeem(ctx, RedeemRequest{})
-			wantErr(t, err, apperr.ValidationFailed, "key", "order_id", "codes")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "key", "order_id", "codes")
 		})
 		t.Run("a per-customer code needs a customer", func(t *testing.T) {
 			MustVoucher(t, s, "PERCUS", nil, ptr(int64(1)))
 			_, err := s.Redeem(ctx, RedeemRequest{Key: "anon", OrderID: "ord_4", Codes: []string{"PERCUS"}})
-			wantErr(t, err, apperr.ValidationFailed, "customer_id")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "customer_id")
 		})
 	})
 }
@@ -456,7 +457,7 @@ func TestReleaseGivesUsesBackOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := s.Redeem(ctx, RedeemRequest{Key: "k2", OrderID: "ord_2", CustomerID: "cus_2", Codes: []string{"ONE"}})
-		wantErr(t, err, CodeExhausted)
+		apperrtest.Want(t, err, CodeExhausted)
 
 		var wg sync.WaitGroup
 		for range 10 {
@@ -514,10 +515,10 @@ func TestCodesExpiredAndInactive(t *testing.T) {
 			t.Fatal(err)
 		}
 		for code, want := range map[string]apperr.Code{"OLD": CodeExpired, "SOON": CodeInvalid, "OFF": CodeInvalid, "NOPE": CodeInvalid, "USED": CodeExhausted, "": CodeInvalid} {
-			wantErr(t, s.CheckCode(ctx, code, "EUR", ""), want)
+			apperrtest.Want(t, s.CheckCode(ctx, code, "EUR", ""), want)
 			if code != "" {
 				_, err := s.Redeem(ctx, RedeemRequest{Key: "k-" + code, OrderID: "ord_1", Codes: []string{code}})
-				wantErr(t, err, want)
+				apperrtest.Want(t, err, want)
 			}
 		}
 		q := MustQuote(t, s, QuoteRequest{Currency: "EUR", Codes: []string{"old", "soon", "off", "nope", "used"}})
@@ -616,16 +617,16 @@ func TestQuoteThroughTheStore(t *testing.T) {
 			if !reflect.DeepEqual(q.CodeProblems, []CodeProblem{{"WELCOME", "code_exhausted"}}) {
 				t.Fatalf("second quote = %+v", q)
 			}
-			wantErr(t, s.CheckCode(ctx, "welcome", "EUR", "cus_1"), CodeExhausted)
+			apperrtest.Want(t, s.CheckCode(ctx, "welcome", "EUR", "cus_1"), CodeExhausted)
 			if err := s.CheckCode(ctx, "welcome", "EUR", "cus_2"); err != nil {
 				t.Fatal(err)
 			}
 		})
 		t.Run("validation", func(t *testing.T) {
 			_, err := s.Quote(ctx, QuoteRequest{Currency: "EURO", Lines: []QuoteLine{{ID: "1", Quantity: 0}}, ShippingAddress: &Address{Country: "Netherlands"}})
-			wantErr(t, err, apperr.ValidationFailed, "currency", "lines[0].variant_id", "lines[0].quantity", "shipping_address.country")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "currency", "lines[0].variant_id", "lines[0].quantity", "shipping_address.country")
 			_, err = s.Prices(ctx, "EUR", []string{"a,b"}, []string{"x,y"})
-			wantErr(t, err, apperr.ValidationFailed, "groups[0]", "variant_ids[0]")
+			apperrtest.Want(t, err, apperr.ValidationFailed, "groups[0]", "variant_ids[0]")
 		})
 	})
 }
@@ -635,15 +636,15 @@ func TestTaxRatesAndShippingMethodsAdmin(t *testing.T) {
 		ctx := context.Background()
 		nl := MustCreateTaxRate(t, s, TaxRateInput{Country: "NL", RateBps: 2100, Name: "BTW"})
 		_, err := s.CreateTaxRate(ctx, TaxRateInput{Country: "nl", RateBps: 900, Name: "dup"})
-		wantErr(t, err, apperr.Conflict, "country")
+		apperrtest.Want(t, err, apperr.Conflict, "country")
 		_, err = s.CreateTaxRate(ctx, TaxRateInput{Country: "NLD", Region: ptr("DE-BY"), RateBps: 10001})
-		wantErr(t, err, apperr.ValidationFailed, "country", "rate_bps", "name")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "country", "rate_bps", "name")
 		up, err := s.UpdateTaxRate(ctx, nl.ID, TaxRatePatch{RateBps: ptr(int64(2000))}, 1)
 		if err != nil || up.RateBps != 2000 || up.Version != 2 {
 			t.Fatalf("update = %+v, %v", up, err)
 		}
 		_, err = s.UpdateTaxRate(ctx, nl.ID, TaxRatePatch{Name: ptr("x")}, 1)
-		wantErr(t, err, apperr.VersionConflict)
+		apperrtest.Want(t, err, apperr.VersionConflict)
 		page, err := s.ListTaxRates(ctx, 0, "")
 		if err != nil || len(page.Data) != 1 {
 			t.Fatalf("list = %+v, %v", page, err)
@@ -659,7 +660,7 @@ func TestTaxRatesAndShippingMethodsAdmin(t *testing.T) {
 			t.Fatalf("get = %+v, %v", got, err)
 		}
 		_, err = s.CreateShippingMethod(ctx, ShippingMethodInput{Name: "", Countries: []string{"X"}, Rates: []ShippingRate{{Currency: "EUR", Amount: -1}, {Currency: "EUR"}}})
-		wantErr(t, err, apperr.ValidationFailed, "name", "countries[0]", "rates[0].amount", "rates[1].currency")
+		apperrtest.Want(t, err, apperr.ValidationFailed, "name", "countries[0]", "rates[0].amount", "rates[1].currency")
 		off, err := s.UpdateShippingMethod(ctx, m.ID, ShippingMethodPatch{Active: ptr(false), FreeOver: Null[money.Money]()}, 0)
 		if err != nil || off.Active || off.FreeOver != nil || off.Version != 2 {
 			t.Fatalf("update = %+v, %v", off, err)
