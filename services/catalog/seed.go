@@ -21,7 +21,7 @@ func Seed(ctx context.Context, s *Service) (seeded bool, err error) {
 	err = s.db.InTx(ctx, func(tx *store.Tx) error {
 		tx.AfterCommit(s.cache.invalidate)
 		seeded = false
-		claimed, err := claimMeta(ctx, tx, seedKey, "v1", s.now())
+		claimed, err := store.Claim(ctx, tx, "catalog_meta", seedKey, "v1", s.now())
 		if err != nil || !claimed {
 			return err
 		}

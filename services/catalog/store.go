@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/store"
@@ -30,19 +29,6 @@ var Migrations = store.Migrations{Name: "catalog", FS: migrationsFS}
 // rowScanner is what *sql.Row and *sql.Rows have in common.
 type rowScanner interface{ Scan(dest ...any) error }
 
-// placeholders returns "?, ?, …" for n arguments.
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
-func anys[T any](xs []T) []any {
-	out := make([]any, len(xs))
-	for i, x := range xs {
-		out[i] = x
-	}
-	return out
-}
-
 // marshalJSON encodes a JSON column. Only option lists, media lists and
 // string maps reach it, whose encoding cannot fail.
 func marshalJSON(v any) string {
@@ -62,15 +48,15 @@ func (f productFilter) sql() (string, []any) {
 	conds := []string{"1 = 1"}
 	var args []any
 	if len(f.statuses) > 0 {
-		conds = append(conds, "p.status IN ("+placeholders(len(f.statuses))+")")
+		conds = append(conds, "p.status IN ("+store.Placeholders(len(f.statuses))+")")
 		for _, st := range f.statuses {
 			args = append(args, string(st))
 		}
 	}
 	if len(f.categoryIDs) > 0 {
 		conds = append(conds, "EXISTS (SELECT 1 FROM catalog_product_categories pc WHERE pc.product_id = p.id AND pc.category_id IN ("+
-			placeholders(len(f.categoryIDs))+"))")
-		args = append(args, anys(f.categoryIDs)...)
+			store.Placeholders(len(f.categoryIDs))+"))")
+		args = append(args, store.Args(f.categoryIDs)...)
 	}
 	return strings.Join(conds, " AND "), args
 }
@@ -130,8 +116,8 @@ func loadProducts(ctx context.Context, q store.Querier, ids []string) ([]Product
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	in := placeholders(len(ids))
-	rows, err := q.Query(ctx, `SELECT `+productColumns+` FROM catalog_products WHERE id IN (`+in+`)`, anys(ids)...)
+	in := store.Placeholders(len(ids))
+	rows, err := q.Query(ctx, `SELECT `+productColumns+` FROM catalog_products WHERE id IN (`+in+`)`, store.Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("read products: %w", err)
 	}
@@ -150,7 +136,7 @@ func loadProducts(ctx context.Context, q store.Querier, ids []string) ([]Product
 	}
 
 	rows, err = q.Query(ctx, `SELECT product_id, id, sku, title, options, weight_grams, attributes, position
-		FROM catalog_variants WHERE product_id IN (`+in+`) ORDER BY product_id, position`, anys(ids)...)
+		FROM catalog_variants WHERE product_id IN (`+in+`) ORDER BY product_id, position`, store.Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("read variants: %w", err)
 	}
@@ -177,7 +163,7 @@ func loadProducts(ctx context.Context, q store.Querier, ids []string) ([]Product
 	}
 
 	rows, err = q.Query(ctx, `SELECT product_id, category_id FROM catalog_product_categories
-		WHERE product_id IN (`+in+`) ORDER BY product_id, position`, anys(ids)...)
+		WHERE product_id IN (`+in+`) ORDER BY product_id, position`, store.Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("read product categories: %w", err)
 	}
@@ -227,7 +213,7 @@ func productVersions(ctx context.Context, q store.Querier, ids []string) (map[st
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `SELECT id, version FROM catalog_products WHERE id IN (`+placeholders(len(ids))+`)`, anys(ids)...)
+	rows, err := q.Query(ctx, `SELECT id, version FROM catalog_products WHERE id IN (`+store.Placeholders(len(ids))+`)`, store.Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("read product versions: %w", err)
 	}
@@ -639,7 +625,7 @@ func existingCategories(ctx context.Context, q store.Querier, ids []string) (map
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `SELECT id FROM catalog_categories WHERE id IN (`+placeholders(len(ids))+`)`, anys(ids)...)
+	rows, err := q.Query(ctx, `SELECT id FROM catalog_categories WHERE id IN (`+store.Placeholders(len(ids))+`)`, store.Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("check categories: %w", err)
 	}
@@ -655,22 +641,4 @@ func existingCategories(ctx context.Context, q store.Querier, ids []string) (map
 		return nil, fmt.Errorf("check categories: %w", err)
 	}
 	return out, nil
-}
-
-// --- meta ---
-
-// claimMeta records key once per database: true for the transaction that
-// recorded it, false when it was there already. Two transactions racing to
-// claim the same key never both win: the second waits for the first's
-// unique key (PostgreSQL) or for its write lock (SQLite).
-func claimMeta(ctx context.Context, tx *store.Tx, key, value string, at time.Time) (bool, error) {
-	res, err := tx.Exec(ctx, `INSERT INTO catalog_meta (key, value, created_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`, key, value, at)
-	if err != nil {
-		return false, fmt.Errorf("record %s: %w", key, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("record %s: %w", key, err)
-	}
-	return n == 1, nil
 }

@@ -25,17 +25,6 @@ var Migrations = store.Migrations{Name: "payments", FS: migrationsFS}
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func affected(res sql.Result, err error) (bool, error) {
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, err
-	}
-	return n == 1, nil
-}
-
 // --- payments ---
 
 // paymentRow is a payment with the columns the API does not show.
@@ -111,7 +100,7 @@ func listPayments(ctx context.Context, q store.Querier, orderID, after string, l
 // claimPaymentOp takes the payment for a capture or void: it must be
 // authorized with no other capture or void in flight.
 func claimPaymentOp(ctx context.Context, tx *store.Tx, paymentID, key string, now time.Time) (bool, error) {
-	return affected(tx.Exec(ctx, `UPDATE payments SET op_key = ?, version = version + 1, updated_at = ?
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE payments SET op_key = ?, version = version + 1, updated_at = ?
 		WHERE id = ? AND status = 'authorized' AND op_key IS NULL`, key, now, paymentID))
 }
 
@@ -125,7 +114,7 @@ func releasePaymentOp(ctx context.Context, tx *store.Tx, paymentID, key string, 
 // finishPaymentOp records a capture (captured > 0) or void (status voided)
 // done by the operation keyed key.
 func finishPaymentOp(ctx context.Context, tx *store.Tx, paymentID, key string, status Status, captured int64, now time.Time) (bool, error) {
-	return affected(tx.Exec(ctx, `UPDATE payments SET status = ?, captured = ?, op_key = NULL, version = version + 1, updated_at = ?
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE payments SET status = ?, captured = ?, op_key = NULL, version = version + 1, updated_at = ?
 		WHERE id = ? AND op_key = ?`, string(status), captured, now, paymentID, key))
 }
 
@@ -133,7 +122,7 @@ func finishPaymentOp(ctx context.Context, tx *store.Tx, paymentID, key string, s
 // keeps the refunds of a payment, in flight and done, within what was
 // captured, whatever runs concurrently.
 func reserveRefund(ctx context.Context, tx *store.Tx, paymentID string, amount int64, now time.Time) (bool, error) {
-	return affected(tx.Exec(ctx, `UPDATE payments SET refund_pending = refund_pending + ?, version = version + 1, updated_at = ?
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE payments SET refund_pending = refund_pending + ?, version = version + 1, updated_at = ?
 		WHERE id = ? AND status IN ('captured', 'partially_refunded') AND refunded + refund_pending + ? <= captured`,
 		amount, now, paymentID, amount))
 }
@@ -213,14 +202,14 @@ func insertOp(ctx context.Context, tx *store.Tx, o opRow) error {
 // lease, unknown or abandoned) for a new attempt, if it is still at the
 // attempt it was read at.
 func takeOverOp(ctx context.Context, tx *store.Tx, o opRow, leaseUntil, now time.Time) (bool, error) {
-	return affected(tx.Exec(ctx, `UPDATE payment_operations SET state = 'pending', attempts = attempts + 1, lease_until = ?, updated_at = ?
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE payment_operations SET state = 'pending', attempts = attempts + 1, lease_until = ?, updated_at = ?
 		WHERE idempotency_key = ? AND attempts = ? AND state = ?`, leaseUntil, now, o.Key, o.Attempts, string(o.State)))
 }
 
 // settleOp records the outcome of the attempt that holds the operation;
 // false when another attempt took it over meanwhile.
 func settleOp(ctx context.Context, tx *store.Tx, o opRow, state OpState, providerRef, failureCode, lastError string, now time.Time) (bool, error) {
-	return affected(tx.Exec(ctx, `UPDATE payment_operations SET state = ?, provider_ref = ?, failure_code = ?, last_error = ?,
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE payment_operations SET state = ?, provider_ref = ?, failure_code = ?, last_error = ?,
 		lease_until = ?, updated_at = ? WHERE idempotency_key = ? AND attempts = ? AND state = 'pending'`,
 		string(state), providerRef, failureCode, truncate(lastError, 500), now, now, o.Key, o.Attempts))
 }

@@ -52,7 +52,7 @@ const (
 func Seed(ctx context.Context, s *Service, variants []SeedVariant) (seeded bool, err error) {
 	err = s.db.InTx(ctx, func(tx *store.Tx) error {
 		seeded = false
-		claimed, err := claimMeta(ctx, tx, seedKey, "v1", s.now())
+		claimed, err := store.Claim(ctx, tx, "pricing_meta", seedKey, "v1", s.now())
 		if err != nil || !claimed {
 			return err
 		}

@@ -30,18 +30,6 @@ var Migrations = store.Migrations{Name: "pricing", FS: migrationsFS}
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
-func anys[T any](xs []T) []any {
-	out := make([]any, len(xs))
-	for i, x := range xs {
-		out[i] = x
-	}
-	return out
-}
-
 // marshalJSON encodes a JSON column; only plain data reaches it.
 func marshalJSON(v any) string {
 	b, _ := json.Marshal(v)
@@ -73,18 +61,13 @@ func nullInt(n sql.NullInt64) *int64 {
 // affected returns a function that reports whether a write changed exactly
 // one row: affected("update x")(tx.Exec(…)).
 func affected(what string) func(sql.Result, error) (bool, error) {
-	return func(res sql.Result, err error) (bool, error) { return changedOne(res, err, what) }
-}
-
-func changedOne(res sql.Result, err error, what string) (bool, error) {
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
+	return func(res sql.Result, err error) (bool, error) {
+		ok, err := store.ChangedOne(res, err)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", what, err)
+		}
+		return ok, nil
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
-	}
-	return n == 1, nil
 }
 
 // lockRow takes the row lock of a row on PostgreSQL, so a read-modify-write
@@ -215,7 +198,7 @@ func loadPrices(ctx context.Context, q store.Querier, lists []*PriceList) error 
 		byID[pl.ID], ids[i] = pl, pl.ID
 	}
 	rows, err := q.Query(ctx, `SELECT price_list_id, variant_id, amount FROM pricing_prices WHERE price_list_id IN (`+
-		placeholders(len(ids))+`) ORDER BY price_list_id, variant_id`, anys(ids)...)
+		store.Placeholders(len(ids))+`) ORDER BY price_list_id, variant_id`, store.Args(ids)...)
 	if err != nil {
 		return fmt.Errorf("load prices: %w", err)
 	}
@@ -243,8 +226,8 @@ func priceRows(ctx context.Context, q store.Querier, currency string, variantIDs
 	rows, err := q.Query(ctx, `SELECT l.id, l.name, l.currency, l.prices_include_tax, l.customer_group, l.starts_at, l.ends_at, l.priority,
 		l.version, l.created_at, l.updated_at, p.variant_id, p.amount
 		FROM pricing_prices p JOIN pricing_price_lists l ON l.id = p.price_list_id
-		WHERE l.currency = ? AND p.variant_id IN (`+placeholders(len(variantIDs))+`)`,
-		append([]any{currency}, anys(variantIDs)...)...)
+		WHERE l.currency = ? AND p.variant_id IN (`+store.Placeholders(len(variantIDs))+`)`,
+		append([]any{currency}, store.Args(variantIDs)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("load prices: %w", err)
 	}
@@ -334,7 +317,7 @@ func scanPromotion(r rowScanner) (Promotion, error) {
 }
 
 func insertPromotionRow(ctx context.Context, tx *store.Tx, p Promotion) error {
-	_, err := tx.Exec(ctx, `INSERT INTO pricing_promotions (`+promotionColumns+`) VALUES (`+placeholders(21)+`)`, promotionArgs(p)...)
+	_, err := tx.Exec(ctx, `INSERT INTO pricing_promotions (`+promotionColumns+`) VALUES (`+store.Placeholders(21)+`)`, promotionArgs(p)...)
 	if err != nil {
 		return fmt.Errorf("insert promotion: %w", err)
 	}
@@ -461,7 +444,7 @@ func promotionsByID(ctx context.Context, q store.Querier, ids []string) ([]Promo
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	return queryPromotions(ctx, q, `SELECT `+promotionColumns+` FROM pricing_promotions WHERE id IN (`+placeholders(len(ids))+`) ORDER BY id`, anys(ids)...)
+	return queryPromotions(ctx, q, `SELECT `+promotionColumns+` FROM pricing_promotions WHERE id IN (`+store.Placeholders(len(ids))+`) ORDER BY id`, store.Args(ids)...)
 }
 
 // loadCodes fills in the codes and their usage, in position order.
@@ -475,7 +458,7 @@ func loadCodes(ctx context.Context, q store.Querier, ps []Promotion) error {
 		idx[p.ID], ids[i] = i, p.ID
 	}
 	rows, err := q.Query(ctx, `SELECT promotion_id, code, used FROM pricing_promotion_codes WHERE promotion_id IN (`+
-		placeholders(len(ids))+`) ORDER BY promotion_id, position`, anys(ids)...)
+		store.Placeholders(len(ids))+`) ORDER BY promotion_id, position`, store.Args(ids)...)
 	if err != nil {
 		return fmt.Errorf("load codes: %w", err)
 	}
@@ -510,7 +493,7 @@ func codeRows(ctx context.Context, q store.Querier, codes []string) (map[string]
 		return out, nil
 	}
 	rows, err := q.Query(ctx, `SELECT code, promotion_id, usage_limit, used FROM pricing_promotion_codes WHERE code IN (`+
-		placeholders(len(codes))+`)`, anys(codes)...)
+		store.Placeholders(len(codes))+`)`, store.Args(codes)...)
 	if err != nil {
 		return nil, fmt.Errorf("load codes: %w", err)
 	}
@@ -725,7 +708,7 @@ func shippingArgs(m ShippingMethod) []any {
 }
 
 func insertShippingMethod(ctx context.Context, tx *store.Tx, m ShippingMethod) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO pricing_shipping_methods (`+shippingColumns+`) VALUES (`+placeholders(9)+`)`, shippingArgs(m)...); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO pricing_shipping_methods (`+shippingColumns+`) VALUES (`+store.Placeholders(9)+`)`, shippingArgs(m)...); err != nil {
 		return fmt.Errorf("insert shipping method: %w", err)
 	}
 	return nil
@@ -774,11 +757,4 @@ func listShippingMethods(ctx context.Context, q store.Querier, afterID string, l
 
 func activeShippingMethods(ctx context.Context, q store.Querier) ([]ShippingMethod, error) {
 	return queryShippingMethods(ctx, q, `SELECT `+shippingColumns+` FROM pricing_shipping_methods WHERE active = ? ORDER BY id`, true)
-}
-
-// --- meta ---
-
-// claimMeta records key once; it reports whether this call recorded it.
-func claimMeta(ctx context.Context, tx *store.Tx, key, value string, at time.Time) (bool, error) {
-	return affected("record " + key)(tx.Exec(ctx, `INSERT INTO pricing_meta (key, value, created_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`, key, value, at))
 }
