@@ -73,10 +73,10 @@ func TestCancel(t *testing.T) {
 			if o.Status != StatusPending {
 				t.Fatalf("order %s", o.Status)
 			}
-			got, err := e.s.Cancel(staffCtx("usr_sam"), o.ID, CancelInput{Reason: "customer called"})
-			if err != nil {
+			if _, err := e.s.Cancel(staffCtx("usr_sam"), o.ID, CancelInput{Reason: "customer called"}); err != nil {
 				t.Fatal(err)
 			}
+			got := e.awaitDone(t, o.ID)
 			if got.Status != StatusCancelled || got.Cancellation.Reason != ReasonByStaff || !strings.Contains(got.Cancellation.Message, "customer called") {
 				t.Fatalf("order %s %+v", got.Status, got.Cancellation)
 			}
@@ -88,7 +88,7 @@ func TestCancel(t *testing.T) {
 			if got := outboxTypes(t, e, o.ID); !slices.Equal(got, []string{EventOrderPlaced, EventOrderCancelled}) {
 				t.Fatalf("events %v", got)
 			}
-			_, err = e.s.Cancel(staffCtx("usr_sam"), o.ID, CancelInput{Reason: "again"})
+			_, err := e.s.Cancel(staffCtx("usr_sam"), o.ID, CancelInput{Reason: "again"})
 			wantErr(t, err, apperr.Conflict)
 		})
 
@@ -142,8 +142,8 @@ func TestCancel(t *testing.T) {
 				t.Fatalf("cancel = %s %v, %v", got.Status, got.RefundedTotal, err)
 			}
 			p, _ := e.pay.Get(bg, *o.Payment.PaymentID)
-			if p.Status != payments.StatusVoided || e.tp.Total(payments.OpVoid) != 1 {
-				t.Fatalf("payment %s, %d voids", p.Status, e.tp.Total(payments.OpVoid))
+			if p.Status != payments.StatusVoided || e.total(payments.OpVoid) != 1 {
+				t.Fatalf("payment %s, %d voids", p.Status, e.total(payments.OpVoid))
 			}
 			wantStock(t, e, "SKU-1", 10, 0)
 		})
@@ -184,7 +184,7 @@ func TestFulfilment(t *testing.T) {
 			t.Fatal("captured before fulfilment")
 		}
 		ctx := staffCtx("usr_pat")
-		i := slices.IndexFunc(o.Items, func(it Item) bool { return it.SKU == "SKU-1" })
+		i := slices.IndexFunc(o.Items, func(it Item) bool { return it.SKU == e.sku("SKU-1") })
 		one := o.Items[i]
 
 		_, err := e.s.Fulfil(ctx, o.ID, FulfilmentInput{Items: []FulfilmentItem{{ItemID: one.ID, Quantity: 3}}})
@@ -271,8 +271,8 @@ func TestRefunds(t *testing.T) {
 		_, err = e.s.Refund(ctx, o.ID, RefundInput{Reason: "more"}, "")
 		wantErr(t, err, CodeRefundExceedsCaptured, "amount")
 		p, _ := e.pay.Get(bg, *o.Payment.PaymentID)
-		if p.Refunded != o.Total || p.Status != payments.StatusRefunded || e.tp.Total(payments.OpRefund) != 2 {
-			t.Fatalf("payment %+v, %d provider refunds", p, e.tp.Total(payments.OpRefund))
+		if p.Refunded != o.Total || p.Status != payments.StatusRefunded || e.total(payments.OpRefund) != 2 {
+			t.Fatalf("payment %+v, %d provider refunds", p, e.total(payments.OpRefund))
 		}
 		wantAudit(t, e, o.ID, "usr_rae", "refund", "refund")
 		if got := outboxTypes(t, e, o.ID); !slices.Equal(got, []string{EventOrderPlaced, EventOrderConfirmed, EventOrderRefunded, EventOrderRefunded}) {

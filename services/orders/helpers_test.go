@@ -2,12 +2,17 @@ package orders
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,21 +56,17 @@ func (c *clock) advance(d time.Duration) {
 
 var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
-// env is the orders service with its real participants in process —
-// catalogue, pricing, inventory, cart and payments with its test provider
-// — each on its own database of the same engine, as one process runs
-// them; and a catalogue of priced, stocked products.
-type env struct {
-	t      testing.TB
-	engine store.Engine
-	db     *store.DB
-	s      *Service
-	cfg    Config
-	deps   Deps
-	wrap   func(Deps) Deps
+// world is a set of real participants — catalogue, pricing, inventory,
+// cart and payments with its test provider — each on its own database of
+// one engine, as one process runs them, with a shop in them (NL tax, a
+// shipping method, a EUR price list, a stock location). Opening and
+// migrating five databases is most of an env's cost, PostgreSQL's above
+// all, so tests share a world per engine and clock mode; each env keeps to
+// its own SKUs and voucher codes (suffixed with the env's number) and
+// counts the provider's work from where it began. Tests never run in
+// parallel, so the shared fake clock only ever moves forward.
+type world struct {
 	clock  *clock // nil: real time
-	hooks  hooks
-
 	cat    *catalog.Service
 	pr     *pricing.Service
 	inv    *inventory.Service
@@ -75,10 +76,137 @@ type env struct {
 	loc    inventory.Location
 	method pricing.ShippingMethod
 
+	mu     sync.Mutex
+	list   pricing.PriceList
+	prices []pricing.Price
+}
+
+type worldKey struct {
+	engine store.Engine
+	fake   bool
+}
+
+var (
+	worldsMu sync.Mutex
+	worlds   = map[worldKey]*world{}
+	cleanups []func()
+	envSeq   atomic.Int64
+)
+
+// TestMain closes the shared worlds' databases (and drops their
+// PostgreSQL schemas) after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
+	os.Exit(code)
+}
+
+// openShared opens a database that outlives the test that first needs it.
+func openShared(t testing.TB, engine store.Engine, ms ...store.Migrations) *store.DB {
+	t.Helper()
+	cfg := store.Config{}
+	switch engine {
+	case store.SQLite:
+		dir, err := os.MkdirTemp("", "orders-world-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cleanups = append(cleanups, func() { _ = os.RemoveAll(dir) })
+		cfg.URL = "sqlite:" + filepath.Join(dir, "test.db")
+	case store.Postgres:
+		url := os.Getenv(storetest.PostgresURLEnv)
+		if url == "" {
+			t.Skipf("PostgreSQL suite skipped: set %s", storetest.PostgresURLEnv)
+		}
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		cfg.URL, cfg.Schema = url, "t_"+hex.EncodeToString(b)
+	}
+	db, err := store.Open(bg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanups = append(cleanups, func() {
+		if engine == store.Postgres {
+			_, _ = db.Exec(bg, `DROP SCHEMA IF EXISTS `+cfg.Schema+` CASCADE`)
+		}
+		db.Close()
+	})
+	if err := db.Migrate(bg, append([]store.Migrations{bus.Migrations}, ms...)...); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// worldFor returns the engine's shared world on a real or a fake clock.
+func worldFor(t testing.TB, engine store.Engine, fake bool) *world {
+	t.Helper()
+	worldsMu.Lock()
+	defer worldsMu.Unlock()
+	key := worldKey{engine, fake}
+	if w := worlds[key]; w != nil {
+		return w
+	}
+	w := &world{}
+	var (
+		invOpts []inventory.Option
+		payOpts []payments.Option
+	)
+	if fake {
+		w.clock = &clock{t: testStart}
+		invOpts = append(invOpts, inventory.WithClock(w.clock.now))
+		payOpts = append(payOpts, payments.WithClock(w.clock.now))
+	}
+	w.cat = catalog.New(openShared(t, engine, catalog.Migrations), nil, nil)
+	w.pr = pricing.New(openShared(t, engine, pricing.Migrations), nil, nil, pricing.Config{})
+	w.inv = inventory.New(openShared(t, engine, inventory.Migrations), nil, nil, inventory.Config{}, invOpts...)
+	w.carts = cart.New(openShared(t, engine, cart.Migrations), nil, nil, w.cat, w.pr, cart.Config{})
+	w.tp = payments.NewTestProvider(10 * time.Millisecond)
+	var err error
+	w.pay, err = payments.New(openShared(t, engine, payments.Migrations), nil, nil,
+		payments.Config{Timeout: 100 * time.Millisecond, ProviderMaxAttempts: 1, TestProviderSlowDelay: 10 * time.Millisecond,
+			BreakerFailureThreshold: 1000}, // tok_timeout tests must not open the shared provider's breaker
+		append(payOpts, payments.WithProvider(w.tp))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = w.pr.CreateTaxRate(bg, pricing.TaxRateInput{Country: "NL", RateBps: 2100, Name: "BTW"}); err != nil {
+		t.Fatal(err)
+	}
+	if w.method, err = w.pr.CreateShippingMethod(bg, pricing.ShippingMethodInput{Name: "Standard", Countries: []string{"NL"},
+		Rates: []pricing.ShippingRate{{Currency: "EUR", Amount: 495}}}); err != nil {
+		t.Fatal(err)
+	}
+	if w.list, err = w.pr.CreatePriceList(bg, pricing.PriceListInput{Name: "EUR retail", Currency: "EUR", PricesIncludeTax: true,
+		Prices: []pricing.Price{}}); err != nil {
+		t.Fatal(err)
+	}
+	if w.loc, err = w.inv.CreateLocation(bg, inventory.LocationInput{Code: "DC", Name: "Warehouse"}); err != nil {
+		t.Fatal(err)
+	}
+	worlds[key] = w
+	return w
+}
+
+// env is the orders service, on a database of its own, with a world's
+// real participants.
+type env struct {
+	*world
+	t     testing.TB
+	db    *store.DB
+	s     *Service
+	cfg   Config
+	deps  Deps
+	wrap  func(Deps) Deps
+	fake  bool
+	hooks hooks
+	ns    string                     // suffix of this env's SKUs and codes
+	base  map[payments.Operation]int // the provider's totals when the env began
+
 	mu       sync.Mutex
-	list     pricing.PriceList
-	prices   []pricing.Price
-	variants map[string]string // SKU → variant id
+	variants map[string]string // SKU (as the test names it) → variant id
 	stops    []func()
 }
 
@@ -88,8 +216,8 @@ type envOption func(*env)
 // withConfig sets the orders' Config (merged over the test defaults).
 func withConfig(f func(c *Config)) envOption { return func(e *env) { f(&e.cfg) } }
 
-// withFakeClock gives every service the env's settable clock.
-func withFakeClock() envOption { return func(e *env) { e.clock = &clock{t: testStart} } }
+// withFakeClock puts the env on its world's settable clock.
+func withFakeClock() envOption { return func(e *env) { e.fake = true } }
 
 // withDeps wraps the real participants (to make them fail).
 func withDeps(wrap func(real Deps) Deps) envOption {
@@ -109,43 +237,24 @@ func testConfig() Config {
 	}
 }
 
-// newEnv builds the participants and the orders service, and runs its
-// executor until the test ends.
+// newEnv makes an orders service on a fresh database, with the engine's
+// shared participants, and runs its executor until the test ends.
 func newEnv(t testing.TB, engine store.Engine, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, engine: engine, cfg: testConfig(), variants: map[string]string{}}
+	e := &env{t: t, cfg: testConfig(), variants: map[string]string{}, ns: fmt.Sprint(envSeq.Add(1))}
 	for _, o := range opts {
 		o(e)
 	}
-	open := func(ms ...store.Migrations) *store.DB {
-		return storetest.MustOpen(t, engine, append([]store.Migrations{bus.Migrations}, ms...)...)
-	}
-	var (
-		invOpts []inventory.Option
-		payOpts = []payments.Option{}
-	)
-	if e.clock != nil {
-		invOpts = append(invOpts, inventory.WithClock(e.clock.now))
-		payOpts = append(payOpts, payments.WithClock(e.clock.now))
-	}
-	e.cat = catalog.New(open(catalog.Migrations), nil, nil)
-	e.pr = pricing.New(open(pricing.Migrations), nil, nil, pricing.Config{})
-	e.inv = inventory.New(open(inventory.Migrations), nil, nil, inventory.Config{}, invOpts...)
-	e.carts = cart.New(open(cart.Migrations), nil, nil, e.cat, e.pr, cart.Config{})
-	e.tp = payments.NewTestProvider(10 * time.Millisecond)
-	var err error
-	e.pay, err = payments.New(open(payments.Migrations), nil, nil,
-		payments.Config{Timeout: 100 * time.Millisecond, ProviderMaxAttempts: 1, TestProviderSlowDelay: 10 * time.Millisecond},
-		append(payOpts, payments.WithProvider(e.tp))...)
-	if err != nil {
-		t.Fatal(err)
+	e.world = worldFor(t, engine, e.fake)
+	e.base = map[payments.Operation]int{}
+	for _, op := range []payments.Operation{payments.OpAuthorize, payments.OpCapture, payments.OpVoid, payments.OpRefund} {
+		e.base[op] = e.tp.Total(op)
 	}
 	e.deps = Deps{Carts: e.carts, Pricing: e.pr, Inventory: e.inv, Payments: e.pay}
 	if e.wrap != nil {
 		e.deps = e.wrap(e.deps)
 	}
 	e.db = storetest.MustOpen(t, engine, testMigrations...)
-	e.seed()
 	e.s = e.newService()
 	e.start(e.s)
 	return e
@@ -186,47 +295,34 @@ func (e *env) start(s *Service) (stop func()) {
 	return stop
 }
 
-// seed makes the shop: NL tax, a shipping method, a EUR price list and a
-// stock location.
-func (e *env) seed() {
-	t := e.t
-	t.Helper()
-	var err error
-	if _, err = e.pr.CreateTaxRate(bg, pricing.TaxRateInput{Country: "NL", RateBps: 2100, Name: "BTW"}); err != nil {
-		t.Fatal(err)
-	}
-	if e.method, err = e.pr.CreateShippingMethod(bg, pricing.ShippingMethodInput{Name: "Standard", Countries: []string{"NL"},
-		Rates: []pricing.ShippingRate{{Currency: "EUR", Amount: 495}}}); err != nil {
-		t.Fatal(err)
-	}
-	if e.list, err = e.pr.CreatePriceList(bg, pricing.PriceListInput{Name: "EUR retail", Currency: "EUR", PricesIncludeTax: true,
-		Prices: []pricing.Price{}}); err != nil {
-		t.Fatal(err)
-	}
-	if e.loc, err = e.inv.CreateLocation(bg, inventory.LocationInput{Code: "DC", Name: "Warehouse"}); err != nil {
-		t.Fatal(err)
-	}
-}
+// sku is the env's own name of the SKU the test calls name.
+func (e *env) sku(name string) string { return name + "-" + e.ns }
+
+// code is the env's own voucher code of the one the test calls name.
+func (e *env) code(name string) string { return name + e.ns }
 
 // MustProduct adds a published product with one variant of the SKU,
 // priced (minor units, tax included) and stocked.
 func (e *env) MustProduct(t testing.TB, sku string, price, stock int64) string {
 	t.Helper()
 	p, err := e.cat.CreateProduct(bg, catalog.ProductInput{Title: "Product " + sku, Status: catalog.StatusPublished,
-		Variants: []catalog.VariantInput{{SKU: sku}}})
+		Variants: []catalog.VariantInput{{SKU: e.sku(sku)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	variant := p.Variants[0].ID
 	e.mu.Lock()
-	e.prices = append(e.prices, pricing.Price{VariantID: variant, Amount: price})
-	prices := append([]pricing.Price(nil), e.prices...)
 	e.variants[sku] = variant
 	e.mu.Unlock()
-	if _, err := e.pr.UpdatePriceList(bg, e.list.ID, pricing.PriceListPatch{Prices: &prices}, 0); err != nil {
+	e.world.mu.Lock()
+	e.prices = append(e.prices, pricing.Price{VariantID: variant, Amount: price})
+	prices := append([]pricing.Price(nil), e.prices...)
+	_, err = e.pr.UpdatePriceList(bg, e.list.ID, pricing.PriceListPatch{Prices: &prices}, 0)
+	e.world.mu.Unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.inv.SetLevel(bg, sku, e.loc.ID, inventory.LevelInput{OnHand: stock}, 0); err != nil {
+	if _, err := e.inv.SetLevel(bg, e.sku(sku), e.loc.ID, inventory.LevelInput{OnHand: stock}, 0); err != nil {
 		t.Fatal(err)
 	}
 	return variant
@@ -236,7 +332,7 @@ func (e *env) MustProduct(t testing.TB, sku string, price, stock int64) string {
 func (e *env) MustVoucher(t testing.TB, code string, limit int64) pricing.Promotion {
 	t.Helper()
 	p, err := e.pr.CreatePromotion(bg, pricing.PromotionInput{Name: "Voucher " + code, Type: pricing.TypePercentage,
-		Value: &pricing.PromotionValue{Percent: 10}, Target: pricing.TargetOrder, Codes: []string{code}, UsageLimit: &limit})
+		Value: &pricing.PromotionValue{Percent: 10}, Target: pricing.TargetOrder, Codes: []string{e.code(code)}, UsageLimit: &limit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +355,7 @@ func (e *env) voucherUsed(t testing.TB, promoID string) int64 {
 // stock returns a SKU's stock.
 func (e *env) stock(t testing.TB, sku string) inventory.StockItem {
 	t.Helper()
-	it, err := e.inv.GetStock(bg, sku)
+	it, err := e.inv.GetStock(bg, e.sku(sku))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +421,7 @@ func (e *env) MustCart(t testing.TB, spec cartSpec) shopper {
 		}
 	}
 	for _, code := range spec.codes {
-		if _, err := e.carts.AddCode(bg, c, created.ID, code, 0); err != nil {
+		if _, err := e.carts.AddCode(bg, c, created.ID, e.code(code), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -404,8 +500,11 @@ func countRows(t testing.TB, db *store.DB, query string, args ...any) int {
 
 // authorizations and captures are the test provider's counters: how often
 // money actually moved.
-func (e *env) authorizations() int { return e.tp.Total(payments.OpAuthorize) }
-func (e *env) captures() int       { return e.tp.Total(payments.OpCapture) }
+func (e *env) authorizations() int { return e.total(payments.OpAuthorize) }
+func (e *env) captures() int       { return e.total(payments.OpCapture) }
+
+// total is how often the provider did op for this env.
+func (e *env) total(op payments.Operation) int { return e.tp.Total(op) - e.base[op] }
 
 // awaitDone waits (real time, bounded) until the saga is done.
 func (e *env) awaitDone(t testing.TB, orderID string) Order {
@@ -430,24 +529,34 @@ func (e *env) awaitDone(t testing.TB, orderID string) Order {
 	}
 }
 
-// drive moves the fake clock on by step and kicks the saga until it is
-// done (at most n times).
+// drive runs the saga on the fake clock until it is done: whenever it
+// waits for its next attempt it moves the clock on by step (so attempts
+// happen step apart), and kicks it when it is due.
 func (e *env) drive(t testing.TB, s *Service, orderID string, step time.Duration, n int) Order {
 	t.Helper()
-	for range n {
+	for range 100 * n {
 		g, err := getSaga(bg, e.db, orderID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if g.status == sagaDone {
+		now := e.clock.now()
+		switch {
+		case g.status == sagaDone:
 			return e.awaitDone(t, orderID)
+		case g.leaseOwner != "" && g.leaseUntil.After(now):
+			time.Sleep(time.Millisecond) // a worker is on it
+		case g.nextAttemptAt.After(now):
+			if n--; n < 0 {
+				t.Fatalf("saga of %s still %s at step %s", orderID, g.status, g.step)
+			}
+			e.clock.advance(step)
+		default:
+			s.kick(orderID)
+			time.Sleep(time.Millisecond)
 		}
-		e.clock.advance(step)
-		s.kick(orderID)
-		time.Sleep(2 * time.Millisecond)
 	}
 	g, _ := getSaga(bg, e.db, orderID)
-	t.Fatalf("saga of %s still %s at step %s after %d kicks", orderID, g.status, g.step, n)
+	t.Fatalf("saga of %s still %s at step %s", orderID, g.status, g.step)
 	return Order{}
 }
 

@@ -201,6 +201,10 @@ func (s *Service) kick(orderID string) {
 	}
 }
 
+// awaitPoll is how often a waiting request reads its saga, for sagas that
+// finish in another process (one that finishes here wakes it at once).
+const awaitPoll = 250 * time.Millisecond
+
 // await waits, up to budget, until the order's saga is done, and returns
 // the order as it is then. A cancelled order comes with the error a client
 // is told (its reason as the code). The saga finishing in this process
@@ -210,7 +214,7 @@ func (s *Service) await(ctx context.Context, orderID string, budget time.Duratio
 	defer stop()
 	timer := time.NewTimer(budget)
 	defer timer.Stop()
-	poll := time.NewTicker(min(s.cfg.PollInterval, 250*time.Millisecond))
+	poll := time.NewTicker(awaitPoll)
 	defer poll.Stop()
 	for {
 		g, err := getSaga(ctx, s.db, orderID)
