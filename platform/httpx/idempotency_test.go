@@ -13,30 +13,14 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/clocktest"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
 )
 
-// fakeClock is a settable clock for TTL and lock-timeout tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Now().UTC().Truncate(time.Millisecond)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock returns a test clock that moves only when told.
+func newClock() *clocktest.Clock { return clocktest.New(time.Now().UTC().Truncate(time.Millisecond)) }
 
 // creator is a POST handler that counts its runs and answers 201 with a new
 // cart id, a Location and an ETag, echoing the body it read.

@@ -160,8 +160,8 @@ func testClientContract(t *testing.T, e *env, c Client) {
 		apperrtest.Want(t, err, apperr.NotFound)
 
 		idle, idleShopper := e.MustCreate(t, Caller{})
-		e.clock.advance(DefaultAnonymousIdleTTL)
-		defer e.clock.advance(-DefaultAnonymousIdleTTL)
+		e.clock.Advance(DefaultAnonymousIdleTTL)
+		defer e.clock.Advance(-DefaultAnonymousIdleTTL)
 		_, err = c.GetForCheckout(bg, idle.ID)
 		apperrtest.Want(t, err, apperr.NotFound)
 		_, err = c.CheckoutView(bg, idle.ID, idleShopper)

@@ -11,6 +11,7 @@ import (
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/clocktest"
 	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
@@ -233,24 +234,6 @@ func (f *fakePricing) CheckCode(_ context.Context, code, currency, customerID st
 	return nil
 }
 
-// clock is a settable clock for the service.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is a cart service on fakes, with a catalogue of three priced
 // variants (shirt, mug, lamp: 2999, 1250, 8900 EUR).
 type env struct {
@@ -258,7 +241,7 @@ type env struct {
 	db               *store.DB
 	cat              *fakeCatalog
 	pr               *fakePricing
-	clock            *clock
+	clock            *clocktest.Clock
 	shirt, mug, lamp catalog.VariantRef
 }
 
@@ -266,9 +249,9 @@ var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
 func newEnv(t testing.TB, db *store.DB, cfg Config) *env {
 	t.Helper()
-	e := &env{db: db, cat: newFakeCatalog(), pr: newFakePricing(), clock: &clock{t: testStart}}
+	e := &env{db: db, cat: newFakeCatalog(), pr: newFakePricing(), clock: clocktest.New(testStart)}
 	e.s = New(db, bus.NewOutbox(nil), nil, e.cat, e.pr, cfg)
-	e.s.now = e.clock.now
+	e.s.now = e.clock.Now
 	e.shirt, e.mug, e.lamp = e.cat.add("LIN-M"), e.cat.add("MUG-1"), e.cat.add("LAMP-1")
 	e.pr.setPrice("EUR", e.shirt.ID, 2999)
 	e.pr.setPrice("EUR", e.mug.ID, 1250)

@@ -139,14 +139,14 @@ func TestMergeOnLogin(t *testing.T) {
 		t.Run("binds the cart when the customer has none", func(t *testing.T) {
 			src, shopper := e.MustCreate(t, Caller{})
 			e.MustAdd(t, shopper, src.ID, e.shirt.ID, 2)
-			e.clock.advance(time.Hour)
+			e.clock.Advance(time.Hour)
 			login := Caller{CartToken: shopper.CartToken, Principal: customer("cus_bind").Principal}
 			got, err := e.s.Merge(bg, login, src.ID, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got.ID != src.ID || got.CustomerID == nil || *got.CustomerID != "cus_bind" || got.Version != 3 ||
-				!got.ExpiresAt.Equal(e.clock.now().Add(DefaultIdleTTL)) || quantities(got)[e.shirt.ID] != 2 {
+				!got.ExpiresAt.Equal(e.clock.Now().Add(DefaultIdleTTL)) || quantities(got)[e.shirt.ID] != 2 {
 				t.Fatalf("bound = %+v", got)
 			}
 			// Now the customer's: their token opens it, the cart token alone no longer does.
@@ -805,16 +805,16 @@ func TestExpiry(t *testing.T) {
 		anonCart, shopper := e.MustCreate(t, Caller{})
 		custCart, ada := e.MustCreate(t, customer("cus_exp"))
 
-		e.clock.advance(6 * 24 * time.Hour)
+		e.clock.Advance(6 * 24 * time.Hour)
 		got := e.MustAdd(t, shopper, anonCart.ID, e.mug.ID, 1) // pushes the expiry
-		if want := e.clock.now().Add(DefaultAnonymousIdleTTL); !got.ExpiresAt.Equal(want) {
+		if want := e.clock.Now().Add(DefaultAnonymousIdleTTL); !got.ExpiresAt.Equal(want) {
 			t.Fatalf("expires_at = %v, want %v", got.ExpiresAt, want)
 		}
-		if n, err := e.s.ExpireStale(bg, e.clock.now()); err != nil || n != 0 {
+		if n, err := e.s.ExpireStale(bg, e.clock.Now()); err != nil || n != 0 {
 			t.Fatalf("ExpireStale = %d, %v; nothing is due", n, err)
 		}
 		e.MustGet(t, shopper, anonCart.ID) // reads do not push it
-		e.clock.advance(DefaultAnonymousIdleTTL)
+		e.clock.Advance(DefaultAnonymousIdleTTL)
 
 		// Due: reads and writes see nothing even before the sweep.
 		_, err := e.s.Get(bg, shopper, anonCart.ID)
@@ -823,18 +823,18 @@ func TestExpiry(t *testing.T) {
 		apperrtest.Want(t, err, apperr.NotFound)
 		e.MustGet(t, ada, custCart.ID) // 13 days idle: a customer cart lives 30
 
-		n, err := e.s.ExpireStale(bg, e.clock.now())
+		n, err := e.s.ExpireStale(bg, e.clock.Now())
 		if err != nil || n != 1 {
 			t.Fatalf("ExpireStale = %d, %v; want 1", n, err)
 		}
-		if n, _ := e.s.ExpireStale(bg, e.clock.now()); n != 0 {
+		if n, _ := e.s.ExpireStale(bg, e.clock.Now()); n != 0 {
 			t.Fatalf("a second sweep expired %d", n)
 		}
 		admin, err := e.s.AdminGet(bg, anonCart.ID)
 		if err != nil || admin.Status != StatusExpired {
 			t.Fatalf("AdminGet = %+v, %v", admin, err)
 		}
-		e.clock.advance(DefaultIdleTTL)
+		e.clock.Advance(DefaultIdleTTL)
 		_, err = e.s.Get(bg, ada, custCart.ID)
 		apperrtest.Want(t, err, apperr.NotFound)
 	})
@@ -848,7 +848,7 @@ func TestExpireStaleConcurrently(t *testing.T) {
 	}
 	runStores(t, func(t *testing.T, e *env) {
 		const carts = expiryBatch + 37
-		now := e.clock.now()
+		now := e.clock.Now()
 		for i := range carts {
 			r := record{ID: id.New(cartPrefix), Currency: "EUR", Status: StatusActive, TokenDigest: tokenDigest("t"), Items: []line{}, Codes: []string{},
 				Version: 1, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Duration(i) * time.Second)}
@@ -885,7 +885,7 @@ func TestExpireStaleConcurrently(t *testing.T) {
 func TestRunSweeps(t *testing.T) {
 	e := MustNewSQLiteEnv(t, Config{ExpiryInterval: 100 * time.Millisecond})
 	cart, c := e.MustCreate(t, Caller{})
-	e.clock.advance(DefaultAnonymousIdleTTL)
+	e.clock.Advance(DefaultAnonymousIdleTTL)
 	runCtx, cancel := context.WithCancel(bg)
 	done := make(chan error, 1)
 	go func() { done <- e.s.Run(runCtx) }()

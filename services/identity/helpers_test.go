@@ -13,6 +13,7 @@ import (
 
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/clocktest"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -24,26 +25,9 @@ var testMigrations = []store.Migrations{bus.Migrations, Migrations}
 // testPassword passes the password policy.
 const testPassword = "correct-horse-battery"
 
-// testClock is a clock tests move by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{t: time.Date(2026, 11, 21, 21, 48, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newTestClock returns a test clock that moves only when told.
+func newTestClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 11, 21, 21, 48, 0, 0, time.UTC))
 }
 
 // logBuffer collects log output; it is safe for concurrent use.
@@ -67,7 +51,7 @@ func (b *logBuffer) String() string {
 // testEnv is a service on a fresh database with a hand-moved clock.
 type testEnv struct {
 	s     *Service
-	clock *testClock
+	clock *clocktest.Clock
 	logs  *logBuffer
 }
 

@@ -2,11 +2,11 @@ package inventory
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/clocktest"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
 )
@@ -28,24 +28,9 @@ func MustNewSQLiteService(t testing.TB, opts ...Option) *Service {
 	return New(storetest.MustOpen(t, store.SQLite, testMigrations...), bus.NewOutbox(nil), nil, Config{}, opts...)
 }
 
-// clock is a test clock that moves only when told.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock returns a test clock that moves only when told.
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC))
 }
 
 func MustCreateLocation(t testing.TB, s *Service, code string, priority int) Location {

@@ -5,13 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/bus/bustest"
+	"github.com/soukhq/souk/platform/clocktest"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -31,7 +31,7 @@ func testConfig() Config {
 type fixture struct {
 	*Service
 	tp    *TestProvider
-	clock *clock
+	clock *clocktest.Clock
 }
 
 // newFixture returns payments on db with the test provider as primary.
@@ -69,24 +69,9 @@ func MustNewSQLiteWith(t testing.TB, cfg Config, opts ...Option) fixture {
 	return newFixture(t, storetest.MustOpen(t, store.SQLite, testMigrations...), cfg, opts...)
 }
 
-// clock is a test clock that moves only when told.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock returns a test clock that moves only when told.
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC))
 }
 
 func eur(amount int64) money.Money { return money.New(amount, "EUR") }
