@@ -11,6 +11,7 @@ import (
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
 	"github.com/soukhq/souk/services/cart"
@@ -324,6 +325,42 @@ func TestSafeRetries(t *testing.T) {
 		})
 	})
 }
+
+// TestOneLiveOrderPerCart: the database itself refuses a second live
+// order of a cart (the partial unique index), whatever races the
+// application-level check; a cancelled order frees the cart.
+func TestOneLiveOrderPerCart(t *testing.T) {
+	engines(t, func(t *testing.T, engine store.Engine) {
+		db := storetest.MustOpen(t, engine, testMigrations...)
+		order := func(status Status) record {
+			now := time.Now().UTC().Truncate(time.Microsecond)
+			return record{Order: Order{ID: newOrderID(), Status: status, CartID: "cart_01JD3Q0000000000000000000A", Email: "a@b.c",
+				Currency: "EUR", Items: []Item{}, DiscountCodes: []string{}, Promotions: []Promotion{}, Subtotal: eur(0), DiscountTotal: eur(0),
+				ShippingTotal: eur(0), TaxTotal: eur(0), Total: eur(0), Payment: Payment{CapturePolicy: CaptureOnConfirmation},
+				Version: 1, CreatedAt: now, UpdatedAt: now}}
+		}
+		insert := func(r record) error {
+			return db.InTx(bg, func(tx *store.Tx) error { return insertOrder(bg, tx, r) })
+		}
+		if err := insert(order(StatusCancelled)); err != nil {
+			t.Fatal(err)
+		}
+		if err := insert(order(StatusPending)); err != nil {
+			t.Fatal(err)
+		}
+		if err := insert(order(StatusPending)); !store.IsUniqueViolation(err) {
+			t.Fatalf("a second live order of the cart: %v", err)
+		}
+		if err := insert(order(StatusConfirmed)); !store.IsUniqueViolation(err) {
+			t.Fatalf("a second live order of the cart: %v", err)
+		}
+		if err := insert(order(StatusCancelled)); err != nil {
+			t.Fatalf("another cancelled order: %v", err)
+		}
+	})
+}
+
+func newOrderID() string { return id.New(orderPrefix) }
 
 // concurrently runs f n times at once and returns the results.
 func concurrently(n int, f func() int) []int {

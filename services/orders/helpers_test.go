@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -471,19 +472,14 @@ func wantErr(t testing.TB, err error, code apperr.Code, fields ...string) {
 }
 
 func fieldsOf(err error) []string {
-	var out []string
-	for e := err; e != nil; {
-		if ae, ok := e.(*apperr.Error); ok {
-			for _, f := range ae.Fields {
-				out = append(out, f.Field)
-			}
-			return out
+	var (
+		ae  *apperr.Error
+		out []string
+	)
+	if errors.As(err, &ae) {
+		for _, f := range ae.Fields {
+			out = append(out, f.Field)
 		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			return out
-		}
-		e = u.Unwrap()
 	}
 	return out
 }

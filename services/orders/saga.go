@@ -837,7 +837,7 @@ func (ex *execution) undo(ctx context.Context, step string) result {
 			if err != nil {
 				return result{err: err}
 			}
-			return result{note: "captured payment refunded", order: ex.cancelRefund(amount)}
+			return result{note: "captured payment refunded", order: ex.cancelRefund(p.Captured, amount)}
 		}
 		return result{skipped: true, note: "payment is " + string(p.Status)}
 
@@ -874,8 +874,10 @@ func (ex *execution) undo(ctx context.Context, step string) result {
 	return result{err: fmt.Errorf("unknown compensation %q", step)}
 }
 
-// cancelRefund records the refund of a cancelled order's captured payment.
-func (ex *execution) cancelRefund(amount money.Money) func(context.Context, *store.Tx, *record) error {
+// cancelRefund records the refund of a cancelled order's captured payment
+// (captured as payments knows it: a capture whose answer was lost was
+// never recorded here).
+func (ex *execution) cancelRefund(captured, amount money.Money) func(context.Context, *store.Tx, *record) error {
 	return func(ctx context.Context, tx *store.Tx, r *record) error {
 		key := opKey(r.ID, opCancelRefund)
 		if _, found, err := refundByKey(ctx, tx, r.ID, key, r.Currency); err != nil || found {
@@ -887,6 +889,7 @@ func (ex *execution) cancelRefund(amount money.Money) func(context.Context, *sto
 		if err := insertRefund(ctx, tx, rf); err != nil {
 			return err
 		}
+		r.capturedAmt = max(r.capturedAmt, captured.Amount)
 		r.refundedAmt = min(r.refundedAmt+amount.Amount, r.capturedAmt-r.pendingAmt)
 		return nil
 	}

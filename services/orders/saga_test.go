@@ -28,9 +28,14 @@ func crashOnce(step string) (func(orderID, step string) bool, *atomic.Bool) {
 // resumeAfterCrash places an order with a first Service whose worker dies
 // at the hook, then starts a second Service on the same database once the
 // first one's lease has expired, and returns the order it finishes.
-func resumeAfterCrash(t *testing.T, engine store.Engine, h hooks, crashed *atomic.Bool) (*env, Order, shopper) {
+func resumeAfterCrash(t *testing.T, engine store.Engine, h hooks, crashed *atomic.Bool, counting *countingPayments) (*env, Order, shopper) {
 	t.Helper()
-	e := newEnv(t, engine, withFakeClock(), withTestHooks(h), withConfig(func(c *Config) { c.WaitBudget = 50 * time.Millisecond }))
+	e := newEnv(t, engine, withFakeClock(), withTestHooks(h), withConfig(func(c *Config) { c.WaitBudget = 50 * time.Millisecond }),
+		withDeps(func(d Deps) Deps {
+			counting.PaymentsClient = d.Payments
+			d.Payments = counting
+			return d
+		}))
 	e.MustProduct(t, "SKU-1", 1000, 10)
 	e.MustVoucher(t, "TEN", 10)
 	sh := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 2}, codes: []string{"TEN"}})
@@ -68,7 +73,7 @@ func TestResumeAfterCrash(t *testing.T) {
 		for _, step := range forwardSteps[:len(forwardSteps)-1] {
 			t.Run("after "+step, func(t *testing.T) {
 				hook, crashed := crashOnce(step)
-				e, o, _ := resumeAfterCrash(t, engine, hooks{afterSave: hook}, crashed)
+				e, o, _ := resumeAfterCrash(t, engine, hooks{afterSave: hook}, crashed, &countingPayments{})
 				if !crashed.Load() || o.Status != StatusConfirmed {
 					t.Fatalf("crashed %v, order %s", crashed.Load(), o.Status)
 				}
@@ -95,13 +100,17 @@ func TestAmbiguousCrash(t *testing.T) {
 		for _, step := range forwardSteps {
 			t.Run("after calling "+step, func(t *testing.T) {
 				hook, crashed := crashOnce(step)
-				e, o, sh := resumeAfterCrash(t, engine, hooks{afterCall: hook}, crashed)
+				counting := &countingPayments{}
+				e, o, sh := resumeAfterCrash(t, engine, hooks{afterCall: hook}, crashed, counting)
 				if !crashed.Load() || o.Status != StatusConfirmed {
 					t.Fatalf("crashed %v, order %s", crashed.Load(), o.Status)
 				}
 				wantActedOnce(t, e, o)
 				if n := e.tp.Calls(payments.OpAuthorize, opKey(o.ID, opAuthorize)); n != 1 {
 					t.Fatalf("the provider was asked to authorize %d times", n)
+				}
+				if step == stepAuthorize && counting.byKey.Load() == 0 {
+					t.Fatal("the resumed authorization did not ask payments what its key did (ByKey)")
 				}
 				co, err := e.carts.GetForCheckout(bg, sh.cartID)
 				if err != nil || co.OrderID != o.ID {
@@ -137,6 +146,22 @@ func countOf(list []string, s string) int {
 		}
 	}
 	return n
+}
+
+// countingPayments counts the calls orders makes to payments.
+type countingPayments struct {
+	PaymentsClient
+	byKey, authorize atomic.Int64
+}
+
+func (c *countingPayments) ByKey(ctx context.Context, key string) (payments.Payment, error) {
+	c.byKey.Add(1)
+	return c.PaymentsClient.ByKey(ctx, key)
+}
+
+func (c *countingPayments) Authorize(ctx context.Context, req payments.AuthorizeRequest) (payments.Payment, error) {
+	c.authorize.Add(1)
+	return c.PaymentsClient.Authorize(ctx, req)
 }
 
 // flakyInventory answers unavailable while down is set.
