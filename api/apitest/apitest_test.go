@@ -101,3 +101,17 @@ func TestEventSchemas(t *testing.T) {
 		t.Fatal("validated against a schema never compiled")
 	}
 }
+
+func TestRequestAndServe(t *testing.T) {
+	var got *http.Request
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r; w.WriteHeader(http.StatusCreated) })
+	w := apitest.MustServe(t, h, http.StatusCreated, apitest.Request{Method: "POST", Path: "/w?x=1", Body: `{}`, Header: map[string]string{"If-Match": "1"}})
+	if w.Code != http.StatusCreated || got.Method != "POST" || got.URL.String() != "/w?x=1" ||
+		got.Header.Get("Content-Type") != "application/json" || got.Header.Get("If-Match") != "1" {
+		t.Fatalf("served %+v", got)
+	}
+	apitest.Serve(h, apitest.Request{Method: "GET", Path: "/w"})
+	if got.Header.Get("Content-Type") != "" {
+		t.Fatalf("a GET without a body has Content-Type %q", got.Header.Get("Content-Type"))
+	}
+}

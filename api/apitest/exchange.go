@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/soukhq/souk/platform/httpx"
@@ -18,6 +19,55 @@ func Mount(routes []httpx.Route) *http.ServeMux {
 		mux.HandleFunc(r.Pattern(), r.Handler)
 	}
 	return mux
+}
+
+// Request is one HTTP exchange of a test: Build makes it an
+// *http.Request with Body as its JSON body and the headers.
+type Request struct {
+	Method, Path, Body string
+	Header             map[string]string
+}
+
+// Build returns the request to serve: a body, when there is one, as
+// application/json; then the headers.
+func (rq Request) Build() *http.Request {
+	var r *http.Request
+	if rq.Body != "" {
+		r = httptest.NewRequest(rq.Method, rq.Path, strings.NewReader(rq.Body))
+		r.Header.Set("Content-Type", "application/json")
+	} else {
+		r = httptest.NewRequest(rq.Method, rq.Path, nil)
+	}
+	for k, v := range rq.Header {
+		r.Header.Set(k, v)
+	}
+	return r
+}
+
+// Builder describes a request of a test: Request, or a service's own type
+// that adds its credentials.
+type Builder interface {
+	Build() *http.Request
+}
+
+// Serve performs the request against h and returns the response.
+func Serve(h http.Handler, rq Builder) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, rq.Build())
+	return w
+}
+
+// MustServe performs the request against h and fails unless the status
+// is want.
+func MustServe(t testing.TB, h http.Handler, want int, rq Builder) *httptest.ResponseRecorder {
+	t.Helper()
+	req := rq.Build()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != want {
+		t.Fatalf("%s %s = %d, want %d\n%s", req.Method, req.URL, w.Code, want, w.Body)
+	}
+	return w
 }
 
 // MustDecode decodes the response's JSON body into a T.

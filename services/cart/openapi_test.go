@@ -40,7 +40,7 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	c := apitest.MustContract(t)
 	e := MustNewSQLiteEnv(t, Config{})
 	h := mount(e.s.Routes())
-	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.build()) }
+	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.Build()) }
 	invalid := map[string]string{apitest.InvalidRequestHeader: "1"}
 
 	cart := apitest.MustDecode[Cart](t, check(request{method: "POST", path: "/store/carts", body: `{"currency": "EUR", "email": "ada@example.com"}`,
@@ -129,11 +129,11 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rq := request{method: "GET", path: tt.path, token: shopper.CartToken}
-			w := serve(h, rq)
+			w := apitest.Serve(h, rq)
 			if w.Code != http.StatusOK {
 				t.Fatalf("GET %s = %d", tt.path, w.Code)
 			}
-			c.MustRejectDrift(t, rq.build(), w, tt.mutate)
+			c.MustRejectDrift(t, rq.Build(), w, tt.mutate)
 		})
 	}
 }

@@ -3,7 +3,6 @@ package catalog
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -17,34 +16,9 @@ type request struct {
 	header             map[string]string
 }
 
-func (rq request) build() *http.Request {
-	var r *http.Request
-	if rq.body != "" {
-		r = httptest.NewRequest(rq.method, rq.path, strings.NewReader(rq.body))
-		r.Header.Set("Content-Type", "application/json")
-	} else {
-		r = httptest.NewRequest(rq.method, rq.path, nil)
-	}
-	for k, v := range rq.header {
-		r.Header.Set(k, v)
-	}
-	return r
-}
-
-func serve(h http.Handler, rq request) *httptest.ResponseRecorder {
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, rq.build())
-	return w
-}
-
-// MustServe performs the request and fails unless the status is want.
-func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.ResponseRecorder {
-	t.Helper()
-	w := serve(h, rq)
-	if w.Code != want {
-		t.Fatalf("%s %s = %d, want %d\n%s", rq.method, rq.path, w.Code, want, w.Body)
-	}
-	return w
+// Build implements apitest.Builder.
+func (rq request) Build() *http.Request {
+	return apitest.Request{Method: rq.method, Path: rq.path, Body: rq.body, Header: rq.header}.Build()
 }
 
 const linenShirtJSON = `{"title": "Linen Shirt", "description": "Washed linen.", "status": "published",
@@ -57,7 +31,7 @@ func TestHTTPProducts(t *testing.T) {
 	s := MustNewSQLiteService(t)
 	h := apitest.Mount(s.Routes())
 
-	w := MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/products", body: linenShirtJSON})
+	w := apitest.MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/products", body: linenShirtJSON})
 	p := apitest.MustDecode[Product](t, w)
 	if w.Header().Get("ETag") != `"1"` || w.Header().Get("Location") != "/admin/products/"+p.ID {
 		t.Fatalf("headers = %v", w.Header())
@@ -74,53 +48,53 @@ func TestHTTPProducts(t *testing.T) {
 	}
 
 	t.Run("get", func(t *testing.T) {
-		w := MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/products/" + p.ID})
+		w := apitest.MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/products/" + p.ID})
 		if w.Header().Get("ETag") != `"1"` || apitest.MustDecode[Product](t, w).ID != p.ID {
 			t.Fatalf("get: %v %s", w.Header(), w.Body)
 		}
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/products/prod_01JD3Q0000000000000000000A"}), 404, "not_found")
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/products/linen-shirt"}), 404, "not_found")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/admin/products/prod_01JD3Q0000000000000000000A"}), 404, "not_found")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/admin/products/linen-shirt"}), 404, "not_found")
 	})
 
 	t.Run("create errors", func(t *testing.T) {
-		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "X", "bogus": 1}`}), 400, "bad_request", "bogus")
-		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": 5}`}), 400, "bad_request", "title")
-		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "X"`}), 400, "bad_request")
-		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "", "variants": [{"sku": "A"}, {"sku": "bad sku"}]}`}),
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "X", "bogus": 1}`}), 400, "bad_request", "bogus")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/products", body: `{"title": 5}`}), 400, "bad_request", "title")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "X"`}), 400, "bad_request")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "", "variants": [{"sku": "A"}, {"sku": "bad sku"}]}`}),
 			400, "validation_failed", "title", "variants[1].sku")
-		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "Clash", "handle": "linen-shirt"}`}), 409, "conflict", "handle")
-		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "Clash", "variants": [{"sku": "LIN-M"}]}`}), 409, "conflict", "variants[0].sku")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "Clash", "handle": "linen-shirt"}`}), 409, "conflict", "handle")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/products", body: `{"title": "Clash", "variants": [{"sku": "LIN-M"}]}`}), 409, "conflict", "variants[0].sku")
 		r := request{method: "POST", path: "/admin/products", body: `{"title": "X"}`, header: map[string]string{"Content-Type": "text/plain"}}
-		apitest.WantProblem(t, serve(h, r), 415, "unsupported_media_type")
+		apitest.WantProblem(t, apitest.Serve(h, r), 415, "unsupported_media_type")
 	})
 
 	t.Run("patch", func(t *testing.T) {
-		w := MustServe(t, h, http.StatusOK, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Linen Shirt II"}`,
+		w := apitest.MustServe(t, h, http.StatusOK, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Linen Shirt II"}`,
 			header: map[string]string{"If-Match": `"1"`}})
 		if w.Header().Get("ETag") != `"2"` || apitest.MustDecode[Product](t, w).Title != "Linen Shirt II" {
 			t.Fatalf("patch: %v %s", w.Header(), w.Body)
 		}
-		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Stale"}`,
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Stale"}`,
 			header: map[string]string{"If-Match": "1"}}), 409, "version_conflict")
-		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Bad"}`,
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Bad"}`,
 			header: map[string]string{"If-Match": "soon"}}), 400, "bad_request", "If-Match")
-		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"version": 3}`}), 400, "bad_request", "version")
-		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"options": [{"name": "size", "values": []}]}`}),
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"version": 3}`}), 400, "bad_request", "version")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"options": [{"name": "size", "values": []}]}`}),
 			400, "validation_failed", "options[0].values")
-		apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/products/prod_01JD3Q0000000000000000000A", body: `{"title": "X"}`}), 404, "not_found")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "PATCH", path: "/admin/products/prod_01JD3Q0000000000000000000A", body: `{"title": "X"}`}), 404, "not_found")
 	})
 
 	t.Run("lists", func(t *testing.T) {
-		MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/products", body: `{"title": "Hidden Draft", "variants": [{"sku": "HD-1"}]}`})
-		admin := apitest.MustDecode[httpx.Page[Product]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/products?limit=1"}))
+		apitest.MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/products", body: `{"title": "Hidden Draft", "variants": [{"sku": "HD-1"}]}`})
+		admin := apitest.MustDecode[httpx.Page[Product]](t, apitest.MustServe(t, h, 200, request{method: "GET", path: "/admin/products?limit=1"}))
 		if len(admin.Data) != 1 || admin.NextCursor == nil {
 			t.Fatalf("admin page = %+v", admin)
 		}
-		drafts := apitest.MustDecode[httpx.Page[Product]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/products?status=draft"}))
+		drafts := apitest.MustDecode[httpx.Page[Product]](t, apitest.MustServe(t, h, 200, request{method: "GET", path: "/admin/products?status=draft"}))
 		if len(drafts.Data) != 1 || drafts.Data[0].Title != "Hidden Draft" || drafts.NextCursor != nil {
 			t.Fatalf("drafts = %+v", drafts)
 		}
-		w := MustServe(t, h, 200, request{method: "GET", path: "/store/products"})
+		w := apitest.MustServe(t, h, 200, request{method: "GET", path: "/store/products"})
 		if !strings.Contains(w.Body.String(), `"next_cursor":null`) {
 			t.Fatalf("last page must carry next_cursor null: %s", w.Body)
 		}
@@ -128,19 +102,19 @@ func TestHTTPProducts(t *testing.T) {
 		if len(store.Data) != 1 || store.Data[0].ID != p.ID {
 			t.Fatalf("store page = %+v", store)
 		}
-		found := apitest.MustDecode[httpx.Page[Product]](t, MustServe(t, h, 200, request{method: "GET", path: "/store/products?q=linen"}))
+		found := apitest.MustDecode[httpx.Page[Product]](t, apitest.MustServe(t, h, 200, request{method: "GET", path: "/store/products?q=linen"}))
 		if len(found.Data) != 1 {
 			t.Fatalf("search = %+v", found)
 		}
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products?limit=0"}), 400, "validation_failed", "limit")
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products?limit=abc"}), 400, "validation_failed", "limit")
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products?cursor=%25%25"}), 400, "validation_failed", "cursor")
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products?category=nope"}), 400, "validation_failed", "category")
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/products?status=live"}), 400, "validation_failed", "status")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/store/products?limit=0"}), 400, "validation_failed", "limit")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/store/products?limit=abc"}), 400, "validation_failed", "limit")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/store/products?cursor=%25%25"}), 400, "validation_failed", "cursor")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/store/products?category=nope"}), 400, "validation_failed", "category")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/admin/products?status=live"}), 400, "validation_failed", "status")
 	})
 
 	t.Run("store views", func(t *testing.T) {
-		w := MustServe(t, h, 200, request{method: "GET", path: "/store/products/linen-shirt"})
+		w := apitest.MustServe(t, h, 200, request{method: "GET", path: "/store/products/linen-shirt"})
 		var raw map[string]any
 		_ = json.Unmarshal(w.Body.Bytes(), &raw)
 		for _, internal := range []string{"version", "created_at"} {
@@ -149,26 +123,26 @@ func TestHTTPProducts(t *testing.T) {
 			}
 		}
 		sp := apitest.MustDecode[Product](t, w)
-		ref := apitest.MustDecode[VariantRef](t, MustServe(t, h, 200, request{method: "GET", path: "/store/variants/" + sp.Variants[0].ID}))
+		ref := apitest.MustDecode[VariantRef](t, apitest.MustServe(t, h, 200, request{method: "GET", path: "/store/variants/" + sp.Variants[0].ID}))
 		if ref.ProductID != p.ID || ref.SKU != "LIN-S" || ref.ProductStatus != StatusPublished || ref.ProductHandle != "linen-shirt" {
 			t.Fatalf("variant ref = %+v", ref)
 		}
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products/hidden-draft"}), 404, "not_found")
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/variants/var_01JD3Q0000000000000000000A"}), 404, "not_found")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/store/products/hidden-draft"}), 404, "not_found")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/store/variants/var_01JD3Q0000000000000000000A"}), 404, "not_found")
 	})
 
 	t.Run("delete", func(t *testing.T) {
-		apitest.WantProblem(t, serve(h, request{method: "DELETE", path: "/admin/products/" + p.ID, header: map[string]string{"If-Match": "1"}}), 409, "version_conflict")
-		w := MustServe(t, h, http.StatusNoContent, request{method: "DELETE", path: "/admin/products/" + p.ID})
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "DELETE", path: "/admin/products/" + p.ID, header: map[string]string{"If-Match": "1"}}), 409, "version_conflict")
+		w := apitest.MustServe(t, h, http.StatusNoContent, request{method: "DELETE", path: "/admin/products/" + p.ID})
 		if w.Body.Len() != 0 {
 			t.Fatalf("204 with a body: %s", w.Body)
 		}
-		got := apitest.MustDecode[Product](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/products/" + p.ID}))
+		got := apitest.MustDecode[Product](t, apitest.MustServe(t, h, 200, request{method: "GET", path: "/admin/products/" + p.ID}))
 		if got.Status != StatusArchived {
 			t.Fatalf("status after DELETE = %s", got.Status)
 		}
-		apitest.WantProblem(t, serve(h, request{method: "GET", path: "/store/products/" + p.ID}), 404, "not_found")
-		apitest.WantProblem(t, serve(h, request{method: "DELETE", path: "/admin/products/prod_01JD3Q0000000000000000000A"}), 404, "not_found")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/store/products/" + p.ID}), 404, "not_found")
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "DELETE", path: "/admin/products/prod_01JD3Q0000000000000000000A"}), 404, "not_found")
 	})
 }
 
@@ -176,41 +150,41 @@ func TestHTTPCategories(t *testing.T) {
 	s := MustNewSQLiteService(t)
 	h := apitest.Mount(s.Routes())
 
-	w := MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/categories", body: `{"name": "Apparel"}`})
+	w := apitest.MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/categories", body: `{"name": "Apparel"}`})
 	apparel := apitest.MustDecode[Category](t, w)
 	if w.Header().Get("ETag") != `"1"` || apparel.Handle != "apparel" || apparel.ParentID != nil {
 		t.Fatalf("created = %+v %v", apparel, w.Header())
 	}
-	shirts := apitest.MustDecode[Category](t, MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/categories",
+	shirts := apitest.MustDecode[Category](t, apitest.MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/categories",
 		body: `{"name": "Shirts", "parent_id": "` + apparel.ID + `", "position": 2}`}))
 
-	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/categories", body: `{"name": "X", "parent_id": "cat_01JD3Q0000000000000000000A"}`}),
+	apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/categories", body: `{"name": "X", "parent_id": "cat_01JD3Q0000000000000000000A"}`}),
 		400, "validation_failed", "parent_id")
-	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/categories", body: `{"name": "Apparel", "handle": "apparel"}`}), 409, "conflict", "handle")
-	apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/categories", body: `{"title": "Apparel"}`}), 400, "bad_request", "title")
+	apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/categories", body: `{"name": "Apparel", "handle": "apparel"}`}), 409, "conflict", "handle")
+	apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/categories", body: `{"title": "Apparel"}`}), 400, "bad_request", "title")
 
-	tree := apitest.MustDecode[categoryTree](t, MustServe(t, h, 200, request{method: "GET", path: "/store/categories"}))
+	tree := apitest.MustDecode[categoryTree](t, apitest.MustServe(t, h, 200, request{method: "GET", path: "/store/categories"}))
 	if len(tree.Data) != 1 || len(tree.Data[0].Children) != 1 || tree.Data[0].Children[0].ID != shirts.ID {
 		t.Fatalf("tree = %+v", tree)
 	}
 
-	apitest.WantProblem(t, serve(h, request{method: "PATCH", path: "/admin/categories/" + apparel.ID, body: `{"parent_id": "` + shirts.ID + `"}`}),
+	apitest.WantProblem(t, apitest.Serve(h, request{method: "PATCH", path: "/admin/categories/" + apparel.ID, body: `{"parent_id": "` + shirts.ID + `"}`}),
 		400, "validation_failed", "parent_id")
-	w = MustServe(t, h, 200, request{method: "PATCH", path: "/admin/categories/" + shirts.ID, body: `{"parent_id": null}`,
+	w = apitest.MustServe(t, h, 200, request{method: "PATCH", path: "/admin/categories/" + shirts.ID, body: `{"parent_id": null}`,
 		header: map[string]string{"If-Match": `W/"1"`}})
 	if c := apitest.MustDecode[Category](t, w); c.ParentID != nil || c.Version != 2 || w.Header().Get("ETag") != `"2"` {
 		t.Fatalf("moved = %+v", c)
 	}
-	MustServe(t, h, 200, request{method: "PATCH", path: "/admin/categories/" + shirts.ID, body: `{"parent_id": "` + apparel.ID + `"}`})
-	apitest.WantProblem(t, serve(h, request{method: "DELETE", path: "/admin/categories/" + apparel.ID}), 409, "conflict")
+	apitest.MustServe(t, h, 200, request{method: "PATCH", path: "/admin/categories/" + shirts.ID, body: `{"parent_id": "` + apparel.ID + `"}`})
+	apitest.WantProblem(t, apitest.Serve(h, request{method: "DELETE", path: "/admin/categories/" + apparel.ID}), 409, "conflict")
 
-	page := apitest.MustDecode[httpx.Page[Category]](t, MustServe(t, h, 200, request{method: "GET", path: "/admin/categories?limit=1"}))
+	page := apitest.MustDecode[httpx.Page[Category]](t, apitest.MustServe(t, h, 200, request{method: "GET", path: "/admin/categories?limit=1"}))
 	if len(page.Data) != 1 || page.NextCursor == nil {
 		t.Fatalf("page = %+v", page)
 	}
-	MustServe(t, h, 200, request{method: "GET", path: "/admin/categories/" + shirts.ID})
-	MustServe(t, h, http.StatusNoContent, request{method: "DELETE", path: "/admin/categories/" + shirts.ID})
-	apitest.WantProblem(t, serve(h, request{method: "GET", path: "/admin/categories/" + shirts.ID}), 404, "not_found")
+	apitest.MustServe(t, h, 200, request{method: "GET", path: "/admin/categories/" + shirts.ID})
+	apitest.MustServe(t, h, http.StatusNoContent, request{method: "DELETE", path: "/admin/categories/" + shirts.ID})
+	apitest.WantProblem(t, apitest.Serve(h, request{method: "GET", path: "/admin/categories/" + shirts.ID}), 404, "not_found")
 }
 
 func TestRoutesDeclarePermissions(t *testing.T) {

@@ -38,7 +38,7 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	c := apitest.MustContract(t)
 	s := MustNewSQLiteService(t)
 	h := apitest.Mount(s.Routes())
-	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.build()) }
+	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.Build()) }
 	invalid := map[string]string{apitest.InvalidRequestHeader: "1"}
 
 	cat := apitest.MustDecode[Category](t, check(request{method: "POST", path: "/admin/categories", body: `{"name": "Apparel", "description": "Clothes"}`}))
@@ -83,7 +83,7 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 	c := apitest.MustContract(t)
 	s := MustNewSQLiteService(t)
 	h := apitest.Mount(s.Routes())
-	p := apitest.MustDecode[Product](t, MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/products", body: linenShirtJSON}))
+	p := apitest.MustDecode[Product](t, apitest.MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/products", body: linenShirtJSON}))
 
 	for _, tt := range []struct {
 		name, path string
@@ -102,7 +102,7 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rq := request{method: "GET", path: tt.path}
-			c.MustRejectDrift(t, rq.build(), MustServe(t, h, http.StatusOK, rq), tt.mutate)
+			c.MustRejectDrift(t, rq.Build(), apitest.MustServe(t, h, http.StatusOK, rq), tt.mutate)
 		})
 	}
 }

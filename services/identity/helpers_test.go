@@ -5,12 +5,11 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/clocktest"
@@ -148,14 +147,9 @@ type request struct {
 	remoteAddr         string // default httptest's 192.0.2.1:1234
 }
 
-func (rq request) build() *http.Request {
-	var r *http.Request
-	if rq.body != "" {
-		r = httptest.NewRequest(rq.method, rq.path, strings.NewReader(rq.body))
-		r.Header.Set("Content-Type", "application/json")
-	} else {
-		r = httptest.NewRequest(rq.method, rq.path, nil)
-	}
+// Build implements apitest.Builder.
+func (rq request) Build() *http.Request {
+	r := apitest.Request{Method: rq.method, Path: rq.path, Body: rq.body}.Build()
 	if rq.token != "" {
 		r.Header.Set("Authorization", "Bearer "+rq.token)
 	}
@@ -166,22 +160,6 @@ func (rq request) build() *http.Request {
 		r.RemoteAddr = rq.remoteAddr
 	}
 	return r
-}
-
-func serve(h http.Handler, rq request) *httptest.ResponseRecorder {
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, rq.build())
-	return w
-}
-
-// MustServe performs the request and fails unless the status is want.
-func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.ResponseRecorder {
-	t.Helper()
-	w := serve(h, rq)
-	if w.Code != want {
-		t.Fatalf("%s %s = %d, want %d\n%s", rq.method, rq.path, w.Code, want, w.Body)
-	}
-	return w
 }
 
 // countRows counts rows matching a query.

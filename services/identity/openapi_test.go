@@ -55,7 +55,7 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	e := MustNewSQLiteEnv(t, Config{})
 	s := e.s
 	h := mount(s, s)
-	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.build()) }
+	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.Build()) }
 	invalid := map[string]string{apitest.InvalidRequestHeader: "1"}
 	admin := MustAdminKey(t, s, RoleAdmin)
 	viewer := MustAdminKey(t, s, RoleViewer)
@@ -148,7 +148,7 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 			func(m map[string]any) { m["keys"].([]any)[0].(map[string]any)["d"] = "secret" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c.MustRejectDrift(t, tt.rq.build(), MustServe(t, h, tt.status, tt.rq), tt.mutate)
+			c.MustRejectDrift(t, tt.rq.Build(), apitest.MustServe(t, h, tt.status, tt.rq), tt.mutate)
 		})
 	}
 }

@@ -30,7 +30,7 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	c := apitest.MustContract(t)
 	s := MustNewSQLiteService(t)
 	h := apitest.Mount(s.Routes())
-	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.build()) }
+	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.Build()) }
 	invalid := map[string]string{apitest.InvalidRequestHeader: "1"}
 
 	a := apitest.MustDecode[Location](t, check(request{method: "POST", path: "/admin/stock-locations",
@@ -113,7 +113,7 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rq := request{method: "GET", path: tt.path}
-			c.MustRejectDrift(t, rq.build(), MustServe(t, h, http.StatusOK, rq), tt.mutate)
+			c.MustRejectDrift(t, rq.Build(), apitest.MustServe(t, h, http.StatusOK, rq), tt.mutate)
 		})
 	}
 }

@@ -158,16 +158,16 @@ func TestSwitchProviderOverHTTP(t *testing.T) {
 		cfg.Secondary = "backup"
 		f := newFixture(t, db, cfg, WithProvider(NewTestProvider(time.Millisecond).Named("backup")))
 		h := withPrincipal(apitest.Mount(f.Routes()), auth.Principal{Subject: "key_ops", Kind: auth.KindAPIKey, Role: "admin"})
-		st := apitest.MustDecode[ProviderStatus](t, MustServe(t, h, http.StatusOK, request{method: "POST", path: "/admin/payments/provider",
+		st := apitest.MustDecode[ProviderStatus](t, apitest.MustServe(t, h, http.StatusOK, request{method: "POST", path: "/admin/payments/provider",
 			body: `{"provider": "backup", "reason": "drill"}`}))
 		if st.Active != "backup" || st.Switches[0].Actor != "key_ops" {
 			t.Fatalf("status %+v", st)
 		}
-		got := apitest.MustDecode[ProviderStatus](t, MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/payments/provider"}))
+		got := apitest.MustDecode[ProviderStatus](t, apitest.MustServe(t, h, http.StatusOK, request{method: "GET", path: "/admin/payments/provider"}))
 		if !reflect.DeepEqual(got, st) {
 			t.Fatalf("GET = %+v, POST answered %+v", got, st)
 		}
-		apitest.WantProblem(t, serve(h, request{method: "POST", path: "/admin/payments/provider", body: `{"provider": "paypal", "reason": "x"}`}),
+		apitest.WantProblem(t, apitest.Serve(h, request{method: "POST", path: "/admin/payments/provider", body: `{"provider": "paypal", "reason": "x"}`}),
 			http.StatusBadRequest, "validation_failed", "provider")
 	})
 }

@@ -43,7 +43,7 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	h := withPrincipal(mux, auth.Principal{Subject: "key_orders", Kind: auth.KindAPIKey, Role: "admin"})
 	check := func(rq request) *httptest.ResponseRecorder {
 		t.Helper()
-		req := rq.build()
+		req := rq.Build()
 		_, pattern := mux.Handler(req)
 		if _, path, _ := strings.Cut(pattern, " "); c.MustRoute(t, req).Path != path {
 			t.Fatalf("%s %s: the document routes it to %s, the mux to %s", rq.method, rq.path, c.MustRoute(t, req).Path, path)
@@ -125,7 +125,7 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rq := request{method: "GET", path: tt.path}
-			c.MustRejectDrift(t, rq.build(), MustServe(t, h, http.StatusOK, rq), tt.mutate)
+			c.MustRejectDrift(t, rq.Build(), apitest.MustServe(t, h, http.StatusOK, rq), tt.mutate)
 		})
 	}
 }

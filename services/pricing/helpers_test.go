@@ -3,11 +3,10 @@ package pricing
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -102,32 +101,7 @@ type request struct {
 	header             map[string]string
 }
 
-func (rq request) build() *http.Request {
-	var r *http.Request
-	if rq.body != "" {
-		r = httptest.NewRequest(rq.method, rq.path, strings.NewReader(rq.body))
-		r.Header.Set("Content-Type", "application/json")
-	} else {
-		r = httptest.NewRequest(rq.method, rq.path, nil)
-	}
-	for k, v := range rq.header {
-		r.Header.Set(k, v)
-	}
-	return r
-}
-
-func serve(h http.Handler, rq request) *httptest.ResponseRecorder {
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, rq.build())
-	return w
-}
-
-// MustServe performs the request and fails unless the status is want.
-func MustServe(t testing.TB, h http.Handler, want int, rq request) *httptest.ResponseRecorder {
-	t.Helper()
-	w := serve(h, rq)
-	if w.Code != want {
-		t.Fatalf("%s %s = %d, want %d\n%s", rq.method, rq.path, w.Code, want, w.Body)
-	}
-	return w
+// Build implements apitest.Builder.
+func (rq request) Build() *http.Request {
+	return apitest.Request{Method: rq.method, Path: rq.path, Body: rq.body, Header: rq.header}.Build()
 }

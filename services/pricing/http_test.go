@@ -14,7 +14,7 @@ func TestHTTPErrorsAreProblems(t *testing.T) {
 	h := apitest.Mount(s.Routes())
 	pl := MustCreatePriceList(t, s, PriceListInput{Name: "Retail", Currency: "EUR", Prices: []Price{{varA, 100}}})
 	MustVoucher(t, s, "USED", ptr(int64(1)), nil)
-	MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/pricing/redemptions", body: `{"key": "k", "order_id": "o", "codes": ["USED"]}`})
+	apitest.MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/pricing/redemptions", body: `{"key": "k", "order_id": "o", "codes": ["USED"]}`})
 
 	for _, tt := range []struct {
 		name   string
@@ -44,7 +44,7 @@ func TestHTTPErrorsAreProblems(t *testing.T) {
 		{"prices without currency", request{method: "GET", path: "/admin/pricing/prices?variant_ids=a"}, 400, "validation_failed", []string{"currency"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			apitest.WantProblem(t, serve(h, tt.rq), tt.status, tt.code, tt.fields...)
+			apitest.WantProblem(t, apitest.Serve(h, tt.rq), tt.status, tt.code, tt.fields...)
 		})
 	}
 }
@@ -52,16 +52,16 @@ func TestHTTPErrorsAreProblems(t *testing.T) {
 func TestHTTPWritesSetETagAndLocation(t *testing.T) {
 	s := MustNewSQLiteService(t)
 	h := apitest.Mount(s.Routes())
-	w := MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/shipping-methods", body: `{"name": "Std", "rates": [{"currency": "EUR", "amount": 495}]}`})
+	w := apitest.MustServe(t, h, http.StatusCreated, request{method: "POST", path: "/admin/shipping-methods", body: `{"name": "Std", "rates": [{"currency": "EUR", "amount": 495}]}`})
 	m := apitest.MustDecode[ShippingMethod](t, w)
 	if w.Header().Get("Location") != "/admin/shipping-methods/"+m.ID || w.Header().Get("ETag") != `"1"` {
 		t.Fatalf("headers = %v", w.Header())
 	}
-	w = MustServe(t, h, http.StatusOK, request{method: "PATCH", path: "/admin/shipping-methods/" + m.ID, body: `{"name": "Standard"}`, header: map[string]string{"If-Match": `W/"1"`}})
+	w = apitest.MustServe(t, h, http.StatusOK, request{method: "PATCH", path: "/admin/shipping-methods/" + m.ID, body: `{"name": "Standard"}`, header: map[string]string{"If-Match": `W/"1"`}})
 	if w.Header().Get("ETag") != `"2"` {
 		t.Fatalf("ETag = %q", w.Header().Get("ETag"))
 	}
-	MustServe(t, h, http.StatusNoContent, request{method: "POST", path: "/admin/pricing/redemptions/unknown/release"})
+	apitest.MustServe(t, h, http.StatusNoContent, request{method: "POST", path: "/admin/pricing/redemptions/unknown/release"})
 }
 
 func TestRoutesNameAPermission(t *testing.T) {

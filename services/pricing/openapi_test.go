@@ -28,7 +28,7 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	c := apitest.MustContract(t)
 	s := MustNewSQLiteService(t)
 	h := apitest.Mount(s.Routes())
-	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.build()) }
+	check := func(rq request) *httptest.ResponseRecorder { t.Helper(); return c.Serve(t, h, rq.Build()) }
 	invalid := map[string]string{apitest.InvalidRequestHeader: "1"}
 	ifMatch := func(v string) map[string]string { return map[string]string{"If-Match": v} }
 
@@ -126,11 +126,11 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			w := serve(h, tt.rq)
+			w := apitest.Serve(h, tt.rq)
 			if w.Code != http.StatusOK {
 				t.Fatalf("%d %s", w.Code, w.Body)
 			}
-			c.MustRejectDrift(t, tt.rq.build(), w, tt.mut)
+			c.MustRejectDrift(t, tt.rq.Build(), w, tt.mut)
 		})
 	}
 }
