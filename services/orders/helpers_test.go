@@ -20,6 +20,7 @@ import (
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/clocktest"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
@@ -37,24 +38,6 @@ var bg = context.Background()
 // the idempotency table the gateway's middleware uses in the HTTP tests.
 var testMigrations = []store.Migrations{bus.Migrations, Migrations, httpx.IdempotencyMigrations}
 
-// clock is a settable clock: deadlines, leases and backoffs move with it.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
 // world is a set of real participants — catalogue, pricing, inventory,
@@ -67,7 +50,7 @@ var testStart = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 // counts the provider's work from where it began. Tests never run in
 // parallel, so the shared fake clock only ever moves forward.
 type world struct {
-	clock  *clock // nil: real time
+	clock  *clocktest.Clock // nil: real time
 	cat    *catalog.Service
 	pr     *pricing.Service
 	inv    *inventory.Service
@@ -156,9 +139,9 @@ func worldFor(t testing.TB, engine store.Engine, fake bool) *world {
 		payOpts []payments.Option
 	)
 	if fake {
-		w.clock = &clock{t: testStart}
-		invOpts = append(invOpts, inventory.WithClock(w.clock.now))
-		payOpts = append(payOpts, payments.WithClock(w.clock.now))
+		w.clock = clocktest.New(testStart)
+		invOpts = append(invOpts, inventory.WithClock(w.clock.Now))
+		payOpts = append(payOpts, payments.WithClock(w.clock.Now))
 	}
 	w.cat = catalog.New(openShared(t, engine, catalog.Migrations), nil, nil)
 	w.pr = pricing.New(openShared(t, engine, pricing.Migrations), nil, nil, pricing.Config{})
@@ -267,7 +250,7 @@ func (e *env) newService() *Service {
 	e.t.Helper()
 	var opts []Option
 	if e.clock != nil {
-		opts = append(opts, WithClock(e.clock.now))
+		opts = append(opts, WithClock(e.clock.Now))
 	}
 	opts = append(opts, withHooks(e.hooks))
 	s, err := New(e.db, nil, nil, e.cfg, e.deps, opts...)
@@ -535,7 +518,7 @@ func (e *env) drive(t testing.TB, s *Service, orderID string, step time.Duration
 		if err != nil {
 			t.Fatal(err)
 		}
-		now := e.clock.now()
+		now := e.clock.Now()
 		switch {
 		case g.status == sagaDone:
 			return e.awaitDone(t, orderID)
@@ -545,7 +528,7 @@ func (e *env) drive(t testing.TB, s *Service, orderID string, step time.Duration
 			if n--; n < 0 {
 				t.Fatalf("saga of %s still %s at step %s", orderID, g.status, g.step)
 			}
-			e.clock.advance(step)
+			e.clock.Advance(step)
 		default:
 			s.kick(orderID)
 			time.Sleep(time.Millisecond)

@@ -1,110 +1,44 @@
 package orders
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/legacy"
-
-	"github.com/soukhq/souk/api"
+	"github.com/soukhq/souk/api/apitest"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/services/payments"
 )
 
-// MustLoadOpenAPI loads and validates the merged OpenAPI document and
-// returns it with a router over its operations.
-func MustLoadOpenAPI(t testing.TB) (*openapi3.T, routers.Router) {
-	t.Helper()
-	doc, err := api.LoadOpenAPI()
-	if err != nil {
-		t.Fatal(err)
-	}
-	router, err := legacy.NewRouter(doc)
-	if err != nil {
-		t.Fatalf("router: %v", err)
-	}
-	return doc, router
-}
-
-// contractChecker validates requests and responses of a handler against
-// the OpenAPI document.
+// contractChecker performs the test's requests against a handler and
+// checks every exchange against the OpenAPI document.
 type contractChecker struct {
-	t       *testing.T
-	router  routers.Router
-	handler http.Handler
+	t        *testing.T
+	contract *apitest.Contract
+	handler  http.Handler
 }
 
-// check performs rq against the handler, validates the request and the
-// response against the document, and returns the response.
 func (c contractChecker) check(rq request) *httptest.ResponseRecorder {
 	c.t.Helper()
-	req := rq.build()
-	route, params, err := c.router.FindRoute(req)
-	if err != nil {
-		c.t.Fatalf("%s %s: no operation in the document: %v", rq.method, rq.path, err)
-	}
-	in := &openapi3filter.RequestValidationInput{
-		Request: req, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
-	}
-	if rq.header["X-Test-Invalid-Request"] == "" {
-		if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
-			c.t.Errorf("%s %s: request does not match the document: %v", rq.method, rq.path, err)
-		}
-	}
-	if rq.body != "" {
-		req.Body = io.NopCloser(strings.NewReader(rq.body))
-	}
-	w := httptest.NewRecorder()
-	c.handler.ServeHTTP(w, req)
-	out := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: in,
-		Status:                 w.Code,
-		Header:                 w.Header(),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	}
-	out.SetBodyBytes(w.Body.Bytes())
-	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
-		c.t.Errorf("%s %s → %d: response does not match the document: %v\n%s", rq.method, rq.path, w.Code, err, w.Body)
-	}
-	return w
+	return c.contract.Serve(c.t, c.handler, rq.build())
 }
 
 // myOrdersPattern is the one public route that needs a (customer) token.
 const myOrdersPattern = "GET /store/customers/me/orders"
 
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
-	doc, _ := MustLoadOpenAPI(t)
 	e := newEnv(t, store.SQLite)
 	perms := map[string]bool{string(PermissionRead): true, string(PermissionWrite): true, string(PermissionFulfil): true, string(PermissionRefund): true}
+	ops := apitest.MustContract(t).MustDocumentRoutes(t, e.s.Routes())
 	for _, r := range e.s.Routes() {
-		item := doc.Paths.Value(r.Path)
-		if item == nil {
-			t.Errorf("%s: path not documented", r.Pattern())
+		op, ok := ops[r.Pattern()]
+		if !ok {
 			continue
 		}
-		op := item.GetOperation(r.Method)
-		if op == nil {
-			t.Errorf("%s: operation not documented", r.Pattern())
-			continue
-		}
-		perm, _ := op.Extensions["x-permission"].(string)
-		if perm != string(r.Permission) {
-			t.Errorf("%s: x-permission %q, route permission %q", r.Pattern(), perm, r.Permission)
-		}
-		public := op.Security != nil && len(*op.Security) == 0
-		if want := r.Permission == "" && r.Pattern() != myOrdersPattern; public != want {
-			t.Errorf("%s: documented public=%v, want %v", r.Pattern(), public, want)
+		if want := r.Permission == "" && r.Pattern() != myOrdersPattern; op.Public() != want {
+			t.Errorf("%s: documented public=%v, want %v", r.Pattern(), op.Public(), want)
 		}
 		admin := strings.HasPrefix(r.Path, "/admin/")
 		if admin != (r.Permission != "") || (admin && !perms[string(r.Permission)]) {
@@ -120,13 +54,13 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 // alike, and validates each exchange against the document — checking on
 // the way who may see which order.
 func TestHandlersMatchOpenAPI(t *testing.T) {
-	_, router := MustLoadOpenAPI(t)
+	contract := apitest.MustContract(t)
 	e := newEnv(t, store.SQLite)
 	e.MustProduct(t, "SKU-1", 1000, 20)
 	e.MustProduct(t, "RARE", 500, 1)
 	e.MustVoucher(t, "TEN", 10)
-	c := contractChecker{t: t, router: router, handler: mount(e.s.Routes())}
-	invalid := map[string]string{"X-Test-Invalid-Request": "1"}
+	c := contractChecker{t: t, contract: contract, handler: mount(e.s.Routes())}
+	invalid := map[string]string{apitest.InvalidRequestHeader: "1"}
 
 	// Checkout, and who may see the order.
 	anon := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 2}, codes: []string{"TEN"}})
@@ -166,14 +100,14 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	e.cfg.StepTimeout, e.cfg.CallTimeout = 150*time.Millisecond, 150*time.Millisecond
 	quick := e.newService()
 	e.start(quick)
-	wantProblem(t, contractChecker{t: t, router: router, handler: mount(quick.Routes())}.check(checkoutRequest(timeout, payments.TokenTimeout, "")),
+	wantProblem(t, contractChecker{t: t, contract: contract, handler: mount(quick.Routes())}.check(checkoutRequest(timeout, payments.TokenTimeout, "")),
 		http.StatusServiceUnavailable, ReasonPaymentUnavailable)
 
 	// 202: the budget ran out (no executor in this process).
 	e.cfg.WaitBudget = time.Millisecond
 	lazy := e.newService()
 	slow := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 1}})
-	w := MustStatus(t, http.StatusAccepted, contractChecker{t: t, router: router, handler: mount(lazy.Routes())}.check(checkoutRequest(slow, payments.TokenVisa, "")))
+	w := MustStatus(t, http.StatusAccepted, contractChecker{t: t, contract: contract, handler: mount(lazy.Routes())}.check(checkoutRequest(slow, payments.TokenVisa, "")))
 	p := MustDecode[processing](t, w)
 	if p.Status != "processing" || w.Header().Get("Location") != "/store/orders/"+p.ID {
 		t.Fatalf("202 %s %v", w.Body, w.Header())
@@ -216,6 +150,16 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	if len(admin.Saga.Steps) == 0 || len(admin.Audit) != 1 || admin.Audit[0].Actor != "usr_sam" {
 		t.Fatalf("admin view: saga %+v, audit %+v", admin.Saga, admin.Audit)
 	}
+	for _, op := range contract.Operations("/admin/orders") {
+		if !contract.Exercised(op.Method, op.Path) {
+			t.Errorf("%s was not exercised", op.Pattern())
+		}
+	}
+	for _, p := range []string{"/store/carts/{id}/checkout", "/store/orders/{id}", "/store/customers/me/orders"} {
+		if !contract.Exercised(http.MethodPost, p) && !contract.Exercised(http.MethodGet, p) {
+			t.Errorf("%s was not exercised", p)
+		}
+	}
 }
 
 func withHeader(rq request, k, v string) request {
@@ -239,7 +183,7 @@ func MustStatus(t testing.TB, want int, w *httptest.ResponseRecorder) *httptest.
 // TestOpenAPICatchesDrift makes sure the schemas are precise: a real
 // response that lost or mistyped a field must fail validation.
 func TestOpenAPICatchesDrift(t *testing.T) {
-	_, router := MustLoadOpenAPI(t)
+	contract := apitest.MustContract(t)
 	e := newEnv(t, store.SQLite)
 	e.MustProduct(t, "SKU-1", 1000, 20)
 	o := e.MustCheckout(t, e.MustCart(t, cartSpec{customer: "cus_ada", items: map[string]int64{"SKU-1": 1}}), payments.TokenVisa)
@@ -261,26 +205,7 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 			}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			w := MustServe(t, h, http.StatusOK, tt.rq)
-			var m map[string]any
-			if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
-				t.Fatal(err)
-			}
-			tt.mut(m)
-			b, _ := json.Marshal(m)
-			req := tt.rq.build()
-			route, params, err := router.FindRoute(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := &openapi3filter.ResponseValidationInput{
-				RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-				Status:                 w.Code, Header: w.Header(),
-			}
-			out.SetBodyBytes(b)
-			if err := openapi3filter.ValidateResponse(context.Background(), out); err == nil {
-				t.Fatalf("a drifted response passed validation:\n%s", bytes.TrimSpace(b))
-			}
+			contract.MustRejectDrift(t, tt.rq.build(), MustServe(t, h, http.StatusOK, tt.rq), tt.mut)
 		})
 	}
 }

@@ -58,7 +58,7 @@ func resumeAfterCrash(t *testing.T, engine store.Engine, h hooks, crashed *atomi
 	if _, ok, err := second.claim(bg, o.ID); ok || err != nil {
 		t.Fatalf("a live lease was taken over (%v, %v)", ok, err)
 	}
-	e.clock.advance(e.cfg.LeaseTTL + time.Second)
+	e.clock.Advance(e.cfg.LeaseTTL + time.Second)
 	e.start(second) // resumes every unfinished saga on start
 	return e, e.awaitDone(t, o.ID), sh
 }
@@ -260,7 +260,7 @@ func TestDeadlineCompensates(t *testing.T) {
 			wantStock(t, e, "SKU-1", 10, 3) // reserved, then the process died
 			e.stops[0]()
 			e.hooks = hooks{}
-			e.clock.advance(e.cfg.SagaDeadline + time.Second)
+			e.clock.Advance(e.cfg.SagaDeadline + time.Second)
 			e.start(e.newService())
 			o = e.awaitDone(t, o.ID)
 			wantCancelled(t, e, o.ID, ReasonDeadlineExceeded)
@@ -291,7 +291,7 @@ func TestLeases(t *testing.T) {
 			if _, ok, _ := b.claim(bg, o.ID); ok {
 				t.Fatal("a held saga was claimed")
 			}
-			e.clock.advance(e.cfg.LeaseTTL + time.Second)
+			e.clock.Advance(e.cfg.LeaseTTL + time.Second)
 			exB, ok, err := b.claim(bg, o.ID)
 			if !ok || err != nil || !exB.resumed {
 				t.Fatalf("takeover: %v %v", ok, err)
