@@ -83,6 +83,13 @@ func TestContractDocumentsRoutes(t *testing.T) {
 	if len(rec.errors) != 2 || !got["GET /healthz"].Public() {
 		t.Fatalf("errors = %q, operations %v", rec.errors, got)
 	}
+	// A public route named as needing a token, and an admin route without
+	// a permission, are not documented as they are.
+	rec = &recordingTB{TB: t}
+	got = c.MustDocumentRoutes(rec, []httpx.Route{{Method: "GET", Path: "/healthz"}, {Method: ops[0].Method, Path: ops[0].Path}}, "GET /healthz")
+	if len(rec.errors) != 3 {
+		t.Fatalf("errors = %q, operations %v", rec.errors, got)
+	}
 }
 
 func TestEventSchemas(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -97,9 +98,12 @@ func (c *Contract) Operations(prefix string) []Operation {
 
 // MustDocumentRoutes checks that every route is documented — its path and
 // method an operation whose x-permission is the route's permission — and
-// returns the documented operation of each route, by pattern, for the
-// service's own rules (which ones are public, what a GET needs).
-func (c *Contract) MustDocumentRoutes(t testing.TB, routes []httpx.Route) map[string]Operation {
+// documented public (no security) exactly when it needs no permission,
+// except the tokenRoutes: patterns of routes without a permission whose
+// handler checks a token itself (a customer's own profile). It returns the
+// documented operation of each route, by pattern, for the service's own
+// rules.
+func (c *Contract) MustDocumentRoutes(t testing.TB, routes []httpx.Route, tokenRoutes ...string) map[string]Operation {
 	t.Helper()
 	out := map[string]Operation{}
 	for _, r := range routes {
@@ -116,6 +120,9 @@ func (c *Contract) MustDocumentRoutes(t testing.TB, routes []httpx.Route) map[st
 		o := Operation{Method: r.Method, Path: r.Path, Operation: op}
 		if o.Permission() != string(r.Permission) {
 			t.Errorf("%s: x-permission %q, route permission %q", r.Pattern(), o.Permission(), r.Permission)
+		}
+		if want := r.Permission == "" && !slices.Contains(tokenRoutes, r.Pattern()); o.Public() != want {
+			t.Errorf("%s: documented public=%v, want %v (route permission %q)", r.Pattern(), o.Public(), want, r.Permission)
 		}
 		out[r.Pattern()] = o
 	}
