@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,30 +56,24 @@ func TestQueryPieces(t *testing.T) {
 		// Of many transactions claiming one key, exactly one wins.
 		var (
 			wg   sync.WaitGroup
-			mu   sync.Mutex
-			wins int
+			wins atomic.Int64
 		)
 		for range 8 {
 			wg.Go(func() {
 				var won bool
-				err := db.InTx(ctx, func(tx *store.Tx) error {
-					var err error
+				if err := db.InTx(ctx, func(tx *store.Tx) (err error) {
 					won, err = store.Claim(ctx, tx, "widgets_meta", "seeded", "v1", now)
 					return err
-				})
-				if err != nil {
+				}); err != nil {
 					t.Error(err)
-				}
-				if won {
-					mu.Lock()
-					wins++
-					mu.Unlock()
+				} else if won {
+					wins.Add(1)
 				}
 			})
 		}
 		wg.Wait()
-		if wins != 1 {
-			t.Fatalf("%d transactions claimed the key, want 1", wins)
+		if n := wins.Load(); n != 1 {
+			t.Fatalf("%d transactions claimed the key, want 1", n)
 		}
 		var value string
 		if err := db.QueryRow(ctx, `SELECT value FROM widgets_meta WHERE key = 'seeded'`).Scan(&value); err != nil || value != "v1" {
