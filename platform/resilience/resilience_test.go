@@ -17,6 +17,7 @@ import (
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/clocktest"
+	"github.com/soukhq/souk/platform/telemetry/telemetrytest"
 )
 
 // newClock returns a test clock that moves only when told.
@@ -219,7 +220,7 @@ func TestBreakerOpensFailsFastAndRecovers(t *testing.T) {
 	if p.State() != BreakerOpen {
 		t.Fatalf("state %s, want open", p.State())
 	}
-	if got := metricValue(t, reg, "souk_dependency_breaker_state", "name", "psp"); got != 2 {
+	if got := telemetrytest.MustMetric(t, reg, "souk_dependency_breaker_state", "name", "psp"); got != 2 {
 		t.Fatalf("breaker gauge %v, want 2", got)
 	}
 
@@ -266,7 +267,7 @@ func TestBreakerOpensFailsFastAndRecovers(t *testing.T) {
 	if err := p.Do(ctx, count); err != nil || calls.Load() != 1 {
 		t.Fatalf("closed again: %v, %d calls", err, calls.Load())
 	}
-	if got := metricValue(t, reg, "souk_dependency_calls_total", "name", "psp", "outcome", outcomeRejected); got != 4 {
+	if got := telemetrytest.MustMetric(t, reg, "souk_dependency_calls_total", "name", "psp", "outcome", outcomeRejected); got != 4 {
 		t.Fatalf("rejected calls %v, want 4", got)
 	}
 }
@@ -382,44 +383,14 @@ func TestMetrics(t *testing.T) {
 		{"inventory", outcomeSuccess, 1}, {"inventory", outcomeError, 1}, {"inventory", outcomeFailure, 1},
 		{"inventory", outcomeTimeout, 0}, {"other", outcomeSuccess, 1},
 	} {
-		if got := metricValue(t, reg, "souk_dependency_calls_total", "name", tt.name, "outcome", tt.outcome); got != tt.want {
+		if got := telemetrytest.MustMetric(t, reg, "souk_dependency_calls_total", "name", tt.name, "outcome", tt.outcome); got != tt.want {
 			t.Errorf("calls{name=%s,outcome=%s} = %v, want %v", tt.name, tt.outcome, got, tt.want)
 		}
 	}
-	if got := metricValue(t, reg, "souk_dependency_attempts_total", "name", "inventory"); got != 4 {
+	if got := telemetrytest.MustMetric(t, reg, "souk_dependency_attempts_total", "name", "inventory"); got != 4 {
 		t.Errorf("attempts = %v, want 4", got)
 	}
-	if got := metricValue(t, reg, "souk_dependency_breaker_state", "name", "other"); got != 0 {
+	if got := telemetrytest.MustMetric(t, reg, "souk_dependency_breaker_state", "name", "other"); got != 0 {
 		t.Errorf("breaker state of other = %v, want 0", got)
 	}
-}
-
-// metricValue sums the counters and gauges of the family whose labels
-// include the given name/value pairs.
-func metricValue(t testing.TB, reg *prometheus.Registry, family string, labels ...string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v float64
-	for _, f := range families {
-		if f.GetName() != family {
-			continue
-		}
-	metric:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue metric
-				}
-			}
-			v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return v
 }

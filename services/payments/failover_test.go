@@ -18,6 +18,7 @@ import (
 	"github.com/soukhq/souk/platform/resilience"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
+	"github.com/soukhq/souk/platform/telemetry/telemetrytest"
 )
 
 // TestBreakerOpensAndFailsFast: after BreakerFailureThreshold failed
@@ -54,10 +55,10 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 	if st := opState(t, f.Service, "o4:auth"); st != OpAbandoned {
 		t.Fatalf("state %s, want abandoned", st)
 	}
-	if v := metricValue(t, reg, "souk_dependency_breaker_state", "name", "payments.test"); v != 2 {
+	if v := telemetrytest.MustMetric(t, reg, "souk_dependency_breaker_state", "name", "payments.test"); v != 2 {
 		t.Fatalf("breaker gauge %v", v)
 	}
-	if v := metricValue(t, reg, "souk_payments_operations_total", "provider", "test", "op", "authorize", "outcome", "abandoned"); v != 1 {
+	if v := telemetrytest.MustMetric(t, reg, "souk_payments_operations_total", "provider", "test", "op", "authorize", "outcome", "abandoned"); v != 1 {
 		t.Fatalf("abandoned operations %v", v)
 	}
 
@@ -177,34 +178,4 @@ func withPrincipal(h http.Handler, p auth.Principal) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 	})
-}
-
-// metricValue sums the counters and gauges of the family whose labels
-// include the given name/value pairs.
-func metricValue(t testing.TB, reg *prometheus.Registry, family string, labels ...string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v float64
-	for _, f := range families {
-		if f.GetName() != family {
-			continue
-		}
-	metric:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue metric
-				}
-			}
-			v += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return v
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/telemetry/telemetrytest"
 )
 
 func TestCaptureVoidRefundLifecycle(t *testing.T) {
@@ -332,14 +333,14 @@ func TestOperationMetrics(t *testing.T) {
 		{"authorize", outcomeSucceeded, 1}, {"authorize", outcomeReplayed, 1}, {"authorize", outcomeDeclined, 1},
 		{"capture", outcomeSucceeded, 1},
 	} {
-		if v := metricValue(t, reg, "souk_payments_operations_total", "provider", "test", "op", tt.op, "outcome", tt.outcome); v != tt.want {
+		if v := telemetrytest.MustMetric(t, reg, "souk_payments_operations_total", "provider", "test", "op", tt.op, "outcome", tt.outcome); v != tt.want {
 			t.Errorf("operations{op=%s,outcome=%s} = %v, want %v", tt.op, tt.outcome, v, tt.want)
 		}
 	}
-	if v := metricValue(t, reg, "souk_payments_provider_latency_seconds", "provider", "test", "op", "authorize"); v != 2 {
+	if v := telemetrytest.MustMetric(t, reg, "souk_payments_provider_latency_seconds", "provider", "test", "op", "authorize"); v != 2 {
 		t.Errorf("authorize latency samples %v, want 2", v)
 	}
-	if v := metricValue(t, reg, "souk_dependency_calls_total", "name", "payments.test", "outcome", "success"); v != 3 {
+	if v := telemetrytest.MustMetric(t, reg, "souk_dependency_calls_total", "name", "payments.test", "outcome", "success"); v != 3 {
 		t.Errorf("policy successes %v, want 3", v)
 	}
 }
