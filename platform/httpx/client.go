@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/resilience"
@@ -78,6 +79,20 @@ func NewClient(name, baseURL string, hc *http.Client, opts ...ClientOption) *Cli
 	c := &Client{name: name, base: strings.TrimRight(baseURL, "/"), hc: hc}
 	for _, opt := range opts {
 		opt(c)
+	}
+	return c
+}
+
+// NewServiceClient is NewClient as a service's HTTPClient starts from it:
+// with ClientPolicy(name) unless opts give a policy, and, when hc is
+// nil, an http.Client with a 10 s overall timeout.
+func NewServiceClient(name, baseURL string, hc *http.Client, opts ...ClientOption) *Client {
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	c := NewClient(name, baseURL, hc, opts...)
+	if c.policy == nil {
+		c.policy = ClientPolicy(name)
 	}
 	return c
 }

@@ -311,3 +311,18 @@ func TestClientPolicy(t *testing.T) {
 		t.Fatalf("breaker %s after failures", p.State())
 	}
 }
+
+func TestNewServiceClient(t *testing.T) {
+	srv := newScriptServer(t, plain503, ok200)
+	// The default policy (ClientPolicy) retries the 503.
+	if err := httpx.NewServiceClient("widgets", srv.URL, srv.Client()).Do(context.Background(), "GET", "/w", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A policy given replaces it.
+	srv = newScriptServer(t, plain503, ok200)
+	one := resilience.MustNew(resilience.Config{Name: "widgets", MaxAttempts: 1})
+	err := httpx.NewServiceClient("widgets", srv.URL, nil, httpx.WithPolicy(one)).Do(context.Background(), "GET", "/w", nil, nil)
+	if !apperr.Is(err, apperr.Unavailable) || len(srv.calls()) != 1 {
+		t.Fatalf("err = %v after %d calls", err, len(srv.calls()))
+	}
+}

@@ -6,10 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/soukhq/souk/platform/httpx"
-	"github.com/soukhq/souk/platform/resilience"
 )
 
 // Client is what other services (cart, pricing) may ask the catalogue: the
@@ -34,43 +32,23 @@ type Client interface {
 // an httpx.Client: every call has a timeout and, as every call is an
 // idempotent GET, transport failures and 429/502/503/504 answers are
 // retried with jittered exponential backoff (httpx.ClientPolicy, unless
-// WithPolicy gives another). Problem documents become *apperr.Error with
-// the remote code, message and field errors, so apperr.Is works across the
-// wire.
+// an httpx.WithPolicy option gives another). Problem documents become
+// *apperr.Error with the remote code, message and field errors, so
+// apperr.Is works across the wire.
 type HTTPClient struct {
-	api    *httpx.Client
-	policy *resilience.Policy
+	api *httpx.Client
 }
 
 var _ Client = (*HTTPClient)(nil)
 
-// HTTPClientOption tunes an HTTPClient.
-type HTTPClientOption func(*HTTPClient)
-
-// WithPolicy makes the client call through p instead of its default
-// policy (httpx.ClientPolicy("catalog"): 5 s per attempt, 3 attempts, no
-// breaker); pass the policy shared by every client of the catalogue.
-func WithPolicy(p *resilience.Policy) HTTPClientOption {
-	return func(c *HTTPClient) { c.policy = p }
-}
-
 // NewHTTPClient returns a client of the catalogue at baseURL (the gateway
 // or the catalogue's own address, "http://127.0.0.1:8080"). hc may be nil
 // for a default client; each attempt is bounded by the policy's timeout
-// (5 s) as well as by hc's own and the context's.
-func NewHTTPClient(baseURL string, hc *http.Client, opts ...HTTPClientOption) *HTTPClient {
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
-	}
-	c := &HTTPClient{}
-	for _, opt := range opts {
-		opt(c)
-	}
-	if c.policy == nil {
-		c.policy = httpx.ClientPolicy("catalog")
-	}
-	c.api = httpx.NewClient("catalog", baseURL, hc, httpx.WithPolicy(c.policy))
-	return c
+// (5 s) as well as by hc's own and the context's. opts tune the underlying
+// httpx.Client: httpx.WithPolicy to share the composition root's policy
+// for the catalogue (breaker and bulkhead included).
+func NewHTTPClient(baseURL string, hc *http.Client, opts ...httpx.ClientOption) *HTTPClient {
+	return &HTTPClient{api: httpx.NewServiceClient("catalog", baseURL, hc, opts...)}
 }
 
 // GetProduct implements Client.

@@ -201,7 +201,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		}))
 		defer srv.Close()
 		defer close(release)
-		c := NewHTTPClient(srv.URL, srv.Client(), WithPolicy(resilience.MustNew(resilience.Config{
+		c := NewHTTPClient(srv.URL, srv.Client(), httpx.WithPolicy(resilience.MustNew(resilience.Config{
 			Name: "catalog", Timeout: 50 * time.Millisecond, Failure: httpx.Transient, Backoff: resilience.Backoff{Initial: time.Millisecond},
 		})))
 		start := time.Now()
@@ -227,7 +227,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		srv := httptest.NewServer(h)
 		url := srv.URL
 		srv.Close()
-		c := NewHTTPClient(url, nil, WithPolicy(resilience.MustNew(resilience.Config{
+		c := NewHTTPClient(url, nil, httpx.WithPolicy(resilience.MustNew(resilience.Config{
 			Name: "catalog", Failure: httpx.Transient, Backoff: resilience.Backoff{Initial: time.Millisecond},
 		})))
 		_, err := c.ListProducts(ctx, ProductQuery{})

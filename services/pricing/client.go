@@ -208,9 +208,8 @@ type Client interface {
 // message and field errors, so apperr.Is works across the wire. It is safe
 // for concurrent use.
 type HTTPClient struct {
-	api    *httpx.Client
-	token  string
-	policy *resilience.Policy
+	api  *httpx.Client
+	opts []httpx.ClientOption // what the HTTPClientOptions ask of api
 }
 
 var _ Client = (*HTTPClient)(nil)
@@ -222,14 +221,14 @@ type HTTPClientOption func(*HTTPClient)
 // holding pricing:read and pricing:write) as Authorization: Bearer on
 // every call.
 func WithBearerToken(token string) HTTPClientOption {
-	return func(c *HTTPClient) { c.token = token }
+	return func(c *HTTPClient) { c.opts = append(c.opts, httpx.WithBearerToken(token)) }
 }
 
 // WithPolicy makes the client call through p instead of its default
 // policy (httpx.ClientPolicy("pricing"): 5 s per attempt, 3 attempts, no
 // breaker); pass the policy shared by every client of pricing.
 func WithPolicy(p *resilience.Policy) HTTPClientOption {
-	return func(c *HTTPClient) { c.policy = p }
+	return func(c *HTTPClient) { c.opts = append(c.opts, httpx.WithPolicy(p)) }
 }
 
 // NewHTTPClient returns a client of the pricing service at baseURL (the
@@ -237,17 +236,12 @@ func WithPolicy(p *resilience.Policy) HTTPClientOption {
 // each attempt is bounded by the policy's timeout (5 s) as well as by hc's
 // own and the context's.
 func NewHTTPClient(baseURL string, hc *http.Client, opts ...HTTPClientOption) *HTTPClient {
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
-	}
 	c := &HTTPClient{}
 	for _, o := range opts {
 		o(c)
 	}
-	if c.policy == nil {
-		c.policy = httpx.ClientPolicy("pricing")
-	}
-	c.api = httpx.NewClient("pricing", baseURL, hc, httpx.WithPolicy(c.policy), httpx.WithBearerToken(c.token))
+	c.api = httpx.NewServiceClient("pricing", baseURL, hc, c.opts...)
+	c.opts = nil
 	return c
 }
 
