@@ -31,15 +31,8 @@ const myOrdersPattern = "GET /store/customers/me/orders"
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	e := newEnv(t, store.SQLite)
 	perms := map[string]bool{string(PermissionRead): true, string(PermissionWrite): true, string(PermissionFulfil): true, string(PermissionRefund): true}
-	ops := apitest.MustContract(t).MustDocumentRoutes(t, e.s.Routes())
+	apitest.MustContract(t).MustDocumentRoutes(t, e.s.Routes(), myOrdersPattern)
 	for _, r := range e.s.Routes() {
-		op, ok := ops[r.Pattern()]
-		if !ok {
-			continue
-		}
-		if want := r.Permission == "" && r.Pattern() != myOrdersPattern; op.Public() != want {
-			t.Errorf("%s: documented public=%v, want %v", r.Pattern(), op.Public(), want)
-		}
 		admin := strings.HasPrefix(r.Path, "/admin/")
 		if admin != (r.Permission != "") || (admin && !perms[string(r.Permission)]) {
 			t.Errorf("%s: permission %q", r.Pattern(), r.Permission)
