@@ -393,7 +393,10 @@ func TestCompensations(t *testing.T) {
 		e := newEnv(t, engine, withConfig(func(c *Config) {
 			// tok_timeout: payments answers unavailable after its 100 ms
 			// provider timeout; the step gives up after a few attempts.
-			c.StepTimeout, c.CallTimeout = 250*time.Millisecond, 250*time.Millisecond
+			// Generous enough for every other call on a loaded machine
+			// under the race detector (a call over it would be retried and
+			// could exhaust the step).
+			c.StepTimeout, c.CallTimeout = 2*time.Second, 2*time.Second
 		}))
 		e.MustProduct(t, "SKU-A", 1500, 3)
 		e.MustProduct(t, "SKU-B", 700, 1)

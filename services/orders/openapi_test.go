@@ -90,7 +90,7 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	wantProblem(t, c.check(bad), http.StatusBadRequest, "bad_request")
 	timeout := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 1}})
 	e.stops[0]() // from here on the sagas run in another "process", one that gives up quickly
-	e.cfg.StepTimeout, e.cfg.CallTimeout = 150*time.Millisecond, 150*time.Millisecond
+	e.cfg.StepTimeout, e.cfg.CallTimeout = 2*time.Second, 2*time.Second
 	quick := e.newService()
 	e.start(quick)
 	wantProblem(t, contractChecker{t: t, contract: contract, handler: mount(quick.Routes())}.check(checkoutRequest(timeout, payments.TokenTimeout, "")),
