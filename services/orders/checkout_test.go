@@ -9,13 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
+	"github.com/soukhq/souk/platform/telemetry/telemetrytest"
 	"github.com/soukhq/souk/services/cart"
 	"github.com/soukhq/souk/services/catalog"
+	"github.com/soukhq/souk/services/inventory"
 	"github.com/soukhq/souk/services/payments"
 )
 
@@ -583,5 +587,52 @@ func TestCheckoutRefusals(t *testing.T) {
 
 	if n := countRows(t, e.db, `SELECT COUNT(*) FROM orders_orders`); n != 0 {
 		t.Fatalf("%d orders made by refused checkouts", n)
+	}
+}
+
+// TestMetrics: what an operator sees of checkouts, saga steps,
+// compensations, orders and revenue, and of the participants' policies.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, store.SQLite, withRegistry(reg))
+	e.MustProduct(t, "SKU-1", 1000, 1)
+	o := e.MustCheckout(t, e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 1}}), payments.TokenVisa)
+	for _, token := range []string{payments.TokenVisa, payments.TokenDeclined} { // out of stock, then (restocked) declined
+		sh := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 1}})
+		if token == payments.TokenDeclined {
+			if _, err := e.inv.SetLevel(bg, e.sku("SKU-1"), e.loc.ID, inventory.LevelInput{OnHand: 5}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := e.s.Checkout(bg, sh.cartID, sh.caller, pay(token), ""); err == nil {
+			t.Fatal("checkout succeeded")
+		}
+	}
+	m := func(family string, labels ...string) float64 {
+		return telemetrytest.MustMetric(t, reg, family, labels...)
+	}
+	for _, tt := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"confirmed checkouts", m("souk_orders_checkouts_total", "outcome", "confirmed"), 1},
+		{"out-of-stock checkouts", m("souk_orders_checkouts_total", "outcome", "out_of_stock"), 1},
+		{"declined checkouts", m("souk_orders_checkouts_total", "outcome", "declined"), 1},
+		{"authorizations", m("souk_orders_saga_steps_total", "step", stepAuthorize, "action", "do", "outcome", "ok"), 1},
+		{"declines", m("souk_orders_saga_steps_total", "step", stepAuthorize, "action", "do", "outcome", "failed"), 1},
+		{"stock released", m("souk_orders_saga_steps_total", "step", stepReleaseStock, "action", "compensate", "outcome", "ok"), 1},
+		{"step durations", m("souk_orders_saga_step_duration_seconds", "step", stepReserve), 3},
+		{"compensations", m("souk_orders_compensations_total", "reason", ReasonOutOfStock) + m("souk_orders_compensations_total", "reason", ReasonPaymentDeclined), 2},
+		{"orders placed", m("souk_orders_placed_total"), 3},
+		{"orders confirmed", m("souk_orders_confirmed_total"), 1},
+		{"orders cancelled", m("souk_orders_cancelled_total"), 2},
+		{"revenue", m("souk_orders_revenue_minor_total", "currency", "EUR"), float64(o.Total.Amount)},
+		{"calls to payments", m("souk_dependency_calls_total", "name", "orders.payments", "outcome", "success"), 2},  // authorize, capture
+		{"refusals by payments", m("souk_dependency_calls_total", "name", "orders.payments", "outcome", "error"), 1}, // the decline: not a failure
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, tt.got, tt.want)
+		}
 	}
 }

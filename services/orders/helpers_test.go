@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/bus"
@@ -186,6 +188,7 @@ type env struct {
 	wrap  func(Deps) Deps
 	fake  bool
 	hooks hooks
+	reg   prometheus.Registerer
 	ns    string                     // suffix of this env's SKUs and codes
 	base  map[payments.Operation]int // the provider's totals when the env began
 
@@ -207,6 +210,9 @@ func withFakeClock() envOption { return func(e *env) { e.fake = true } }
 func withDeps(wrap func(real Deps) Deps) envOption {
 	return func(e *env) { e.wrap = wrap }
 }
+
+// withRegistry makes the env's services export their metrics on reg.
+func withRegistry(reg prometheus.Registerer) envOption { return func(e *env) { e.reg = reg } }
 
 // withTestHooks installs crash hooks.
 func withTestHooks(h hooks) envOption { return func(e *env) { e.hooks = h } }
@@ -252,7 +258,7 @@ func (e *env) newService() *Service {
 	if e.clock != nil {
 		opts = append(opts, WithClock(e.clock.Now))
 	}
-	opts = append(opts, withHooks(e.hooks))
+	opts = append(opts, withHooks(e.hooks), WithMetrics(e.reg))
 	s, err := New(e.db, nil, nil, e.cfg, e.deps, opts...)
 	if err != nil {
 		e.t.Fatal(err)

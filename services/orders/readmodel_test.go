@@ -12,6 +12,7 @@ import (
 
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/telemetry/telemetrytest"
 	"github.com/soukhq/souk/services/payments"
 )
 
@@ -72,30 +73,7 @@ func myOrders(t testing.TB, e *env, customerID string) map[string]CustomerOrder 
 // deliveries is the consumer's delivery count of an outcome.
 func deliveries(t testing.TB, reg *prometheus.Registry, outcome string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "souk_bus_consumer_deliveries_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var consumer, out string
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "consumer":
-					consumer = l.GetValue()
-				case "outcome":
-					out = l.GetValue()
-				}
-			}
-			if consumer == ConsumerName && out == outcome {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return telemetrytest.MustMetric(t, reg, "souk_bus_consumer_deliveries_total", "consumer", ConsumerName, "outcome", outcome)
 }
 
 // TestReadModel: the customers' order list is fed by the orders' own
