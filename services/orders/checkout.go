@@ -29,7 +29,7 @@ import (
 //  2. Pricing quotes the cart and the order is created pending with the
 //     quote's totals frozen on it, in one transaction with its saga state
 //     and its order_placed event.
-//  3. The saga runs (see ADR-saga.md). The answer is the confirmed order;
+//  3. The saga runs (see docs/adr/0016-checkout-saga.md). The answer is the confirmed order;
 //     or the cancelled order together with the error the client is told,
 //     whose code is the reason (out_of_stock, payment_declined, code_… —
 //     see the Reason constants) and whose cause is a *CancelledError; or

@@ -14,7 +14,7 @@
 // and the step — and a failing step compensates the steps before it in
 // reverse. The executor (Run) claims sagas with leases, so any number of
 // processes may run it, and resumes every unfinished saga after a crash.
-// See ADR-saga.md.
+// See docs/adr/0016-checkout-saga.md.
 //
 // Other services are reached only through the small interfaces in Deps,
 // which their clients satisfy in process and over HTTP.
