@@ -90,6 +90,12 @@ func (s *Service) checkout(ctx context.Context, cartID string, c cart.Caller, in
 		return s.deps.Carts.Validate(ctx, cartID)
 	})
 	if err != nil {
+		// A concurrent checkout of the cart may have placed (and even
+		// confirmed, checking the cart out) its order meanwhile: that one
+		// decides, not the cart's new state.
+		if existing, found, lerr := liveOrderOfCart(ctx, s.db, cartID); lerr == nil && found {
+			return s.rejoin(ctx, existing, fp)
+		}
 		return Order{}, fmt.Errorf("checkout: %w", dependencyError("cart", err))
 	}
 	customerID := co.CustomerID

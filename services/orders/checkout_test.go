@@ -1,6 +1,7 @@
 package orders
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -365,6 +366,69 @@ func TestOneLiveOrderPerCart(t *testing.T) {
 }
 
 func newOrderID() string { return id.New(orderPrefix) }
+
+// gatedCarts holds every Validate until two have arrived (both checkouts
+// are past their live-order check), then lets the first through and holds
+// the second until release is closed.
+type gatedCarts struct {
+	CartClient
+	mu      sync.Mutex
+	n       int
+	both    chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedCarts) Validate(ctx context.Context, cartID string) error {
+	g.mu.Lock()
+	g.n++
+	n := g.n
+	if n == 2 {
+		close(g.both)
+	}
+	g.mu.Unlock()
+	<-g.both
+	if n == 2 {
+		<-g.release
+	}
+	return g.CartClient.Validate(ctx, cartID)
+}
+
+// TestRetryOvertakenByItsTwin: of two copies of one checkout, the one
+// still validating the cart when its twin confirmed the order (and so
+// checked the cart out) gets that order, not the cart's "not found".
+func TestRetryOvertakenByItsTwin(t *testing.T) {
+	engines(t, func(t *testing.T, engine store.Engine) {
+		gate := &gatedCarts{both: make(chan struct{}), release: make(chan struct{})}
+		e := newEnv(t, engine, withDeps(func(d Deps) Deps {
+			gate.CartClient = d.Carts
+			d.Carts = gate
+			return d
+		}))
+		e.MustProduct(t, "SKU-1", 1000, 10)
+		sh := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 1}})
+		type answer struct {
+			o   Order
+			err error
+		}
+		answers := make(chan answer, 2)
+		for range 2 {
+			go func() {
+				o, err := e.s.Checkout(bg, sh.cartID, sh.caller, pay(payments.TokenVisa), "")
+				answers <- answer{o, err}
+			}()
+		}
+		first := <-answers
+		close(gate.release)
+		second := <-answers
+		if first.err != nil || second.err != nil || first.o.Status != StatusConfirmed || second.o.ID != first.o.ID {
+			t.Fatalf("first %s %s %v, second %s %s %v", first.o.ID, first.o.Status, first.err, second.o.ID, second.o.Status, second.err)
+		}
+		wantOneOrder(t, e, sh.cartID)
+		if e.authorizations() != 1 {
+			t.Fatalf("%d authorizations", e.authorizations())
+		}
+	})
+}
 
 // concurrently runs f n times at once and returns the results.
 func concurrently(n int, f func() int) []int {
