@@ -92,6 +92,17 @@ func (s *Service) Cancel(ctx context.Context, orderID string, in CancelInput) (A
 					return errConcurrentChange // the saga finished meanwhile: decide again
 				}
 			case r.Status == StatusConfirmed && g.status == sagaDone && !shipped(r.Items):
+				// Bump the order's version, conditionally, so that a
+				// fulfilment racing this cancellation (it writes the order
+				// at the version it read) cannot also succeed.
+				res, err := tx.Exec(ctx, `UPDATE orders_orders SET version = version + 1, updated_at = ? WHERE id = ? AND version = ?`,
+					now, orderID, r.Version)
+				if err != nil {
+					return fmt.Errorf("cancel order: %w", err)
+				}
+				if n, _ := res.RowsAffected(); n != 1 {
+					return errConcurrentChange
+				}
 				ok, err := reopenForCancel(ctx, tx, orderID, reason, "", epoch, now)
 				if err != nil {
 					return err

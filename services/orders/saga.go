@@ -335,9 +335,14 @@ func (ex *execution) forward(ctx context.Context) (next, error) {
 	}
 }
 
+// compensationRefusals is how often a compensation a participant refuses
+// is tried before it is recorded as failed.
+const compensationRefusals = 3
+
 // backward runs the current compensation once. Compensations never give
-// up on transient failures; one a participant refuses for good is
-// recorded as failed (and logged for a person) and the next one runs.
+// up on transient failures; one a participant keeps refusing
+// (compensationRefusals times) is recorded as failed (and logged for a
+// person) and the next one runs.
 func (ex *execution) backward(ctx context.Context) (next, error) {
 	s, g := ex.s, &ex.g
 	step := g.step
@@ -353,6 +358,11 @@ func (ex *execution) backward(ctx context.Context) (next, error) {
 	rec := ex.record(step, actionCompensate, started, res)
 	switch {
 	case res.err != nil && transient(step, res.err):
+		return ex.retryLater(ctx, rec)
+	case res.err != nil && g.attempts < compensationRefusals:
+		// A refusal may come from a state about to settle (a staff refund
+		// of the payment still in flight): ask again a few times first.
+		rec.outcome = outcomeRetry
 		return ex.retryLater(ctx, rec)
 	case res.err != nil:
 		s.log.ErrorContext(ctx, "orders: a compensation was refused; a person must settle it", "order_id", g.orderID, "step", step, "error", res.err)

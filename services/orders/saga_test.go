@@ -399,3 +399,35 @@ func TestShutdownReleasesSagas(t *testing.T) {
 		t.Fatalf("order %s, %d authorizations", o.Status, e.authorizations())
 	}
 }
+
+// refusingPricing refuses every voucher release, for good.
+type refusingPricing struct{ PricingClient }
+
+func (refusingPricing) Release(context.Context, string) error {
+	return apperr.New(apperr.Conflict, "pricing refuses (test)")
+}
+
+// TestRefusedCompensation: a compensation a participant keeps refusing is
+// asked again a few times, then recorded as failed for a person to settle;
+// the other compensations still run and the order still ends cancelled.
+func TestRefusedCompensation(t *testing.T) {
+	e := newEnv(t, store.SQLite, withDeps(func(d Deps) Deps {
+		d.Pricing = refusingPricing{d.Pricing}
+		return d
+	}))
+	e.MustProduct(t, "SKU-1", 1000, 5)
+	e.MustVoucher(t, "TEN", 10)
+	sh := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 2}, codes: []string{"TEN"}})
+	_, err := e.s.Checkout(bg, sh.cartID, sh.caller, pay(payments.TokenDeclined), "")
+	var c *CancelledError
+	if !errors.As(err, &c) {
+		t.Fatalf("err = %v", err)
+	}
+	o := wantCancelled(t, e, c.OrderID, ReasonPaymentDeclined)
+	wantStock(t, e, "SKU-1", 5, 0)
+	hist := steps(t, e.db, o.ID)
+	if countOf(hist, "release_vouchers/compensate/retry") != compensationRefusals-1 || countOf(hist, "release_vouchers/compensate/failed") != 1 ||
+		!slices.Contains(hist, "release_stock/compensate/ok") {
+		t.Fatalf("history %v", hist)
+	}
+}
