@@ -35,7 +35,8 @@ func Run(t *testing.T, migrations []store.Migrations, test func(t *testing.T, db
 func MustOpen(t testing.TB, engine store.Engine, migrations ...store.Migrations) *store.DB {
 	t.Helper()
 	ctx := context.Background()
-	cfg := store.Config{}
+	// Small pools: test packages run in parallel against one server.
+	cfg := store.Config{MaxOpenConns: 8}
 	switch engine {
 	case store.SQLite:
 		cfg.URL = "sqlite:" + filepath.Join(t.TempDir(), "test.db")
