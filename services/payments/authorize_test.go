@@ -173,7 +173,7 @@ func TestCrashBetweenProviderAndRecordReconciles(t *testing.T) {
 		}
 
 		// Within the lease, the key is held: a retry waits for it.
-		short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond) // long enough for the reads on a loaded machine
 		_, err := f.Authorize(short, authReq("ord_1:authorize", TokenVisa, 1999))
 		cancel()
 		apperrtest.Want(t, err, apperr.IdempotencyInFlight)
