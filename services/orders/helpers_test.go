@@ -110,10 +110,14 @@ func openShared(t testing.TB, engine store.Engine, ms ...store.Migrations) *stor
 		_, _ = rand.Read(b)
 		cfg.URL, cfg.Schema = url, "t_"+hex.EncodeToString(b)
 	}
+	// Small pools: the tests share one PostgreSQL server (and its
+	// max_connections) with every other package's tests.
+	cfg.MaxOpenConns = 8
 	db, err := store.Open(bg, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	db.SQL().SetMaxIdleConns(2)
 	cleanups = append(cleanups, func() {
 		if engine == store.Postgres {
 			_, _ = db.Exec(bg, `DROP SCHEMA IF EXISTS `+cfg.Schema+` CASCADE`)
@@ -245,6 +249,10 @@ func newEnv(t testing.TB, engine store.Engine, opts ...envOption) *env {
 		e.deps = e.wrap(e.deps)
 	}
 	e.db = storetest.MustOpen(t, engine, testMigrations...)
+	if engine == store.Postgres {
+		e.db.SQL().SetMaxOpenConns(12)
+		e.db.SQL().SetMaxIdleConns(2)
+	}
 	e.s = e.newService()
 	e.start(e.s)
 	return e
