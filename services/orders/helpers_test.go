@@ -112,7 +112,7 @@ func openShared(t testing.TB, engine store.Engine, ms ...store.Migrations) *stor
 	}
 	// Small pools: the tests share one PostgreSQL server (and its
 	// max_connections) with every other package's tests.
-	cfg.MaxOpenConns = 8
+	cfg.MaxOpenConns = 12
 	db, err := store.Open(bg, cfg)
 	if err != nil {
 		t.Fatal(err)
