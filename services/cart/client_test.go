@@ -14,6 +14,7 @@ import (
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/resilience"
 )
 
 // clientImpls are the implementations of Client the contract suite runs:
@@ -244,6 +245,13 @@ func flakyServer(t *testing.T, h http.Handler, statuses ...int) (*httptest.Serve
 	return srv, &calls
 }
 
+// fastRetries is the client's default policy with 1 ms between attempts.
+func fastRetries() httpx.ClientOption {
+	return httpx.WithPolicy(resilience.MustNew(resilience.Config{
+		Name: "cart", Failure: httpx.Transient, Backoff: resilience.Backoff{Initial: time.Millisecond},
+	}))
+}
+
 func TestHTTPClientResilience(t *testing.T) {
 	e := MustNewSQLiteEnv(t, Config{})
 	cart, _ := e.MustCreate(t, Caller{})
@@ -251,8 +259,7 @@ func TestHTTPClientResilience(t *testing.T) {
 
 	t.Run("retries 503 and 502, then succeeds", func(t *testing.T) {
 		srv, calls := flakyServer(t, h, http.StatusServiceUnavailable, http.StatusBadGateway)
-		c := NewHTTPClient(srv.URL, srv.Client(), "")
-		c.backoff = time.Millisecond
+		c := NewHTTPClient(srv.URL, srv.Client(), "", fastRetries())
 		if _, err := c.GetForCheckout(bg, cart.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -263,8 +270,7 @@ func TestHTTPClientResilience(t *testing.T) {
 
 	t.Run("gives up after its attempts as unavailable", func(t *testing.T) {
 		srv, calls := flakyServer(t, h, 503, 503, 503, 503)
-		c := NewHTTPClient(srv.URL, srv.Client(), "")
-		c.backoff = time.Millisecond
+		c := NewHTTPClient(srv.URL, srv.Client(), "", fastRetries())
 		err := c.MarkCheckedOut(bg, cart.ID, orderID())
 		apperrtest.Want(t, err, apperr.Unavailable)
 		if calls.Load() != 3 {
@@ -294,8 +300,7 @@ func TestHTTPClientResilience(t *testing.T) {
 			httpx.Error(w, r, errors.New("disk on fire"))
 		}))
 		defer srv.Close()
-		c := NewHTTPClient(srv.URL, srv.Client(), "")
-		c.backoff = time.Millisecond
+		c := NewHTTPClient(srv.URL, srv.Client(), "", fastRetries())
 		_, err := c.GetForCheckout(bg, cart.ID)
 		apperrtest.Want(t, err, apperr.Unavailable)
 	})

@@ -1,14 +1,9 @@
 package inventory
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -50,38 +45,29 @@ type Client interface {
 
 // HTTPClient is Client over the inventory's Admin API (hc must carry
 // credentials holding inventory:read and inventory:write, e.g. a transport
-// adding an API key). Every attempt has a timeout; as every call is
-// idempotent, transport failures and 429/502/503/504 answers (and 409
-// idempotency_key_in_use, the gateway's "first request still running") are
-// retried with jittered exponential backoff. Problem documents become
-// *apperr.Error with the remote code, message and field errors — and, for
-// out_of_stock, an *InsufficientStockError rebuilt from them — so
-// apperr.Is and InsufficientStock work across the wire.
+// adding an API key), through an httpx.Client. Every attempt has a
+// timeout; as every call is idempotent, transport failures and
+// 429/502/503/504 answers (and 409 idempotency_key_in_use, the gateway's
+// "first request still running") are retried with jittered exponential
+// backoff (httpx.ClientPolicy, unless an httpx.WithPolicy option gives
+// another). Problem documents become *apperr.Error with the remote code,
+// message and field errors — and, for out_of_stock, an
+// *InsufficientStockError rebuilt from them — so apperr.Is and
+// InsufficientStock work across the wire.
 type HTTPClient struct {
-	base        string
-	hc          *http.Client
-	timeout     time.Duration // per attempt
-	maxAttempts int
-	backoff     time.Duration // before the second attempt; doubles after
+	api *httpx.Client
 }
 
 var _ Client = (*HTTPClient)(nil)
 
 // NewHTTPClient returns a client of the inventory at baseURL (the gateway
-// or the inventory's own address). hc may be nil for a default client; each
-// attempt is bounded by a 5 s timeout as well as by hc's own and the
-// context's.
-func NewHTTPClient(baseURL string, hc *http.Client) *HTTPClient {
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
-	}
-	return &HTTPClient{
-		base:        strings.TrimRight(baseURL, "/"),
-		hc:          hc,
-		timeout:     5 * time.Second,
-		maxAttempts: 3,
-		backoff:     50 * time.Millisecond,
-	}
+// or the inventory's own address). hc may be nil for a default client;
+// each attempt is bounded by the policy's timeout (5 s) as well as by hc's
+// own and the context's. opts tune the underlying httpx.Client:
+// httpx.WithPolicy to share the composition root's policy for the
+// inventory (breaker and bulkhead included).
+func NewHTTPClient(baseURL string, hc *http.Client, opts ...httpx.ClientOption) *HTTPClient {
+	return &HTTPClient{api: httpx.NewServiceClient("inventory", baseURL, hc, opts...)}
 }
 
 // Reserve implements Client. The key travels as the Idempotency-Key header
@@ -100,12 +86,12 @@ func (c *HTTPClient) Reserve(ctx context.Context, req ReserveRequest) (Reservati
 	if body.Lines == nil {
 		body.Lines = []ReserveLine{}
 	}
-	var r Reservation
-	hdr := http.Header{}
-	if req.Key != "" && printable(req.Key) {
-		hdr.Set(httpx.HeaderIdempotencyKey, req.Key)
+	var opts []httpx.CallOption
+	if printable(req.Key) { // else no header: the service names the body's key as invalid
+		opts = append(opts, httpx.IdempotencyKey(req.Key))
 	}
-	if err := c.do(ctx, http.MethodPost, "/admin/reservations", nil, hdr, body, &r); err != nil {
+	var r Reservation
+	if err := c.do(ctx, http.MethodPost, "/admin/reservations", body, &r, opts...); err != nil {
 		return Reservation{}, fmt.Errorf("reserve stock: %w", err)
 	}
 	return r, nil
@@ -117,7 +103,7 @@ func (c *HTTPClient) Release(ctx context.Context, ref string) (Reservation, erro
 		return Reservation{}, fmt.Errorf("release reservation: %w", notFound("reservation", ref))
 	}
 	var r Reservation
-	if err := c.do(ctx, http.MethodPost, "/admin/reservations/"+url.PathEscape(ref)+"/release", nil, nil, nil, &r); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/admin/reservations/"+url.PathEscape(ref)+"/release", nil, &r); err != nil {
 		return Reservation{}, fmt.Errorf("release reservation %s: %w", ref, err)
 	}
 	return r, nil
@@ -129,7 +115,7 @@ func (c *HTTPClient) Commit(ctx context.Context, ref, orderID string) (Reservati
 		return Reservation{}, fmt.Errorf("commit reservation: %w", notFound("reservation", ref))
 	}
 	var r Reservation
-	if err := c.do(ctx, http.MethodPost, "/admin/reservations/"+url.PathEscape(ref)+"/commit", nil, nil, commitBody{OrderID: orderID}, &r); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/admin/reservations/"+url.PathEscape(ref)+"/commit", commitBody{OrderID: orderID}, &r); err != nil {
 		return Reservation{}, fmt.Errorf("commit reservation %s: %w", ref, err)
 	}
 	return r, nil
@@ -141,7 +127,7 @@ func (c *HTTPClient) Restock(ctx context.Context, ref string) (Reservation, erro
 		return Reservation{}, fmt.Errorf("restock reservation: %w", notFound("reservation", ref))
 	}
 	var r Reservation
-	if err := c.do(ctx, http.MethodPost, "/admin/reservations/"+url.PathEscape(ref)+"/restock", nil, nil, nil, &r); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/admin/reservations/"+url.PathEscape(ref)+"/restock", nil, &r); err != nil {
 		return Reservation{}, fmt.Errorf("restock reservation %s: %w", ref, err)
 	}
 	return r, nil
@@ -153,7 +139,7 @@ func (c *HTTPClient) GetReservation(ctx context.Context, ref string) (Reservatio
 		return Reservation{}, fmt.Errorf("get reservation: %w", notFound("reservation", ref))
 	}
 	var r Reservation
-	if err := c.do(ctx, http.MethodGet, "/admin/reservations/"+url.PathEscape(ref), nil, nil, nil, &r); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/admin/reservations/"+url.PathEscape(ref), nil, &r); err != nil {
 		return Reservation{}, fmt.Errorf("get reservation: %w", err)
 	}
 	return r, nil
@@ -169,7 +155,7 @@ func (c *HTTPClient) Availability(ctx context.Context, skus []string) (map[strin
 	}
 	params := url.Values{"sku": {strings.Join(skus, ",")}}
 	var page httpx.Page[StockItem]
-	if err := c.do(ctx, http.MethodGet, "/admin/inventory", params, nil, nil, &page); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/admin/inventory", nil, &page, httpx.Query(params)); err != nil {
 		return nil, fmt.Errorf("availability: %w", err)
 	}
 	for _, sku := range skus {
@@ -181,122 +167,28 @@ func (c *HTTPClient) Availability(ctx context.Context, skus []string) (map[strin
 	return out, nil
 }
 
-// do performs the call, retrying what is worth retrying.
-func (c *HTTPClient) do(ctx context.Context, method, path string, params url.Values, hdr http.Header, body, out any) error {
-	u := c.base + path
-	if len(params) > 0 {
-		u += "?" + params.Encode()
-	}
-	var payload []byte
-	if body != nil {
-		var err error
-		if payload, err = json.Marshal(body); err != nil {
-			return fmt.Errorf("encode inventory request: %w", err)
-		}
-	}
-	delay := c.backoff
-	for attempt := 1; ; attempt++ {
-		retry, err := c.try(ctx, method, u, hdr, payload, out)
-		if err == nil || !retry || attempt == c.maxAttempts {
-			return err
-		}
-		// Full jitter in [delay/2, delay*3/2): retries of many callers spread out.
-		wait := delay/2 + rand.N(delay)
-		select {
-		case <-ctx.Done():
-			return apperr.Wrap(ctx.Err(), apperr.Unavailable, "inventory call abandoned: "+ctx.Err().Error())
-		case <-time.After(wait):
-		}
-		delay *= 2
-	}
+// do makes the call through the httpx.Client. Every call is idempotent,
+// so every one may be retried; an out_of_stock answer gets its
+// *InsufficientStockError back.
+func (c *HTTPClient) do(ctx context.Context, method, path string, in, out any, opts ...httpx.CallOption) error {
+	opts = append(opts, httpx.Idempotent())
+	return withShortages(c.api.Do(ctx, method, path, in, out, opts...))
 }
 
-// try makes one attempt and tells whether a failure is worth retrying.
-func (c *HTTPClient) try(ctx context.Context, method, u string, hdr http.Header, payload []byte, out any) (retry bool, err error) {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	var body io.Reader
-	if payload != nil {
-		body = bytes.NewReader(payload)
+// withShortages rebuilds, for an out_of_stock error from the wire, the
+// *InsufficientStockError the service gave it as its cause, from the
+// problem's field errors (see shortageMessage), so that InsufficientStock
+// works across the wire as in process. Other errors pass unchanged.
+func withShortages(err error) error {
+	var e *apperr.Error
+	if !errors.As(err, &e) || e.Code != CodeOutOfStock {
+		return err
 	}
-	req, err := http.NewRequestWithContext(actx, method, u, body)
-	if err != nil {
-		return false, fmt.Errorf("build inventory request: %w", err)
-	}
-	for k, vs := range hdr {
-		req.Header[k] = vs
-	}
-	req.Header.Set("Accept", "application/json, application/problem+json")
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return false, apperr.Wrap(err, apperr.Unavailable, "inventory call abandoned: "+ctx.Err().Error())
+	var shortages []Shortage
+	for _, f := range e.Fields {
+		if sh, ok := parseShortage(f.Field, f.Message); ok {
+			shortages = append(shortages, sh)
 		}
-		return true, apperr.Wrap(err, apperr.Unavailable, "inventory is unreachable")
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return ctx.Err() == nil, apperr.Wrap(err, apperr.Unavailable, "inventory answer was cut off")
-	}
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return false, apperr.Wrap(err, apperr.Unavailable, "inventory answered with malformed JSON")
-		}
-		return false, nil
-	}
-	perr := problemError(resp, raw)
-	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		retry = true
-	case http.StatusConflict:
-		retry = apperr.Is(perr, apperr.IdempotencyInFlight)
-	}
-	return retry, perr
-}
-
-// problemError turns an error answer into the *apperr.Error it reports.
-func problemError(resp *http.Response, body []byte) error {
-	var p httpx.Problem
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt == "application/problem+json" && json.Unmarshal(body, &p) == nil && p.Code != "" {
-		code := p.Code
-		if code == apperr.Internal {
-			// The inventory failed: for the caller, a dependency is down.
-			code = apperr.Unavailable
-		}
-		var cause error = fmt.Errorf("inventory answered %d %s", resp.StatusCode, p.Code)
-		if code == CodeOutOfStock {
-			var shortages []Shortage
-			for _, f := range p.Errors {
-				if sh, ok := parseShortage(f.Field, f.Message); ok {
-					shortages = append(shortages, sh)
-				}
-			}
-			cause = &InsufficientStockError{Shortages: shortages}
-		}
-		return &apperr.Error{Code: code, Message: p.Detail, Fields: p.Errors, Err: cause}
-	}
-	code := apperr.Internal
-	switch s := resp.StatusCode; {
-	case s == http.StatusBadRequest:
-		code = apperr.BadRequest
-	case s == http.StatusUnauthorized:
-		code = apperr.Unauthorized
-	case s == http.StatusForbidden:
-		code = apperr.Forbidden
-	case s == http.StatusNotFound:
-		code = apperr.NotFound
-	case s == http.StatusConflict:
-		code = apperr.Conflict
-	case s == http.StatusTooManyRequests:
-		code = apperr.RateLimited
-	case s >= 500:
-		code = apperr.Unavailable
-	}
-	return &apperr.Error{Code: code, Message: fmt.Sprintf("inventory answered %s", resp.Status),
-		Err: errors.New(strings.TrimSpace(string(body[:min(len(body), 200)])))}
+	return &apperr.Error{Code: e.Code, Message: e.Message, Fields: e.Fields, Err: &InsufficientStockError{Shortages: shortages}}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/resilience"
 )
 
 // clientImpls are the implementations of Client the contract suite runs:
@@ -234,11 +235,17 @@ func TestHTTPClientResilience(t *testing.T) {
 	MustSetLevel(t, s, "SKU", loc.ID, 100)
 	h := apitest.Mount(s.Routes())
 	ctx := context.Background()
-	fast := func(c *HTTPClient) *HTTPClient { c.backoff = time.Millisecond; return c }
+	// fast is the client's default policy with 1 ms between attempts (and
+	// attempts bounded by timeout, or 5 s).
+	fast := func(timeout time.Duration) httpx.ClientOption {
+		return httpx.WithPolicy(resilience.MustNew(resilience.Config{
+			Name: "inventory", Timeout: timeout, Failure: httpx.Transient, Backoff: resilience.Backoff{Initial: time.Millisecond},
+		}))
+	}
 
 	t.Run("a reserve whose answer was lost is retried and reserves once", func(t *testing.T) {
 		srv, calls := flakyServer(t, h, true, http.StatusBadGateway, http.StatusServiceUnavailable)
-		c := fast(NewHTTPClient(srv.URL, srv.Client()))
+		c := NewHTTPClient(srv.URL, srv.Client(), fast(0))
 		r, err := c.Reserve(ctx, ReserveRequest{Key: "lost", Lines: []ReserveLine{line("SKU", 2)}})
 		if err != nil || r.Key != "lost" {
 			t.Fatalf("reserve = %+v, %v", r, err)
@@ -251,7 +258,7 @@ func TestHTTPClientResilience(t *testing.T) {
 
 	t.Run("gives up after its attempts as unavailable", func(t *testing.T) {
 		srv, calls := flakyServer(t, h, false, 503, 503, 503, 503)
-		_, err := fast(NewHTTPClient(srv.URL, srv.Client())).GetReservation(ctx, "lost")
+		_, err := NewHTTPClient(srv.URL, srv.Client(), fast(0)).GetReservation(ctx, "lost")
 		apperrtest.Want(t, err, apperr.Unavailable)
 		if calls.Load() != 3 {
 			t.Fatalf("calls = %d, want 3", calls.Load())
@@ -277,7 +284,7 @@ func TestHTTPClientResilience(t *testing.T) {
 			h.ServeHTTP(w, r)
 		}))
 		defer srv.Close()
-		r, err := fast(NewHTTPClient(srv.URL, srv.Client())).Reserve(ctx, ReserveRequest{Key: "busy", Lines: []ReserveLine{line("SKU", 1)}})
+		r, err := NewHTTPClient(srv.URL, srv.Client(), fast(0)).Reserve(ctx, ReserveRequest{Key: "busy", Lines: []ReserveLine{line("SKU", 1)}})
 		if err != nil || calls.Load() != 2 || r.Key != "busy" {
 			t.Fatalf("reserve = %+v, %v after %d calls", r, err, calls.Load())
 		}
@@ -311,8 +318,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		}))
 		defer srv.Close()
 		defer close(release)
-		c := fast(NewHTTPClient(srv.URL, srv.Client()))
-		c.timeout = 50 * time.Millisecond
+		c := NewHTTPClient(srv.URL, srv.Client(), fast(50*time.Millisecond))
 		_, err := c.Commit(ctx, "res_01JD3Q0000000000000000000A", "ord_1")
 		apperrtest.Want(t, err, apperr.Unavailable)
 	})
@@ -332,7 +338,7 @@ func TestHTTPClientResilience(t *testing.T) {
 		srv := httptest.NewServer(h)
 		url := srv.URL
 		srv.Close()
-		_, err := fast(NewHTTPClient(url, nil)).Availability(ctx, []string{"SKU"})
+		_, err := NewHTTPClient(url, nil, fast(0)).Availability(ctx, []string{"SKU"})
 		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 }
