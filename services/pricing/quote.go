@@ -80,8 +80,9 @@ func (s *Service) country(req QuoteRequest) (string, string) {
 	return s.cfg.DefaultCountry, ""
 }
 
-// input loads what Compute needs for a normalised request.
-func (s *Service) input(ctx context.Context, req QuoteRequest) (Input, error) {
+// input loads what Compute needs for a normalised request, reading
+// definitions through vw.
+func (s *Service) input(ctx context.Context, vw *view, req QuoteRequest) (Input, error) {
 	at := req.At
 	if at.IsZero() {
 		at = s.now()
@@ -96,7 +97,7 @@ func (s *Service) input(ctx context.Context, req QuoteRequest) (Input, error) {
 			variants = append(variants, l.VariantID)
 		}
 	}
-	rows, err := priceRows(ctx, s.db, req.Currency, variants)
+	rows, err := vw.priceRows(ctx, req.Currency, variants)
 	if err != nil {
 		return Input{}, err
 	}
@@ -110,20 +111,17 @@ func (s *Service) input(ctx context.Context, req QuoteRequest) (Input, error) {
 	}
 
 	// Promotions: the automatic ones, and those of the codes.
-	if in.Promotions, err = automaticPromotions(ctx, s.db); err != nil {
+	t, err := vw.tables(ctx)
+	if err != nil {
 		return Input{}, err
 	}
-	if in.Codes, err = s.codeInputs(ctx, req.Codes, req.CustomerID, &in.Promotions); err != nil {
+	in.Promotions = t.automatic
+	if in.Codes, err = s.codeInputs(ctx, vw, req.Codes, req.CustomerID, &in.Promotions); err != nil {
 		return Input{}, err
 	}
 
 	// Tax.
-	country, region := s.country(req)
-	rate, found, err := taxRateFor(ctx, s.db, country, region)
-	if err != nil {
-		return Input{}, err
-	}
-	if found {
+	if rate, found := t.taxRate(s.country(req)); found {
 		in.TaxRateBps = rate.RateBps
 	}
 
@@ -131,12 +129,10 @@ func (s *Service) input(ctx context.Context, req QuoteRequest) (Input, error) {
 	// passed as a method without rates, which Compute reports as
 	// shipping_unavailable.
 	if req.ShippingMethodID != "" {
-		m, err := getShippingMethod(ctx, s.db, req.ShippingMethodID)
+		m, ok := t.shipping[req.ShippingMethodID]
 		switch {
-		case apperr.Is(err, apperr.NotFound):
+		case !ok:
 			m = ShippingMethod{ID: req.ShippingMethodID}
-		case err != nil:
-			return Input{}, err
 		case !m.Active:
 			m.Rates = nil
 		}
@@ -148,41 +144,53 @@ func (s *Service) input(ctx context.Context, req QuoteRequest) (Input, error) {
 // codeInputs looks the codes up, adds their promotions to promos, and says
 // what the store has against each: unknown (code_invalid), a usage limit
 // reached (code_exhausted), or a per-customer limit without a customer
-// (code_not_applicable).
-func (s *Service) codeInputs(ctx context.Context, codes []string, customerID string, promos *[]Promotion) ([]CodeInput, error) {
+// (code_not_applicable). Definitions come through vw; use counts are read
+// from the database every time.
+func (s *Service) codeInputs(ctx context.Context, vw *view, codes []string, customerID string, promos *[]Promotion) ([]CodeInput, error) {
 	if len(codes) == 0 {
 		return nil, nil
 	}
-	rows, err := codeRows(ctx, s.db, codes)
+	defs, err := vw.codes(ctx, codes)
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
-	for _, r := range rows {
-		if !slices.Contains(ids, r.promotionID) {
-			ids = append(ids, r.promotionID)
+	var ids, limited []string
+	for _, c := range codes {
+		d, ok := defs[c]
+		if !ok {
+			continue
+		}
+		if !slices.Contains(ids, d.promotionID) {
+			ids = append(ids, d.promotionID)
+		}
+		if d.usageLimit != nil {
+			limited = append(limited, c)
 		}
 	}
 	slices.Sort(ids)
-	coded, err := promotionsByID(ctx, s.db, ids)
+	coded, err := vw.promotions(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
 	*promos = append(*promos, coded...)
+	uses, err := codeRows(ctx, s.db, limited)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]CodeInput, len(codes))
 	for i, c := range codes {
 		out[i] = CodeInput{Code: c}
-		r, ok := rows[c]
+		d, ok := defs[c]
 		if !ok {
 			out[i].Problem = string(CodeInvalid)
 			continue
 		}
-		out[i].PromotionID = r.promotionID
-		if r.usageLimit != nil && r.used >= *r.usageLimit {
+		out[i].PromotionID = d.promotionID
+		if d.usageLimit != nil && uses[c].used >= *d.usageLimit {
 			out[i].Problem = string(CodeExhausted)
 			continue
 		}
-		j := slices.IndexFunc(coded, func(p Promotion) bool { return p.ID == r.promotionID })
+		j := slices.IndexFunc(coded, func(p Promotion) bool { return p.ID == d.promotionID })
 		if j < 0 || coded[j].UsageLimitPerCustomer == nil {
 			continue
 		}
@@ -190,7 +198,7 @@ func (s *Service) codeInputs(ctx context.Context, codes []string, customerID str
 			out[i].Problem = string(CodeNotApplicable)
 			continue
 		}
-		used, err := customerUsed(ctx, s.db, r.promotionID, customerID)
+		used, err := customerUsed(ctx, s.db, d.promotionID, customerID)
 		if err != nil {
 			return nil, err
 		}
@@ -208,7 +216,11 @@ func (s *Service) Quote(ctx context.Context, req QuoteRequest) (Quote, error) {
 	if err != nil {
 		return Quote{}, fmt.Errorf("quote: %w", err)
 	}
-	in, err := s.input(ctx, req)
+	vw, err := s.view(ctx)
+	if err != nil {
+		return Quote{}, fmt.Errorf("quote: %w", err)
+	}
+	in, err := s.input(ctx, vw, req)
 	if err != nil {
 		return Quote{}, fmt.Errorf("quote: %w", err)
 	}
@@ -230,16 +242,20 @@ func (s *Service) ShippingOptions(ctx context.Context, req QuoteRequest) ([]Ship
 		return nil, fmt.Errorf("shipping options: %w", err)
 	}
 	req.ShippingMethodID = ""
-	in, err := s.input(ctx, req)
+	vw, err := s.view(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("shipping options: %w", err)
 	}
-	methods, err := activeShippingMethods(ctx, s.db)
+	in, err := s.input(ctx, vw, req)
+	if err != nil {
+		return nil, fmt.Errorf("shipping options: %w", err)
+	}
+	t, err := vw.tables(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("shipping options: %w", err)
 	}
 	out := []ShippingOption{}
-	for _, m := range methods {
+	for _, m := range t.active {
 		if _, _, ok := m.rateFor(in.Currency); !ok || !m.shipsTo(in.ShippingCountry) {
 			continue
 		}
@@ -281,7 +297,11 @@ func (s *Service) Prices(ctx context.Context, currency string, customerGroups []
 	if err := v.Err(); err != nil {
 		return nil, fmt.Errorf("prices: %w", err)
 	}
-	rows, err := priceRows(ctx, s.db, currency, ids)
+	vw, err := s.view(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("prices: %w", err)
+	}
+	rows, err := vw.priceRows(ctx, currency, ids)
 	if err != nil {
 		return nil, fmt.Errorf("prices: %w", err)
 	}
@@ -310,33 +330,26 @@ func (s *Service) CheckCode(ctx context.Context, code, currency, customerID stri
 	if code == "" || len(code) > MaxCodeLen {
 		return codeError(CodeInvalid, code)
 	}
-	rows, err := codeRows(ctx, s.db, []string{code})
+	vw, err := s.view(ctx)
 	if err != nil {
 		return fmt.Errorf("check code: %w", err)
 	}
-	r, ok := rows[code]
-	if !ok {
+	var promos []Promotion
+	ins, err := s.codeInputs(ctx, vw, []string{code}, customerID, &promos)
+	if err != nil {
+		return fmt.Errorf("check code: %w", err)
+	}
+	if ins[0].Problem == string(CodeInvalid) || len(promos) == 0 {
 		return codeError(CodeInvalid, code)
 	}
-	p, err := getPromotion(ctx, s.db, r.promotionID)
-	if err != nil {
-		return fmt.Errorf("check code: %w", err)
-	}
-	if problem := usableAt(p, s.now()); problem != "" {
+	if problem := usableAt(promos[0], s.now()); problem != "" {
 		return codeError(problem, code)
 	}
-	if r.usageLimit != nil && r.used >= *r.usageLimit {
+	if ins[0].Problem == string(CodeExhausted) {
 		return codeError(CodeExhausted, code)
 	}
-	if p.UsageLimitPerCustomer != nil && customerID != "" {
-		used, err := customerUsed(ctx, s.db, p.ID, customerID)
-		if err != nil {
-			return fmt.Errorf("check code: %w", err)
-		}
-		if used >= *p.UsageLimitPerCustomer {
-			return codeError(CodeExhausted, code)
-		}
-	}
+	// code_not_applicable, a per-customer code without a customer, is
+	// the quote's business.
 	return nil
 }
 

@@ -27,6 +27,10 @@ func TestSeed(t *testing.T) {
 	runStores(t, func(t *testing.T, s *Service) {
 		ctx := context.Background()
 		variants := demoVariants()
+		// Warm the quote cache first: the seed must invalidate it.
+		if prices, err := s.Prices(ctx, "EUR", nil, variantIDs(variants)); err != nil || len(prices) != 0 {
+			t.Fatalf("prices before the seed: %v, %v", prices, err)
+		}
 		seeded, err := Seed(ctx, s, variants)
 		if err != nil || !seeded {
 			t.Fatalf("Seed = %v, %v", seeded, err)

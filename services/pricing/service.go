@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/httpx"
@@ -19,13 +21,16 @@ import (
 
 // Service is pricing's use cases over its database. It is safe for
 // concurrent use. Every write runs in one transaction together with its
-// outbox events; every error a caller may see is an *apperr.Error.
+// outbox events; every error a caller may see is an *apperr.Error. Quotes
+// read definitions through a cache that is never stale (ADR 0017), also
+// when other processes share the database.
 type Service struct {
 	db     *store.DB
 	outbox *bus.Outbox
 	log    *slog.Logger
 	cfg    Config
 	now    func() time.Time
+	cache  *cache
 }
 
 var _ Client = (*Service)(nil)
@@ -34,22 +39,38 @@ var _ Client = (*Service)(nil)
 // and bus.Migrations applied. Events go through outbox (a nil outbox writes
 // the rows without waking a relay); a nil logger discards. cfg should have
 // passed Validate; its defaults are applied here.
-func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger, cfg Config) *Service {
+func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger, cfg Config, opts ...Option) *Service {
 	if outbox == nil {
 		outbox = bus.NewOutbox(nil)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{
+	cfg = cfg.withDefaults()
+	s := &Service{
 		db:     db,
 		outbox: outbox,
 		log:    logger,
-		cfg:    cfg.withDefaults(),
+		cfg:    cfg,
 		// Microseconds: what PostgreSQL keeps, so a value read back
 		// equals the one written on both engines.
-		now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		now:   func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		cache: newCache(cfg.CacheSize),
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Option tunes a Service beyond its Config.
+type Option func(*Service)
+
+// WithMetrics registers the service's Prometheus metrics on reg (nil: none):
+// souk_pricing_cache_lookups_total{cache, result}. Registering twice on one
+// registry shares the collector.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(s *Service) { s.cache.register(reg) }
 }
 
 // errConcurrentChange: a row read in a transaction was changed by another
@@ -59,10 +80,17 @@ var errConcurrentChange = errors.New("changed concurrently")
 const maxWriteAttempts = 5
 
 // write runs fn in a transaction, again (from a fresh read) when it reports
-// errConcurrentChange.
+// errConcurrentChange. Every use of it writes definitions, so it bumps the
+// revision in the same transaction when fn succeeds — also when fn changed
+// nothing, which costs only a cache refill.
 func (s *Service) write(ctx context.Context, fn func(tx *store.Tx) error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.db.InTx(ctx, fn)
+		err := s.db.InTx(ctx, func(tx *store.Tx) error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			return bumpRevision(ctx, tx)
+		})
 		if !errors.Is(err, errConcurrentChange) {
 			return err
 		}

@@ -88,6 +88,32 @@ func lockRow(ctx context.Context, tx *store.Tx, table, id string) error {
 	return nil
 }
 
+// --- revision ---
+
+// bumpRevision records in tx that pricing's definitions change. Every
+// transaction that writes price lists, prices, promotions, codes (not their
+// use counts), tax rates or shipping methods calls it before it commits, so
+// that no process's quote cache serves what the transaction replaced,
+// whichever process committed it (ADR 0017). On PostgreSQL it takes the
+// revision row's lock until commit: definition writes serialise, which the
+// back office never notices.
+func bumpRevision(ctx context.Context, tx *store.Tx) error {
+	if _, err := tx.Exec(ctx, `UPDATE pricing_revision SET n = n + 1 WHERE id = 1`); err != nil {
+		return fmt.Errorf("bump pricing revision: %w", err)
+	}
+	return nil
+}
+
+// readRevision returns the revision of pricing's definitions: a value that
+// changes with every committed definition write.
+func readRevision(ctx context.Context, q store.Querier) (int64, error) {
+	var n int64
+	if err := q.QueryRow(ctx, `SELECT n FROM pricing_revision WHERE id = 1`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("read pricing revision: %w", err)
+	}
+	return n, nil
+}
+
 // --- price lists ---
 
 const priceListColumns = `id, name, currency, prices_include_tax, customer_group, starts_at, ends_at, priority, version, created_at, updated_at`
@@ -479,7 +505,8 @@ func loadCodes(ctx context.Context, q store.Querier, ps []Promotion) error {
 	return nil
 }
 
-// codeRow is a voucher code's row.
+// codeRow is a voucher code's row: its definition (promotion, usage limit)
+// and its use count. The quote cache keeps the definition only.
 type codeRow struct {
 	code, promotionID string
 	usageLimit        *int64
@@ -627,7 +654,17 @@ func getTaxRate(ctx context.Context, q store.Querier, rateID string) (TaxRate, e
 }
 
 func listTaxRates(ctx context.Context, q store.Querier, afterID string, limit int) ([]TaxRate, error) {
-	rows, err := q.Query(ctx, `SELECT `+taxRateColumns+` FROM pricing_tax_rates WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	return queryTaxRates(ctx, q, `SELECT `+taxRateColumns+` FROM pricing_tax_rates WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+}
+
+// allTaxRates returns every tax rate, for the quote cache's tables.
+func allTaxRates(ctx context.Context, q store.Querier) ([]TaxRate, error) {
+	return queryTaxRates(ctx, q, `SELECT `+taxRateColumns+` FROM pricing_tax_rates ORDER BY id`)
+}
+
+// queryTaxRates runs a query selecting taxRateColumns.
+func queryTaxRates(ctx context.Context, q store.Querier, query string, args ...any) ([]TaxRate, error) {
+	rows, err := q.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tax rates: %w", err)
 	}
@@ -644,30 +681,6 @@ func listTaxRates(ctx context.Context, q store.Querier, afterID string, limit in
 		return nil, fmt.Errorf("list tax rates: %w", err)
 	}
 	return out, nil
-}
-
-// taxRateFor returns the rate of the region when it has one, else the
-// country-wide rate; found is false when the country has neither.
-func taxRateFor(ctx context.Context, q store.Querier, country, region string) (rate TaxRate, found bool, err error) {
-	rows, err := q.Query(ctx, `SELECT `+taxRateColumns+` FROM pricing_tax_rates WHERE country = ? AND (region = '' OR region = ?)`, country, region)
-	if err != nil {
-		return TaxRate{}, false, fmt.Errorf("load tax rate: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		t, err := scanTaxRate(rows)
-		if err != nil {
-			return TaxRate{}, false, fmt.Errorf("load tax rate: %w", err)
-		}
-		// Region-specific beats country-wide.
-		if !found || t.Region != nil {
-			rate, found = t, true
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return TaxRate{}, false, fmt.Errorf("load tax rate: %w", err)
-	}
-	return rate, found, nil
 }
 
 // --- shipping methods ---
@@ -755,6 +768,8 @@ func listShippingMethods(ctx context.Context, q store.Querier, afterID string, l
 	return queryShippingMethods(ctx, q, `SELECT `+shippingColumns+` FROM pricing_shipping_methods WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
 }
 
-func activeShippingMethods(ctx context.Context, q store.Querier) ([]ShippingMethod, error) {
-	return queryShippingMethods(ctx, q, `SELECT `+shippingColumns+` FROM pricing_shipping_methods WHERE active = ? ORDER BY id`, true)
+// allShippingMethods returns every shipping method, active or not, for the
+// quote cache's tables.
+func allShippingMethods(ctx context.Context, q store.Querier) ([]ShippingMethod, error) {
+	return queryShippingMethods(ctx, q, `SELECT `+shippingColumns+` FROM pricing_shipping_methods ORDER BY id`)
 }
