@@ -95,6 +95,14 @@ type ConsumerConfig struct {
 	// next event published instead of the oldest one the stream retains.
 	// It cannot be changed for an existing consumer.
 	DeliverNew bool
+	// Wants, when set, is asked before the handler's transaction whether
+	// the handler has anything to do with the event; when it answers false
+	// the event is acknowledged without a transaction and without an inbox
+	// row (outcome "skipped"). It reads state outside any transaction, so
+	// use it only where declining an event is the same as having handled it
+	// just before that state changed (no webhook subscribes to the type
+	// yet). An error counts as true: the handler decides.
+	Wants func(ctx context.Context, e Event) (bool, error)
 
 	// testAfterCommit, when set, runs after a successful transaction and
 	// before the acknowledgement; returning false skips the acknowledgement
@@ -459,6 +467,13 @@ func (s *Subscription) handle(m jetstream.Msg) {
 		))
 	defer span.End()
 
+	if s.cfg.Wants != nil {
+		if wants, err := s.cfg.Wants(ctx, e); err == nil && !wants {
+			s.acknowledge(ctx, m, e, outcomeSkipped)
+			return
+		}
+	}
+
 	stopProgress := s.keepInProgress(m)
 	start := time.Now()
 	var duplicate bool
@@ -491,20 +506,11 @@ func (s *Subscription) handle(m jetstream.Msg) {
 		if s.cfg.testAfterCommit != nil && !s.cfg.testAfterCommit(e, duplicate) {
 			return
 		}
-		// Outcomes are counted before the server hears of them, so whoever
-		// sees the acknowledgement also sees the count.
 		outcome := outcomeProcessed
 		if duplicate {
 			outcome = outcomeDuplicate
 		}
-		s.bus.metrics.deliveries.WithLabelValues(name, outcome).Inc()
-		ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.bus.cfg.RequestTimeout)
-		defer cancel()
-		if err := m.DoubleAck(ackCtx); err != nil {
-			// Committed: a redelivery will find the inbox row and do nothing.
-			s.log.Warn("bus: acknowledgement failed after commit; the event will be redelivered and skipped as a duplicate",
-				"event_id", e.ID, "type", e.Type, "error", err)
-		}
+		s.acknowledge(ctx, m, e, outcome)
 		return
 	}
 
@@ -526,6 +532,21 @@ func (s *Subscription) handle(m jetstream.Msg) {
 	s.log.Warn("bus: handler failed; retrying",
 		"event_id", e.ID, "type", e.Type, "delivery", delivered, "max_deliver", s.cfg.MaxDeliver, "retry_in", delay, "error", herr.err)
 	s.retry(m, e, delay)
+}
+
+// acknowledge counts the event's outcome and acknowledges it. Outcomes are
+// counted before the server hears of them, so whoever sees the
+// acknowledgement also sees the count.
+func (s *Subscription) acknowledge(ctx context.Context, m jetstream.Msg, e Event, outcome string) {
+	s.bus.metrics.deliveries.WithLabelValues(s.cfg.Name, outcome).Inc()
+	ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.bus.cfg.RequestTimeout)
+	defer cancel()
+	if err := m.DoubleAck(ackCtx); err != nil {
+		// Committed (or nothing to do): a redelivery finds the inbox row,
+		// or nothing to do again.
+		s.log.Warn("bus: acknowledgement failed after commit; the event will be redelivered and skipped as a duplicate",
+			"event_id", e.ID, "type", e.Type, "error", err)
+	}
 }
 
 // call runs the handler, turning a panic into an error.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +49,7 @@ var conformanceCases = []struct {
 }{
 	{"publish_then_durable_consume", testPublishConsume},
 	{"durable_consumer_resumes", testDurableResume},
+	{"declined_events_skip_the_transaction", testWantsDeclines},
 	{"redelivery_after_crash_before_ack", testCrashBeforeAck},
 	{"retries_with_backoff_then_success", testRetryThenSuccess},
 	{"dead_letter_after_max_deliveries", testDeadLetter},
@@ -179,6 +181,50 @@ func testDurableResume(t *testing.T, be backend, db *store.DB) {
 	}
 	if got, want := rec.orderOf("agg"), []int{1, 2, 3}; !slices.Equal(got, want) {
 		t.Errorf("applied in order %v, want %v", got, want)
+	}
+}
+
+// testWantsDeclines: an event Wants declines is acknowledged without the
+// handler, an inbox row or a redelivery; the others are handled.
+func testWantsDeclines(t *testing.T, be backend, db *store.DB) {
+	ctx := context.Background()
+	b := MustOpen(t, be.config(t, false))
+	rec := newRecorder()
+	var asked sync.Map // event id -> true
+	cfg := rec.consumer(ConsumerConfig{Name: "picky", Subject: "souk.test.>", AckWait: time.Second,
+		Wants: func(_ context.Context, e Event) (bool, error) {
+			asked.Store(e.ID, true)
+			return e.Type != "souk.test.ignored.v1", nil
+		}})
+	MustSubscribe(t, b, db, cfg, rec.handle)
+
+	ignored := MustEvent(t, ctx, "ignored", "agg", 1)
+	wanted := MustEvent(t, ctx, "wanted", "agg", 2)
+	for _, e := range []Event{ignored, wanted} {
+		if err := b.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, waitLong, "the wanted event to be applied", func() bool { return rec.isCommitted(wanted.ID) })
+	waitUntil(t, waitLong, "the skipped metric to reach 1", func() bool {
+		return metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeSkipped)) == 1
+	})
+	if _, ok := asked.Load(ignored.ID); !ok {
+		t.Error("Wants was not asked about the ignored event")
+	}
+	if n := rec.callsOf(ignored.ID); n != 0 {
+		t.Errorf("handler called %d times for a declined event, want 0", n)
+	}
+	if n := inboxRows(t, db, cfg.Name, ignored.ID); n != 0 {
+		t.Errorf("%d inbox rows for a declined event, want 0", n)
+	}
+	// Acknowledged: not redelivered after AckWait.
+	time.Sleep(2 * cfg.AckWait)
+	if got := metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeSkipped)); got != 1 {
+		t.Errorf("skipped metric = %v after AckWait, want 1 (a declined event was redelivered)", got)
+	}
+	if n := rec.callsOf(wanted.ID); n != 1 {
+		t.Errorf("handler called %d times for the wanted event, want 1", n)
 	}
 }
 

@@ -58,7 +58,7 @@ func (db *DB) migrate(ctx context.Context, set Migrations) error {
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(dialect, db.sql, sub, opts...)
+	p, err := goose.NewProvider(dialect, db.write, sub, opts...)
 	if err != nil {
 		return err
 	}

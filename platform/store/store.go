@@ -12,14 +12,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
+	"log/slog"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,8 +46,12 @@ type Config struct {
 	// services sharing one PostgreSQL database never see each other's tables.
 	// Ignored for SQLite (a file per service already separates them).
 	Schema string
-	// MaxOpenConns caps the connection pool (0: engine default).
+	// MaxOpenConns caps the connection pool (0: engine default); on SQLite
+	// the read pool, beside the one writer connection.
 	MaxOpenConns int
+	// Logger receives what goes wrong in the background (SQLite
+	// checkpoints); nil discards it.
+	Logger *slog.Logger
 }
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -67,40 +69,52 @@ func (c Config) Validate() error {
 }
 
 // DB is a service's database handle. It is safe for concurrent use.
+//
+// On PostgreSQL it is one pgx pool (pgx caches prepared statements per
+// connection). On SQLite it is two pools on one file (ADR 17): a single
+// writer connection that every transaction and every statement outside one
+// queue for in Go — SQLite has one write lock per file, and waiting for it in
+// SQLite's busy handler means sleeping in steps of up to 100 ms — and a pool
+// of read-only connections for queries outside transactions, which WAL lets
+// run beside the writer. Statements are prepared once per connection
+// (stmtCache) and WAL checkpoints run in the background, not in a commit.
 type DB struct {
-	sql    *sql.DB
+	sql    *sql.DB // queries outside a transaction
+	write  *sql.DB // transactions and writes: == sql on PostgreSQL
 	engine Engine
 	schema string
 	rebind sync.Map // query string -> rewritten query (PostgreSQL only)
+
+	readStmts, writeStmts *stmtCache    // SQLite only
+	stopCheckpoints       func()        // SQLite only
+	checkpoints           atomic.Uint64 // background checkpoints done
 }
 
 // Open connects to the database and checks that it answers. For SQLite it
-// creates the file's directory, and turns on WAL, a busy timeout, foreign keys
-// and immediate write transactions (so two writers queue on the busy timeout
-// instead of failing with a lock upgrade error).
+// creates the file's directory, and turns on WAL, a busy timeout (for other
+// processes on the same file), foreign keys and immediate write
+// transactions.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	engine, target, _ := parseURL(cfg.URL)
-	var (
-		db  *sql.DB
-		err error
-	)
-	switch engine {
-	case SQLite:
-		db, err = openSQLite(target, cfg.MaxOpenConns)
-	case Postgres:
-		db, err = openPostgres(ctx, target, cfg.Schema, cfg.MaxOpenConns)
+	if engine == SQLite {
+		log := cfg.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		return openSQLite(ctx, target, cfg.MaxOpenConns, log.With("db", target))
 	}
+	pool, err := openPostgres(ctx, target, cfg.Schema, cfg.MaxOpenConns)
 	if err != nil {
 		return nil, err
 	}
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+	if err := pool.PingContext(ctx); err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("open %s database: %w", engine, err)
 	}
-	return &DB{sql: db, engine: engine, schema: cfg.Schema}, nil
+	return &DB{sql: pool, write: pool, engine: engine, schema: cfg.Schema}, nil
 }
 
 func parseURL(raw string) (Engine, string, error) {
@@ -122,29 +136,6 @@ func parseURL(raw string) (Engine, string, error) {
 		return SQLite, raw, nil
 	}
 	return "", "", fmt.Errorf("database URL %q: want postgres://… or sqlite:<path>", raw)
-}
-
-func openSQLite(path string, maxConns int) (*sql.DB, error) {
-	if path != ":memory:" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, fmt.Errorf("create database directory: %w", err)
-		}
-	}
-	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(NORMAL)"} {
-		q.Add("_pragma", p)
-	}
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
-	}
-	if maxConns <= 0 {
-		maxConns = max(4, 2*runtime.GOMAXPROCS(0))
-	}
-	db.SetMaxOpenConns(maxConns)
-	db.SetMaxIdleConns(maxConns)
-	return db, nil
 }
 
 func openPostgres(ctx context.Context, raw, schema string, maxConns int) (*sql.DB, error) {
@@ -192,14 +183,25 @@ func (db *DB) Engine() Engine { return db.engine }
 // Schema is the PostgreSQL schema of the service ("" for SQLite).
 func (db *DB) Schema() string { return db.schema }
 
-// SQL returns the underlying *sql.DB, for tools (migrations, health checks).
-func (db *DB) SQL() *sql.DB { return db.sql }
+// SQL returns the underlying *sql.DB that may write (on SQLite the single
+// writer connection), for tools: migrations, session locks. Holding one of
+// its connections blocks every transaction of a SQLite database.
+func (db *DB) SQL() *sql.DB { return db.write }
 
 // Ping checks the database answers; readiness probes call it.
 func (db *DB) Ping(ctx context.Context) error { return db.sql.PingContext(ctx) }
 
-// Close closes the pool.
-func (db *DB) Close() error { return db.sql.Close() }
+// Close stops the background checkpoints and closes the pools.
+func (db *DB) Close() error {
+	if db.stopCheckpoints != nil {
+		db.stopCheckpoints()
+	}
+	err := db.sql.Close()
+	if db.write != db.sql {
+		err = errors.Join(err, db.write.Close())
+	}
+	return err
+}
 
 // Querier is what DB and Tx have in common: queries with `?` placeholders.
 type Querier interface {
@@ -214,18 +216,30 @@ var (
 	_ Querier = (*Tx)(nil)
 )
 
-// Exec runs a statement outside a transaction.
+// Exec runs a statement outside a transaction (on SQLite, queued for the
+// writer connection like a transaction). Never call it from inside InTx's
+// function: on SQLite it would wait for the transaction that waits for it.
 func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return db.sql.ExecContext(ctx, db.bind(query), normalize(args)...)
+	if st := db.writeStmts.get(ctx, query); st != nil {
+		return st.ExecContext(ctx, normalize(args)...)
+	}
+	return db.write.ExecContext(ctx, db.bind(query), normalize(args)...)
 }
 
-// Query runs a query outside a transaction.
+// Query runs a query outside a transaction. It sees every transaction
+// committed before it starts.
 func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := db.readStmts.get(ctx, query); st != nil {
+		return st.QueryContext(ctx, normalize(args)...)
+	}
 	return db.sql.QueryContext(ctx, db.bind(query), normalize(args)...)
 }
 
 // QueryRow runs a query expected to return at most one row.
 func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := db.readStmts.get(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, normalize(args)...)
+	}
 	return db.sql.QueryRowContext(ctx, db.bind(query), normalize(args)...)
 }
 
@@ -277,6 +291,7 @@ type Tx struct {
 	tx          *sql.Tx
 	db          *DB
 	afterCommit []func()
+	unprepared  []string // statements to prepare for the next transactions (SQLite)
 }
 
 // Engine tells which engine the transaction runs on.
@@ -284,17 +299,44 @@ func (tx *Tx) Engine() Engine { return tx.db.engine }
 
 // Exec runs a statement in the transaction.
 func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := tx.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, normalize(args)...)
+	}
 	return tx.tx.ExecContext(ctx, tx.db.bind(query), normalize(args)...)
 }
 
 // Query runs a query in the transaction.
 func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := tx.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, normalize(args)...)
+	}
 	return tx.tx.QueryContext(ctx, tx.db.bind(query), normalize(args)...)
 }
 
 // QueryRow runs a query expected to return at most one row.
 func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := tx.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, normalize(args)...)
+	}
 	return tx.tx.QueryRowContext(ctx, tx.db.bind(query), normalize(args)...)
+}
+
+// stmt is the writer's prepared statement of query bound to the
+// transaction, or nil: then the statement runs unprepared this time, and is
+// prepared once the transaction has given the writer connection back
+// (preparing on the pool now would wait for this very transaction).
+func (tx *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
+	c := tx.db.writeStmts
+	if c == nil {
+		return nil
+	}
+	if st, ok := c.lookup(query); ok {
+		return tx.tx.StmtContext(ctx, st)
+	}
+	if c.wants(query) {
+		tx.unprepared = append(tx.unprepared, query)
+	}
+	return nil
 }
 
 // AfterCommit registers fn to run after the transaction commits (never when
@@ -325,27 +367,38 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 }
 
-func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
-	sqlTx, err := db.sql.BeginTx(ctx, nil)
+func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) error {
+	sqlTx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	tx := &Tx{tx: sqlTx, db: db}
+	err = tx.run(fn)
+	// The writer connection is free again: prepare what ran unprepared.
+	db.writeStmts.prepareAll(tx.unprepared)
+	if err != nil {
+		return err
+	}
+	for _, f := range tx.afterCommit {
+		f()
+	}
+	return nil
+}
+
+// run runs fn and commits, or rolls back when fn fails or panics.
+func (tx *Tx) run(fn func(tx *Tx) error) error {
 	defer func() {
 		if p := recover(); p != nil {
-			_ = sqlTx.Rollback()
+			_ = tx.tx.Rollback()
 			panic(p)
 		}
 	}()
 	if err := fn(tx); err != nil {
-		_ = sqlTx.Rollback()
+		_ = tx.tx.Rollback()
 		return err
 	}
-	if err := sqlTx.Commit(); err != nil {
+	if err := tx.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
-	}
-	for _, f := range tx.afterCommit {
-		f()
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,18 @@ const eventSource = "notify"
 
 // deliveryLeaseMargin is added to WebhookTimeout for a delivery's lease.
 const deliveryLeaseMargin = 30 * time.Second
+
+// wantsEvent reports whether an enabled webhook subscribes to e's type: the
+// events of a shop without webhooks (most of them) then cost no
+// transaction. An event that arrives before the subscription that would
+// want it commits is one published before it existed.
+func (s *Service) wantsEvent(ctx context.Context, e bus.Event) (bool, error) {
+	subs, err := enabledSubscriptions(ctx, s.db)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(subs, func(sub subscription) bool { return matches(sub.types, e.Type) }), nil
+}
 
 // handleEvent is the bus.Handler of every Souk event: in tx, it creates one
 // pending delivery per enabled subscription that wants the event's type.

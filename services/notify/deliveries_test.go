@@ -681,3 +681,41 @@ func TestDeliveryLogPagesNewestFirst(t *testing.T) {
 		wantErr(t, err, apperr.ValidationFailed, "status")
 	})
 }
+
+// TestWantsOnlySubscribedTypes: the webhook consumer declines (no
+// transaction, no inbox row) the events no enabled subscription wants.
+func TestWantsOnlySubscribedTypes(t *testing.T) {
+	runStores(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := newClock()
+		rcv := newReceiver(t, clk)
+		s := MustNewService(t, db, devConfig(Config{}), WithClock(clk.Now), WithMetrics(prometheus.NewRegistry()))
+		order := MustOrderEvent(t, orderData("ada@example.com"))
+		product := MustEvent(t, "catalog", "souk.catalog.product_published.v1", "prod_1", map[string]any{"product_id": "prod_1"})
+		wants := func(e bus.Event) bool {
+			t.Helper()
+			ok, err := s.wantsEvent(ctx, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if wants(order) || wants(product) {
+			t.Fatal("wanted an event with no webhook subscribed")
+		}
+		w := MustCreateWebhook(t, s, rcv.URL, EventOrderConfirmed)
+		if !wants(order) || wants(product) {
+			t.Fatalf("with a webhook on %s: wants order %v, product %v; want true, false", EventOrderConfirmed, wants(order), wants(product))
+		}
+		if _, err := s.UpdateWebhook(ctx, w.ID, WebhookPatch{Enabled: ptr(false)}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if wants(order) {
+			t.Fatal("wanted an event only a disabled webhook subscribes to")
+		}
+		MustCreateWebhook(t, s, rcv.URL, "*")
+		if !wants(order) || !wants(product) {
+			t.Fatal("a * webhook must want every event")
+		}
+	})
+}

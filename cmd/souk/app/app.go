@@ -259,7 +259,7 @@ func (a *App) stopBus(ctx context.Context) error {
 // openUnit opens a service's database, migrates it and starts its relay.
 func (a *App) openUnit(ctx context.Context, name string) (*unit, error) {
 	url, schema := a.cfg.DatabaseFor(name)
-	db, err := store.Open(ctx, store.Config{URL: url, Schema: schema})
+	db, err := store.Open(ctx, store.Config{URL: url, Schema: schema, Logger: a.logger.With("component", name)})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,146 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// SQLite tuning (ADR 17).
+const (
+	// sqliteBusyTimeout is how long a connection waits for a lock another
+	// process holds (souk migrate beside a running server); within one
+	// process the writer is queued for in Go and never meets it.
+	sqliteBusyTimeout = 10 * time.Second
+	// checkpointInterval is how often the background checkpointer copies
+	// the WAL back into the database file.
+	checkpointInterval = time.Second
+	// walRestartFrames is the WAL size (in pages) above which a checkpoint
+	// also restarts the WAL from its beginning, so that it stops growing
+	// while readers keep it busy. RESTART waits for the writer connection
+	// like a transaction does.
+	walRestartFrames = 4096
+)
+
+// openSQLite opens the file's writer connection and its read-only pool
+// (maxReaders connections; 0: twice GOMAXPROCS, at least 4), and starts the
+// background checkpointer.
+func openSQLite(ctx context.Context, path string, maxReaders int, log *slog.Logger) (*DB, error) {
+	memory := path == ":memory:"
+	if !memory {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	write, err := sqlitePool(path, 1, "immediate")
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{write: write, sql: write, engine: SQLite}
+	if err := write.PingContext(ctx); err != nil { // creates the file and turns WAL on
+		write.Close()
+		return nil, fmt.Errorf("open sqlite database: %w", err)
+	}
+	db.writeStmts = newStmtCache(write)
+	if memory {
+		// Every connection to :memory: is a database of its own: one
+		// connection does everything.
+		db.readStmts = db.writeStmts
+		return db, nil
+	}
+	if maxReaders <= 0 {
+		maxReaders = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	read, err := sqlitePool(path, maxReaders, "deferred", "query_only(1)")
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	if err := read.PingContext(ctx); err != nil {
+		read.Close()
+		write.Close()
+		return nil, fmt.Errorf("open sqlite database: %w", err)
+	}
+	db.sql, db.readStmts = read, newStmtCache(read)
+	db.stopCheckpoints = db.checkpointInBackground(log)
+	return db, nil
+}
+
+// sqlitePool opens a pool of n connections to the file with the pragmas
+// every connection needs, and extra ones.
+func sqlitePool(path string, n int, txlock string, extra ...string) (*sql.DB, error) {
+	q := url.Values{}
+	pragmas := []string{"journal_mode(WAL)", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()),
+		"foreign_keys(1)", "synchronous(NORMAL)", "wal_autocheckpoint(0)"}
+	for _, p := range append(pragmas, extra...) {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", txlock)
+	pool, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	pool.SetMaxOpenConns(n)
+	pool.SetMaxIdleConns(n)
+	return pool, nil
+}
+
+// checkpointInBackground copies the WAL into the database file every
+// checkpointInterval, from a read connection and without blocking readers
+// or the writer (PASSIVE), and restarts a WAL that grew past
+// walRestartFrames through the writer. SQLite would otherwise checkpoint
+// inside the commit that fills the WAL, holding the write lock through the
+// checkpoint's fsync. It returns the function that stops it.
+func (db *DB) checkpointInBackground(log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(checkpointInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			mode := "PASSIVE"
+			frames, err := db.checkpoint(ctx, db.sql, mode)
+			if err == nil && frames > walRestartFrames {
+				mode = "RESTART"
+				_, err = db.checkpoint(ctx, db.write, mode)
+			}
+			if err == nil {
+				db.checkpoints.Add(1)
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Warn("store: SQLite WAL checkpoint failed; the WAL keeps growing until one succeeds", "mode", mode, "error", err)
+			}
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+		// A last full checkpoint, so the file is complete on its own.
+		ctx, cancel := context.WithTimeout(context.Background(), sqliteBusyTimeout)
+		defer cancel()
+		_, _ = db.checkpoint(ctx, db.write, "TRUNCATE")
+	}
+}
+
+// checkpoint runs one WAL checkpoint and returns the WAL's size in pages.
+func (db *DB) checkpoint(ctx context.Context, pool *sql.DB, mode string) (int, error) {
+	var busy, frames, copied int
+	err := pool.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &frames, &copied)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = nil
+	}
+	return frames, err
+}

@@ -1,0 +1,208 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTestSQLite(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.db")
+	db, err := Open(context.Background(), Config{URL: "sqlite:" + path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(context.Background(), `CREATE TABLE counters (id TEXT PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	return db, path
+}
+
+// Every transaction of the process queues for the one writer connection
+// instead of meeting SQLITE_BUSY: none fails, none is lost.
+func TestSQLiteWritersQueue(t *testing.T) {
+	db, _ := openTestSQLite(t)
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, `INSERT INTO counters (id, n) VALUES (?, ?)`, "c", 0); err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, each = 40, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each)
+	for range goroutines {
+		wg.Go(func() {
+			for range each {
+				errs <- db.InTx(ctx, func(tx *Tx) error {
+					var n int
+					if err := tx.QueryRow(ctx, `SELECT n FROM counters WHERE id = ?`, "c").Scan(&n); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, `UPDATE counters SET n = ? WHERE id = ?`, n+1, "c")
+					return err
+				})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a transaction failed: %v", err)
+		}
+	}
+	var n int
+	if err := db.QueryRow(ctx, `SELECT n FROM counters WHERE id = ?`, "c").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != goroutines*each {
+		t.Fatalf("n = %d, want %d (lost updates)", n, goroutines*each)
+	}
+}
+
+// Reads outside a transaction run on the read-only pool: they see what
+// committed, and cannot write.
+func TestSQLiteReadPool(t *testing.T) {
+	db, _ := openTestSQLite(t)
+	ctx := context.Background()
+	if db.sql == db.write {
+		t.Fatal("one pool for reads and writes")
+	}
+	if got := db.write.Stats().MaxOpenConnections; got != 1 {
+		t.Fatalf("writer pool of %d connections, want 1", got)
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO counters (id, n) VALUES (?, ?)`, "r", 7)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.QueryRow(ctx, `SELECT n FROM counters WHERE id = ?`, "r").Scan(&n); err != nil || n != 7 {
+		t.Fatalf("read after commit = %d, %v; want 7", n, err)
+	}
+	rows, err := db.Query(ctx, `INSERT INTO counters (id, n) VALUES (?, ?) RETURNING n`, "x", 1)
+	if err == nil {
+		for rows.Next() {
+		}
+		err = rows.Err()
+		rows.Close()
+	}
+	if err == nil {
+		t.Fatal("a write through Query (the read pool) succeeded")
+	}
+}
+
+// A statement is prepared once and reused, in and outside transactions;
+// the cache is bounded and statements past the bound still run.
+func TestStatementCache(t *testing.T) {
+	db, _ := openTestSQLite(t)
+	ctx := context.Background()
+	const q = `SELECT COUNT(*) FROM counters WHERE n >= ?`
+	var n int
+	if err := db.QueryRow(ctx, q, 0).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	first, ok := db.readStmts.lookup(q)
+	if !ok {
+		t.Fatal("a query outside a transaction was not cached")
+	}
+	if err := db.QueryRow(ctx, q, 1).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := db.readStmts.lookup(q); again != first {
+		t.Fatal("the cached statement was replaced")
+	}
+
+	const ins = `INSERT INTO counters (id, n) VALUES (?, ?)`
+	for i := range 3 {
+		if err := db.InTx(ctx, func(tx *Tx) error {
+			_, err := tx.Exec(ctx, ins, fmt.Sprint("t", i), i)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// Run unprepared inside the first transaction, prepared after it.
+		if _, ok := db.writeStmts.lookup(ins); !ok {
+			t.Fatalf("after transaction %d the insert is not prepared", i+1)
+		}
+	}
+
+	// Past the bound: statements run, the cache stays bounded.
+	for i := range maxCachedStmts + 10 {
+		if err := db.QueryRow(ctx, fmt.Sprintf(`SELECT %d + COUNT(*) FROM counters`, i)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != i+3 {
+			t.Fatalf("query %d = %d, want %d", i, n, i+3)
+		}
+	}
+	db.readStmts.mu.RLock()
+	size := len(db.readStmts.m)
+	db.readStmts.mu.RUnlock()
+	if size != maxCachedStmts {
+		t.Fatalf("%d cached statements, want the bound %d", size, maxCachedStmts)
+	}
+	// A statement that does not prepare fails where it runs, with SQLite's error.
+	if _, err := db.Query(ctx, `SELECT nope FROM counters`); err == nil {
+		t.Fatal("a bad statement ran")
+	}
+}
+
+// Closing checkpoints the whole WAL into the database file.
+func TestSQLiteCloseCheckpoints(t *testing.T) {
+	db, path := openTestSQLite(t)
+	ctx := context.Background()
+	for i := range 200 {
+		if _, err := db.Exec(ctx, `INSERT INTO counters (id, n) VALUES (?, ?)`, fmt.Sprint("k", i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("no WAL after writes: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() != 0 {
+		t.Fatalf("WAL of %d bytes after Close, want it checkpointed and truncated", fi.Size())
+	}
+	again, err := Open(ctx, Config{URL: "sqlite:" + path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	var n int
+	if err := again.QueryRow(ctx, `SELECT COUNT(*) FROM counters`).Scan(&n); err != nil || n != 200 {
+		t.Fatalf("after reopening: %d rows, %v; want 200", n, err)
+	}
+}
+
+// Commits never checkpoint; the background checkpointer does, while
+// writes go on.
+func TestSQLiteBackgroundCheckpoint(t *testing.T) {
+	db, _ := openTestSQLite(t)
+	ctx := context.Background()
+	var auto int
+	if err := db.InTx(ctx, func(tx *Tx) error {
+		return tx.QueryRow(ctx, `PRAGMA wal_autocheckpoint`).Scan(&auto)
+	}); err != nil || auto != 0 {
+		t.Fatalf("writer's wal_autocheckpoint = %d, %v; want 0", auto, err)
+	}
+	before := db.checkpoints.Load()
+	deadline := time.Now().Add(20 * checkpointInterval)
+	for i := 0; db.checkpoints.Load() < before+2; i++ {
+		if _, err := db.Exec(ctx, `INSERT INTO counters (id, n) VALUES (?, ?)`, fmt.Sprint("b", i), i); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d background checkpoints in %v, want 2", db.checkpoints.Load()-before, 20*checkpointInterval)
+		}
+		time.Sleep(checkpointInterval / 10)
+	}
+}
