@@ -68,7 +68,7 @@ func (a *App) initPricing(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.pricing = pricing.New(u.db, u.outbox, a.logger.With("component", "pricing"), pricing.Config{DefaultCountry: a.cfg.Country})
+	a.pricing = pricing.New(u.db, u.outbox, a.logger.With("component", "pricing"), pricing.Config{DefaultCountry: a.cfg.Country}, pricing.WithMetrics(a.registry))
 	u.routes = a.pricing.Routes()
 	return nil
 }
