@@ -120,6 +120,12 @@ func (s *Service) checkout(ctx context.Context, cartID string, c cart.Caller, in
 		orderID: r.ID, status: sagaRunning, step: forwardSteps[0], nextAttemptAt: r.CreatedAt,
 		deadline: r.CreatedAt.Add(s.cfg.SagaDeadline), paymentToken: in.Payment.Token, leaseUntil: epoch, updatedAt: r.CreatedAt,
 	}
+	// With this process's executor running, the saga is created leased to
+	// it and handed over with the order: nothing to claim or read back.
+	handOver := s.running.Load()
+	if handOver {
+		g.leaseOwner, g.leaseUntil = s.owner, r.CreatedAt.Add(s.cfg.LeaseTTL)
+	}
 	err = s.db.InTx(ctx, func(tx *store.Tx) error {
 		if err := insertOrder(ctx, tx, r); err != nil {
 			return err
@@ -144,7 +150,11 @@ func (s *Service) checkout(ctx context.Context, cartID string, c cart.Caller, in
 	}
 	s.metrics.orderPlaced()
 	s.log.InfoContext(ctx, "order placed", "order_id", r.ID, "cart_id", cartID, "total", r.Total.String())
-	s.kick(r.ID)
+	if handOver {
+		s.handOver(ctx, &execution{s: s, g: g, r: r})
+	} else {
+		s.kick(r.ID)
+	}
 	return s.await(ctx, r.ID, s.cfg.WaitBudget)
 }
 

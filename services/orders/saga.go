@@ -101,29 +101,39 @@ func (s *Service) Run(ctx context.Context) error {
 		return errors.New("orders: the saga executor is already running")
 	}
 	defer s.running.Store(false)
-	work := make(chan string)
+	work := make(chan *execution)
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
 		wg.Go(func() {
-			for orderID := range work {
-				s.runSaga(ctx, orderID)
+			for ex := range work {
+				if ex.g.leaseOwner == "" {
+					ex = s.claimFor(ctx, ex.g.orderID)
+				}
+				if ex != nil {
+					s.runClaimed(ctx, ex)
+				}
 			}
 		})
 	}
+	defer s.releaseHandedOver()
 	defer wg.Wait()
 	defer close(work)
-	send := func(orderID string) bool {
+	send := func(ex *execution) bool {
 		select {
-		case work <- orderID:
+		case work <- ex:
 			return true
 		case <-ctx.Done():
+			if ex.g.leaseOwner != "" {
+				ex.release()
+			}
 			return false
 		}
 	}
+	byID := func(orderID string) bool { return send(&execution{s: s, g: sagaRow{orderID: orderID}}) }
 	poll := time.NewTicker(s.cfg.PollInterval)
 	defer poll.Stop()
 	for due := true; ; {
-		if due && !s.dispatchDue(ctx, send) {
+		if due && !s.dispatchDue(ctx, byID) {
 			return nil
 		}
 		due = false
@@ -131,11 +141,38 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case orderID := <-s.ready:
-			if !send(orderID) {
+			if !byID(orderID) {
+				return nil
+			}
+		case ex := <-s.claimed:
+			if !send(ex) {
 				return nil
 			}
 		case <-poll.C:
 			due = true
+		}
+	}
+}
+
+// handOver gives the saga checkout just created, leased to this process,
+// to the executor. When ctx ends first the lease expires and the saga is
+// resumed like a crashed process's.
+func (s *Service) handOver(ctx context.Context, ex *execution) {
+	select {
+	case s.claimed <- ex:
+	case <-ctx.Done():
+	}
+}
+
+// releaseHandedOver releases the sagas handed over after the executor
+// stopped taking them, so the next process need not wait for their lease.
+func (s *Service) releaseHandedOver() {
+	for {
+		select {
+		case ex := <-s.claimed:
+			ex.release()
+		default:
+			return
 		}
 	}
 }
@@ -180,20 +217,31 @@ type execution struct {
 	g       sagaRow
 	r       record
 	resumed bool // claimed from a holder that stopped without releasing it
+	// skipped are the records of steps that had nothing to do, written
+	// with the next step's (a crash before it merely skips them again).
+	skipped []stepRecord
 }
 
-// runSaga claims the saga and runs it until it finishes or has to wait.
-func (s *Service) runSaga(ctx context.Context, orderID string) {
+// claimFor claims the saga; nil when it is not due, held elsewhere or
+// cannot be read.
+func (s *Service) claimFor(ctx context.Context, orderID string) *execution {
 	ex, ok, err := s.claim(ctx, orderID)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "orders: could not claim saga", "order_id", orderID, "error", err)
 		}
-		return
+		return nil
 	}
 	if !ok {
-		return
+		return nil
 	}
+	return ex
+}
+
+// runClaimed runs a saga this process holds until it finishes or has to
+// wait.
+func (s *Service) runClaimed(ctx context.Context, ex *execution) {
+	orderID := ex.g.orderID
 	for {
 		if ctx.Err() != nil {
 			ex.release()
@@ -319,6 +367,11 @@ func (ex *execution) forward(ctx context.Context) (next, error) {
 			return ex.finish(ctx, []stepRecord{rec}, res.order)
 		}
 		g.step, g.attempts, g.stepStartedAt, g.nextAttemptAt = forwardSteps[i+1], 0, nil, now
+		if res.skipped && res.order == nil && res.saga == nil {
+			// Nothing happened that a crash could lose: no transaction.
+			ex.skipped = append(ex.skipped, rec)
+			return nextNow, nil
+		}
 		return nextNow, ex.saveStep(ctx, rec, res.order)
 	case transient(step, res.err):
 		giveUp := step != stepConfirm &&
@@ -518,6 +571,7 @@ func (ex *execution) save(ctx context.Context, recs []stepRecord, change func(co
 	if ex.g.leaseOwner != "" {
 		ex.g.leaseUntil = s.now().Add(s.cfg.LeaseTTL) // progress renews the lease
 	}
+	recs = append(ex.skipped, recs...)
 	for attempt := 1; ; attempt++ {
 		var (
 			updated   *record
@@ -525,7 +579,11 @@ func (ex *execution) save(ctx context.Context, recs []stepRecord, change func(co
 		)
 		err := s.db.InTx(ctx, func(tx *store.Tx) error {
 			updated = nil
-			ok, err := saveSaga(ctx, tx, ex.g, owner)
+			var (
+				ok  bool
+				err error
+			)
+			ok, cancelReq, err = saveSaga(ctx, tx, ex.g, owner)
 			if err != nil {
 				return err
 			}
@@ -537,26 +595,30 @@ func (ex *execution) save(ctx context.Context, recs []stepRecord, change func(co
 					return err
 				}
 			}
-			if change != nil {
-				r, err := getOrder(ctx, tx, ex.g.orderID)
-				if err != nil {
-					return err
-				}
-				prev := r.Version
-				if err := change(ctx, tx, &r); err != nil {
-					return err
-				}
-				r.Version, r.UpdatedAt = prev+1, s.now()
-				ok, err := updateOrder(ctx, tx, r, prev)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					return errConcurrentChange
-				}
-				updated = &r
+			if change == nil {
+				return nil
 			}
-			return tx.QueryRow(ctx, `SELECT cancel_requested FROM orders_sagas WHERE order_id = ?`, ex.g.orderID).Scan(&cancelReq)
+			// The order as this execution last wrote or read it; after a
+			// concurrent change (a staff operation) as it is now.
+			r := ex.r.clone()
+			if attempt > 1 {
+				if r, err = getOrder(ctx, tx, ex.g.orderID); err != nil {
+					return err
+				}
+			}
+			prev := r.Version
+			if err := change(ctx, tx, &r); err != nil {
+				return err
+			}
+			r.Version, r.UpdatedAt = prev+1, s.now()
+			if ok, err = updateOrder(ctx, tx, r, prev); err != nil {
+				return err
+			}
+			if !ok {
+				return errConcurrentChange
+			}
+			updated = &r
+			return nil
 		})
 		if errors.Is(err, errConcurrentChange) && attempt < 5 {
 			continue
@@ -564,6 +626,7 @@ func (ex *execution) save(ctx context.Context, recs []stepRecord, change func(co
 		if err != nil {
 			return err
 		}
+		ex.skipped = nil
 		if updated != nil {
 			ex.r = *updated
 		}

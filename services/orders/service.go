@@ -48,7 +48,11 @@ type Service struct {
 	owner string
 	// ready carries order ids whose saga should run now (checkout, admin
 	// cancel, the end of a backoff) to Run's workers.
-	ready   chan string
+	ready chan string
+	// claimed carries sagas checkout created already leased to this
+	// process, with the order in hand, to Run's workers: no claim to write
+	// and nothing to read back.
+	claimed chan *execution
 	running atomic.Bool
 	waiters waiters
 	hooks   hooks
@@ -100,6 +104,7 @@ func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger, cfg Config, deps
 		now:     func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 		owner:   id.New("exec"),
 		ready:   make(chan string, 4096),
+		claimed: make(chan *execution, max(cfg.Workers, 1)),
 		waiters: waiters{m: map[string][]chan struct{}{}},
 	}
 	for _, opt := range opts {

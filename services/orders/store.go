@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,14 @@ type record struct {
 	authAmt     int64
 	paymentID   string
 	provider    string
+}
+
+// clone is a copy of r whose slices a change may modify without touching r's.
+func (r record) clone() record {
+	r.Items = slices.Clone(r.Items)
+	r.Promotions = slices.Clone(r.Promotions)
+	r.DiscountCodes = slices.Clone(r.DiscountCodes)
+	return r
 }
 
 // available is what may still be refunded: captured, less refunded and
@@ -466,22 +475,23 @@ func getSaga(ctx context.Context, q store.Querier, orderID string) (sagaRow, err
 }
 
 // saveSaga writes the saga's state, if this process still holds its lease
-// (owner); false when it does not (the lease expired and another process
-// took the saga over: this one must stop).
-func saveSaga(ctx context.Context, tx *store.Tx, g sagaRow, owner string) (bool, error) {
-	res, err := tx.Exec(ctx, `UPDATE orders_sagas SET status = ?, step = ?, attempts = ?, step_started_at = ?, next_attempt_at = ?,
+// (owner), and returns the cancellation staff asked for meanwhile (if
+// any); false when it does not hold it (the lease expired and another
+// process took the saga over: this one must stop).
+func saveSaga(ctx context.Context, tx *store.Tx, g sagaRow, owner string) (bool, string, error) {
+	var cancelReq string
+	err := tx.QueryRow(ctx, `UPDATE orders_sagas SET status = ?, step = ?, attempts = ?, step_started_at = ?, next_attempt_at = ?,
 		failed_step = ?, reason = ?, reason_detail = ?, payment_token = ?, reservation_id = ?, lease_owner = ?, lease_until = ?, updated_at = ?
-		WHERE order_id = ? AND lease_owner = ?`,
+		WHERE order_id = ? AND lease_owner = ? RETURNING cancel_requested`,
 		g.status, g.step, g.attempts, g.stepStartedAt, g.nextAttemptAt, g.failedStep, g.reason, detailText(g.detail),
-		g.paymentToken, g.reservationID, g.leaseOwner, g.leaseUntil, g.updatedAt, g.orderID, owner)
-	if err != nil {
-		return false, fmt.Errorf("save saga %s: %w", g.orderID, err)
+		g.paymentToken, g.reservationID, g.leaseOwner, g.leaseUntil, g.updatedAt, g.orderID, owner).Scan(&cancelReq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, "", nil
 	}
-	n, err := res.RowsAffected()
 	if err != nil {
-		return false, fmt.Errorf("save saga %s: %w", g.orderID, err)
+		return false, "", fmt.Errorf("save saga %s: %w", g.orderID, err)
 	}
-	return n == 1, nil
+	return true, cancelReq, nil
 }
 
 // claimSaga gives the saga to owner until leaseUntil, if it is unfinished,
