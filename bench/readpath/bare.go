@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 // bareSpec is what the bare server answers: the bytes and content type the
@@ -82,8 +84,9 @@ func serveBare(ctx context.Context, specPath string, stdin io.Reader, stdout io.
 }
 
 // startBare re-executes this program in -bare-serve mode and returns the
-// process and its base URL once it listens.
-func startBare(ctx context.Context, specPath, logPath string) (*proc, string, error) {
+// process and its base URL once it listens. logf reports a bare server
+// that had to be killed.
+func startBare(ctx context.Context, specPath, logPath string, logf func(string, ...any)) (*harness.Proc, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", fmt.Errorf("find own executable: %w", err)
@@ -99,11 +102,10 @@ func startBare(ctx context.Context, specPath, logPath string) (*proc, string, er
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := startProc(cmd, "bare", logPath)
+	p, err := harness.Start(cmd, harness.ProcConfig{Name: "bare", LogPath: logPath, Stdin: stdin, Logf: logf})
 	if err != nil {
 		return nil, "", err
 	}
-	p.stdin = stdin
 	line := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -119,15 +121,15 @@ func startBare(ctx context.Context, specPath, logPath string) (*proc, string, er
 	case l, ok := <-line:
 		addr, found := strings.CutPrefix(l, "listening ")
 		if !ok || !found {
-			p.stop()
-			return nil, "", fmt.Errorf("bare server did not start (%q)%s", l, p.logTail())
+			p.Stop()
+			return nil, "", fmt.Errorf("bare server did not start (%q)%s", l, p.LogTail())
 		}
 		return p, "http://" + addr, nil
 	case <-timer.C:
-		p.stop()
-		return nil, "", errors.New("bare server did not report its address within 30s" + p.logTail())
+		p.Stop()
+		return nil, "", errors.New("bare server did not report its address within 30s" + p.LogTail())
 	case <-ctx.Done():
-		p.stop()
+		p.Stop()
 		return nil, "", ctx.Err()
 	}
 }

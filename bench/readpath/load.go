@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 // loadConfig is one closed-loop run against one URL.
@@ -53,18 +53,7 @@ func (r loadResult) Failures() int { return r.Errors + r.Non2xx + r.Mismatched }
 // Percentile returns the q-quantile (0 < q ≤ 1) of the latencies by the
 // nearest-rank method, or 0 when there are none.
 func (r loadResult) Percentile(q float64) time.Duration {
-	return percentile(r.Latencies, q)
-}
-
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	// Nearest rank: the smallest value with at least q of the samples at or
-	// below it.
-	rank := int(q*float64(len(sorted)) + 0.999999999)
-	rank = min(max(rank, 1), len(sorted))
-	return sorted[rank-1]
+	return harness.Percentile(r.Latencies, q)
 }
 
 // worker is one client's tally; merged after the run.
@@ -84,25 +73,11 @@ func runLoad(ctx context.Context, cfg loadConfig) (loadResult, error) {
 	if cfg.Concurrency < 1 {
 		return loadResult{}, fmt.Errorf("concurrency %d: want at least 1", cfg.Concurrency)
 	}
-	// Load goes to this machine's loopback only, never to anything shared.
-	if u, err := url.Parse(cfg.URL); err != nil || u.Hostname() != "127.0.0.1" {
-		return loadResult{}, fmt.Errorf("load target %q: only http://127.0.0.1 is allowed", cfg.URL)
+	if err := harness.CheckLoadTarget(cfg.URL); err != nil {
+		return loadResult{}, err
 	}
 	var dials atomic.Int64
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		Proxy: nil, // loopback only; never through an environment proxy
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			dials.Add(1)
-			return dialer.DialContext(ctx, network, addr)
-		},
-		MaxIdleConns:        2 * cfg.Concurrency,
-		MaxIdleConnsPerHost: 2 * cfg.Concurrency,
-		IdleConnTimeout:     90 * time.Second,
-		// Compression would let one server do work the other does not; both
-		// are asked for the identity encoding.
-		DisableCompression: true,
-	}
+	tr := harness.LoopbackTransport(cfg.Concurrency, &dials)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 

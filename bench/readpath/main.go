@@ -30,6 +30,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 func main() {
@@ -137,53 +139,36 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // bench is the whole measurement: set up both servers, load them, report.
 func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writer) (err error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "readpath: "+format+"\n", a...) }
-	work, err := os.MkdirTemp("", "souk-readpath-")
+	work, removeWork, err := harness.WorkDir("souk-readpath-", o.Keep, logf)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if o.Keep {
-			logf("work directory kept: %s", work)
-			return
-		}
-		if rerr := os.RemoveAll(work); rerr != nil {
-			logf("remove %s: %v", work, rerr)
-		}
-	}()
+	defer removeWork()
 
 	rep := report{
-		Command:     commandLine(args),
+		Command:     harness.CommandLine("go run ./bench/readpath", args),
 		Started:     time.Now().UTC(),
 		Concurrency: o.Concurrency, Warmup: o.Warmup, Duration: o.Duration, Rounds: o.Rounds,
-		Machine: machine(),
+		Machine: harness.ReadMachine(),
 	}
-	bin := o.Souk
-	if bin == "" {
-		root, err := moduleRoot(ctx)
-		if err != nil {
-			return err
-		}
-		rep.Code = sourceState(ctx, root)
-		logf("building souk (go build ./cmd/souk in %s)", root)
-		if bin, err = buildSouk(ctx, root, work); err != nil {
-			return err
-		}
-	} else {
-		if bin, err = filepath.Abs(bin); err != nil {
-			return err
-		}
-		rep.Code = "prebuilt binary " + bin
+	bin, code, err := harness.SoukBinary(ctx, o.Souk, "", work, logf)
+	if err != nil {
+		return err
 	}
+	rep.Code = code
 
 	logf("starting souk serve --demo")
-	souk, soukURL, err := startSouk(ctx, bin, filepath.Join(work, "data"), filepath.Join(work, "souk.log"), o.ReadyTimeout)
+	souk, soukURL, err := harness.StartSouk(ctx, harness.SoukConfig{
+		Bin: bin, DataDir: filepath.Join(work, "data"), LogPath: filepath.Join(work, "souk.log"),
+		ReadyTimeout: o.ReadyTimeout, Logf: logf,
+	})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		souk.stop()
+		souk.Stop()
 		if err != nil && ctx.Err() == nil {
-			err = fmt.Errorf("%w%s", err, souk.logTail())
+			err = fmt.Errorf("%w%s", err, souk.LogTail())
 		}
 	}()
 
@@ -226,11 +211,11 @@ func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writ
 		return err
 	}
 	logf("starting the bare baseline server")
-	bare, bareURL, err := startBare(ctx, specPath, filepath.Join(work, "bare.log"))
+	bare, bareURL, err := startBare(ctx, specPath, filepath.Join(work, "bare.log"), logf)
 	if err != nil {
 		return err
 	}
-	defer bare.stop()
+	defer bare.Stop()
 	// The baseline must answer what souk answered, or the ratio means nothing.
 	for _, rt := range spec.Routes {
 		got, err := fetch(ctx, bareURL+rt.Path)
@@ -242,7 +227,7 @@ func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writ
 		}
 	}
 
-	rep.LoadBefore = loadAverage()
+	rep.LoadBefore = harness.LoadAverage()
 	for r := range o.Rounds {
 		for _, ep := range rep.Endpoints {
 			// Alternate which server goes first so drift on a shared machine
@@ -270,14 +255,14 @@ func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writ
 				}
 				logf("round %d/%d %-26s %-4s %8.0f req/s  p50 %s  p99 %s  failures %d  conns %d",
 					r+1, o.Rounds, ep.Label, target, res.RPS(),
-					fmtDur(res.Percentile(0.50)), fmtDur(res.Percentile(0.99)), res.Failures(), res.Dials)
+					harness.FormatLatency(res.Percentile(0.50)), harness.FormatLatency(res.Percentile(0.99)), res.Failures(), res.Dials)
 				if res.FirstError != "" {
 					logf("  first failure: %s", res.FirstError)
 				}
 			}
 		}
 	}
-	rep.LoadAfter = loadAverage()
+	rep.LoadAfter = harness.LoadAverage()
 
 	md := rep.markdown()
 	if _, err := io.WriteString(stdout, md); err != nil {

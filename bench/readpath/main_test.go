@@ -24,44 +24,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func TestPercentile(t *testing.T) {
-	ms := func(n ...int) []time.Duration {
-		out := make([]time.Duration, len(n))
-		for i, x := range n {
-			out[i] = time.Duration(x) * time.Millisecond
-		}
-		return out
-	}
-	tests := []struct {
-		name   string
-		sorted []time.Duration
-		q      float64
-		want   time.Duration
-	}{
-		{"empty", nil, 0.5, 0},
-		{"one", ms(7), 0.99, 7 * time.Millisecond},
-		{"median of four is the second", ms(1, 2, 3, 4), 0.5, 2 * time.Millisecond},
-		{"p99 of a hundred is the 99th", ms(seq(1, 100)...), 0.99, 99 * time.Millisecond},
-		{"p99 of ten is the largest", ms(seq(1, 10)...), 0.99, 10 * time.Millisecond},
-		{"p100", ms(1, 2, 3), 1, 3 * time.Millisecond},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := percentile(tt.sorted, tt.q); got != tt.want {
-				t.Errorf("percentile(%v, %v) = %v, want %v", tt.sorted, tt.q, got, tt.want)
-			}
-		})
-	}
-}
-
-func seq(from, to int) []int {
-	var out []int
-	for i := from; i <= to; i++ {
-		out = append(out, i)
-	}
-	return out
-}
-
 func TestMedian(t *testing.T) {
 	tests := []struct {
 		in   []float64
@@ -137,11 +99,11 @@ func TestBareSubprocess(t *testing.T) {
 	if err := os.WriteFile(specPath, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p, base, err := startBare(t.Context(), specPath, filepath.Join(dir, "bare.log"))
+	p, base, err := startBare(t.Context(), specPath, filepath.Join(dir, "bare.log"), t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.stop()
+	defer p.Stop()
 	got, err := fetch(t.Context(), base+"/store/products/p1")
 	if err != nil {
 		t.Fatal(err)
@@ -149,9 +111,9 @@ func TestBareSubprocess(t *testing.T) {
 	if got.ContentType != spec.Routes[0].ContentType || string(got.Body) != `{"id":"p1"}` {
 		t.Errorf("bare answered %q %q", got.ContentType, got.Body)
 	}
-	p.stop()
+	p.Stop()
 	select {
-	case <-p.exited:
+	case <-p.Exited():
 	default:
 		t.Error("bare server still running after stop")
 	}

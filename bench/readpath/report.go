@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 // target is the throughput the souk read path must reach, as a share of the
@@ -22,7 +19,7 @@ type report struct {
 	Command     string
 	Started     time.Time
 	Code        string // what was measured: commit and tree state, or a binary
-	Machine     machineFacts
+	Machine     harness.Machine
 	Concurrency int
 	Warmup      time.Duration
 	Duration    time.Duration
@@ -115,7 +112,7 @@ func (r *report) markdown() string {
 	p("- Run: %s, souk %s\n", r.Started.Format("2006-01-02 15:04 MST"), r.Code)
 	m := r.Machine
 	p("- Machine: %s/%s, %s, NumCPU %d, GOMAXPROCS %d%s, kernel %s, %s\n",
-		runtime.GOOS, runtime.GOARCH, m.CPUModel, m.NumCPU, m.GOMAXPROCS, m.GOMAXPROCSEnv, m.Kernel, m.GoVersion)
+		runtime.GOOS, runtime.GOARCH, m.CPUModel, m.NumCPU, m.GOMAXPROCS, m.GOMAXPROCSNote("servers"), m.Kernel, m.GoVersion)
 	if r.LoadBefore != "" {
 		p("- Load average (1/5/15 min) before → after: %s → %s\n", r.LoadBefore, r.LoadAfter)
 	}
@@ -135,7 +132,7 @@ func (r *report) markdown() string {
 		}{{"souk", e.Souk}, {"bare", e.Bare}} {
 			s := summarize(srv.runs)
 			p("| %s | %s | %.0f | %s | %s | %d | %d | %d B |\n",
-				e.Label, srv.name, s.RPS, fmtDur(s.P50), fmtDur(s.P99), s.Failures, s.Conns, len(e.Body))
+				e.Label, srv.name, s.RPS, harness.FormatLatency(s.P50), harness.FormatLatency(s.P99), s.Failures, s.Conns, len(e.Body))
 		}
 	}
 	p("\n| endpoint | souk/bare throughput | per round | target ≥ %.0f%% |\n", target*100)
@@ -170,7 +167,7 @@ func (r *report) markdown() string {
 				}
 				x := srv.runs[i]
 				p("| %d | %s | %s | %d | %.0f | %s | %s | %d | %d |\n", i+1, e.Label, srv.name,
-					x.Requests, x.RPS(), fmtDur(x.Percentile(0.50)), fmtDur(x.Percentile(0.99)), x.Failures(), x.Dials)
+					x.Requests, x.RPS(), harness.FormatLatency(x.Percentile(0.50)), harness.FormatLatency(x.Percentile(0.99)), x.Failures(), x.Dials)
 			}
 		}
 	}
@@ -180,123 +177,8 @@ func (r *report) markdown() string {
 }
 
 // writeReport writes md to path, replacing only the text between the
-// markers when the file already has them.
+// markers when the file already has them (and keeping other tools'
+// sections: without the markers, md is appended).
 func writeReport(path, md string) error {
-	old, err := os.ReadFile(path)
-	if err == nil {
-		i := bytes.Index(old, []byte(beginMarker))
-		j := bytes.Index(old, []byte(endMarker))
-		if i >= 0 && j > i {
-			var out bytes.Buffer
-			out.Write(old[:i])
-			out.WriteString(strings.TrimSuffix(md, "\n"))
-			out.Write(old[j+len(endMarker):])
-			return os.WriteFile(path, out.Bytes(), 0o644)
-		}
-	}
-	return os.WriteFile(path, []byte(md), 0o644)
-}
-
-// fmtDur prints a latency in milliseconds with three significant figures.
-func fmtDur(d time.Duration) string {
-	ms := float64(d) / float64(time.Millisecond)
-	switch {
-	case ms >= 100:
-		return fmt.Sprintf("%.0f ms", ms)
-	case ms >= 10:
-		return fmt.Sprintf("%.1f ms", ms)
-	default:
-		return fmt.Sprintf("%.2f ms", ms)
-	}
-}
-
-// machineFacts describe where the numbers were taken.
-type machineFacts struct {
-	NumCPU        int
-	GOMAXPROCS    int
-	GOMAXPROCSEnv string
-	GoVersion     string
-	Kernel        string
-	CPUModel      string
-}
-
-func machine() machineFacts {
-	m := machineFacts{
-		NumCPU:     runtime.NumCPU(),
-		GOMAXPROCS: runtime.GOMAXPROCS(0),
-		GoVersion:  runtime.Version(),
-		Kernel:     "unknown",
-		CPUModel:   "unknown CPU",
-	}
-	if v := os.Getenv("GOMAXPROCS"); v != "" {
-		m.GOMAXPROCSEnv = " ($GOMAXPROCS=" + v + ", servers too)"
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return m
-}
-
-// loadAverage is the 1, 5 and 15 minute load average where the OS shows it.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// sourceState names the commit the binary was built from and whether the
-// tree had changes on top of it (untracked files included: they are built).
-func sourceState(ctx context.Context, root string) string {
-	git := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", root}, args...)...)
-		// Never take index.lock: others commit in the same checkout.
-		cmd.Env = append(os.Environ(), "GIT_OPTIONAL_LOCKS=0")
-		out, err := cmd.Output()
-		return strings.TrimSpace(string(out)), err
-	}
-	head, err := git("rev-parse", "--short=12", "HEAD")
-	if err != nil {
-		return "built from a tree outside git"
-	}
-	state := "built from commit " + head
-	if st, err := git("status", "--porcelain"); err == nil && st != "" {
-		state += " plus uncommitted changes"
-	}
-	return state
-}
-
-// commandLine is how this run was invoked, as a command to paste.
-func commandLine(args []string) string {
-	prog := "go run ./bench/readpath"
-	if exe, err := os.Executable(); err == nil && !strings.Contains(exe, "go-build") {
-		prog = filepath.Base(os.Args[0])
-	}
-	parts := []string{prog}
-	for _, a := range args {
-		parts = append(parts, shellQuote(a))
-	}
-	return strings.Join(parts, " ")
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return harness.Section{Begin: beginMarker, End: endMarker}.Write(path, md)
 }

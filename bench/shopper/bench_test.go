@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soukhq/souk/bench/internal/harness"
 	"github.com/soukhq/souk/cmd/souk/app"
 )
 
@@ -148,8 +149,8 @@ func benchFlows(b *testing.B, vus int) {
 	b.StopTimer()
 	slices.Sort(checkouts)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "flows/s")
-	b.ReportMetric(float64(percentile(checkouts, 0.50))/float64(time.Millisecond), "checkout-p50-ms")
-	b.ReportMetric(float64(percentile(checkouts, 0.95))/float64(time.Millisecond), "checkout-p95-ms")
+	b.ReportMetric(float64(harness.Percentile(checkouts, 0.50))/float64(time.Millisecond), "checkout-p50-ms")
+	b.ReportMetric(float64(harness.Percentile(checkouts, 0.95))/float64(time.Millisecond), "checkout-p95-ms")
 	if n := failures.Load(); n > 0 {
 		b.Fatalf("%d of %d flows failed", n, b.N)
 	}

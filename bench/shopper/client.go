@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 // client talks to one souk over keep-alive loopback connections. It is
@@ -28,18 +29,7 @@ type client struct {
 // keeping up to conns idle connections.
 func newClient(base string, conns int) *client {
 	c := &client{base: base}
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	c.tr = &http.Transport{
-		Proxy: nil, // loopback only; never through an environment proxy
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c.dials.Add(1)
-			return dialer.DialContext(ctx, network, addr)
-		},
-		MaxIdleConns:        2 * conns,
-		MaxIdleConnsPerHost: 2 * conns,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
+	c.tr = harness.LoopbackTransport(conns, &c.dials)
 	c.hc = &http.Client{Transport: c.tr, Timeout: 60 * time.Second}
 	return c
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 // instanceConfig says how to start one souk under test.
@@ -29,7 +30,7 @@ type instanceConfig struct {
 // instance is one running souk with its own data (directory, or database
 // and streams), ready for load: stock raised, variants chosen.
 type instance struct {
-	proc     *proc
+	proc     *harness.Proc
 	base     string // http://127.0.0.1:port
 	adminKey string
 	variants []variant
@@ -48,16 +49,11 @@ func startInstance(ctx context.Context, cfg instanceConfig, logf func(string, ..
 			inst.close(logf)
 		}
 	}()
-	dataDir := filepath.Join(cfg.Dir, "data")
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"serve", "--demo", "--addr", addr, "--data-dir", dataDir, "--log-level", "warn"}
-	inst.args = []string{"serve", "--demo", "--addr", "127.0.0.1:<free port>", "--data-dir", "<tmp>", "--log-level", "warn"}
+	var extra []string // souk's arguments after harness.ServeArgs
+	inst.args = harness.ServeArgs("127.0.0.1:<free port>", "<tmp>")
 	inst.infra = "SQLite file per service, embedded NATS"
 	if cfg.Topology == topoPostgres {
 		suffix := randomSuffix(4)
@@ -72,31 +68,28 @@ func startInstance(ctx context.Context, cfg instanceConfig, logf func(string, ..
 			return nil, err
 		}
 		inst.cleanups = append(inst.cleanups, deleteStreams)
-		args = append(args, "--database-url", dbURL, "--nats-url", cfg.NATSURL, "--bus-stream", stream, "--bus-subject-prefix", prefix)
+		extra = []string{"--database-url", dbURL, "--nats-url", cfg.NATSURL, "--bus-stream", stream, "--bus-subject-prefix", prefix}
 		inst.args = append(inst.args, "--database-url", redactDB(dbURL), "--nats-url", cfg.NATSURL,
 			"--bus-stream", "BENCH_<random>", "--bus-subject-prefix", "bench<random>")
 		inst.infra = fmt.Sprintf("PostgreSQL %s (one database, a schema per service), NATS %s (external JetStream)", pgVersion, natsVersion)
 	}
 
-	cmd := exec.Command(cfg.Bin, args...)
-	// The admin key goes in the environment (as the flag's help advises),
-	// not on a command line other users can read.
-	cmd.Env = soukEnv(os.Environ(), "SOUK_ADMIN_API_KEY="+inst.adminKey)
-	p, err := startProc(cmd, "souk", filepath.Join(cfg.Dir, "souk.log"))
+	inst.proc, inst.base, err = harness.StartSouk(ctx, harness.SoukConfig{
+		Bin: cfg.Bin, DataDir: filepath.Join(cfg.Dir, "data"), LogPath: filepath.Join(cfg.Dir, "souk.log"), Args: extra,
+		// The admin key goes in the environment (as the flag's help
+		// advises), not on a command line other users can read.
+		Env:          soukEnv(os.Environ(), "SOUK_ADMIN_API_KEY="+inst.adminKey),
+		ReadyTimeout: cfg.ReadyTimeout, StopGrace: 20 * time.Second, Logf: logf,
+	})
 	if err != nil {
 		return nil, err
-	}
-	inst.proc = p
-	inst.base = "http://" + addr
-	if err := waitReady(ctx, p, inst.base+"/readyz", cfg.ReadyTimeout); err != nil {
-		return nil, fmt.Errorf("%w%s", err, p.logTail())
 	}
 	c := newClient(inst.base, 4)
 	defer c.close()
 	if inst.variants, err = c.prepareCatalogue(ctx, inst.adminKey, cfg.Variants); err != nil {
-		return nil, fmt.Errorf("prepare the catalogue: %w%s", err, p.logTail())
+		return nil, fmt.Errorf("prepare the catalogue: %w%s", err, inst.proc.LogTail())
 	}
-	logf("%s: souk ready on %s; carts draw from %d variants, stock raised to %d each", cfg.Topology, addr, len(inst.variants), stockLevel)
+	logf("%s: souk ready on %s; carts draw from %d variants, stock raised to %d each", cfg.Topology, strings.TrimPrefix(inst.base, "http://"), len(inst.variants), stockLevel)
 	return inst, nil
 }
 
@@ -104,7 +97,7 @@ func startInstance(ctx context.Context, cfg instanceConfig, logf func(string, ..
 // with its own deadline, so it also happens after an interrupt.
 func (inst *instance) close(logf func(string, ...any)) {
 	if inst.proc != nil {
-		inst.proc.stop()
+		inst.proc.Stop()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -204,4 +197,17 @@ func isolateStreams(ctx context.Context, natsURL, stream string) (version string
 		return nil
 	}
 	return version, cleanup, nil
+}
+
+// soukEnv is this process's environment without any SOUK_ setting (each is
+// a souk flag: a SOUK_DATABASE_URL left in a shell must not redirect the
+// benchmark), plus extra.
+func soukEnv(environ []string, extra ...string) []string {
+	out := make([]string, 0, len(environ)+len(extra))
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "SOUK_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, extra...)
 }

@@ -5,10 +5,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 // levelConfig is one concurrency level against one souk.
@@ -43,13 +44,13 @@ type levelResult struct {
 	WarmupFlows    int // flows finished during the warm-up (any outcome)
 	Late           int // flows finished after the window (not counted)
 	Errors         map[string]*errorTally
-	Conns          int64         // TCP connections opened, warm-up included
-	SoukCPU        time.Duration // souk's CPU time during the window
-	ClientCPU      time.Duration // this process's CPU time during the window
-	MachineCPU     time.Duration // every process's CPU time during the window
-	Memory         memory        // souk's, read after the level
-	LoadRSS        int64         // souk's largest sampled VmRSS during warm-up and window
-	Fresh          bool          // souk was started for this level alone
+	Conns          int64          // TCP connections opened, warm-up included
+	SoukCPU        time.Duration  // souk's CPU time during the window
+	ClientCPU      time.Duration  // this process's CPU time during the window
+	MachineCPU     time.Duration  // every process's CPU time during the window
+	Memory         harness.Memory // souk's, read after the level
+	LoadRSS        int64          // souk's largest sampled VmRSS during warm-up and window
+	Fresh          bool           // souk was started for this level alone
 }
 
 // errorTally counts one kind of failure.
@@ -121,9 +122,8 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 	if len(cfg.Variants) < 2 {
 		return nil, fmt.Errorf("%d variants: a cart needs 2 different ones", len(cfg.Variants))
 	}
-	// Load goes to this machine's loopback only, never to anything shared.
-	if u, err := url.Parse(cfg.Base); err != nil || u.Hostname() != "127.0.0.1" {
-		return nil, fmt.Errorf("load target %q: only http://127.0.0.1 is allowed", cfg.Base)
+	if err := harness.CheckLoadTarget(cfg.Base); err != nil {
+		return nil, err
 	}
 	c := newClient(cfg.Base, cfg.Concurrency)
 	defer c.close()
@@ -139,15 +139,15 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 		if !sleepUntil(ctx, measureStart) {
 			return
 		}
-		souk0, self0, all0 := processCPU(cfg.PID), selfCPU(), machineBusy()
+		souk0, self0, all0 := harness.ProcessCPU(cfg.PID), harness.SelfCPU(), harness.MachineBusy()
 		if !sleepUntil(ctx, measureEnd) {
 			return
 		}
 		if cfg.PID > 0 {
-			res.SoukCPU = processCPU(cfg.PID) - souk0
+			res.SoukCPU = harness.ProcessCPU(cfg.PID) - souk0
 		}
-		res.ClientCPU = selfCPU() - self0
-		res.MachineCPU = machineBusy() - all0
+		res.ClientCPU = harness.SelfCPU() - self0
+		res.MachineCPU = harness.MachineBusy() - all0
 	})
 
 	// souk's resident set, sampled through warm-up and window: VmHWM alone
@@ -158,7 +158,7 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 			tick := time.NewTicker(rssSampleEvery)
 			defer tick.Stop()
 			for {
-				res.LoadRSS = max(res.LoadRSS, readMemory(cfg.PID).RSS)
+				res.LoadRSS = max(res.LoadRSS, harness.ReadMemory(cfg.PID).RSS)
 				select {
 				case <-samplerDone:
 					return

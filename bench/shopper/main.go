@@ -31,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,6 +40,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 func main() {
@@ -212,56 +215,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // souk (or reuse it), load it, read its memory; then report.
 func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writer) (err error) {
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "shopper: "+format+"\n", a...) }
-	work, err := os.MkdirTemp("", "souk-shopper-")
+	work, removeWork, err := harness.WorkDir("souk-shopper-", o.Keep, logf)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if o.Keep {
-			logf("work directory kept: %s", work)
-			return
-		}
-		if rerr := os.RemoveAll(work); rerr != nil {
-			logf("remove %s: %v", work, rerr)
-		}
-	}()
+	defer removeWork()
 
 	rep := report{
 		Command: commandLine(args),
 		Started: time.Now().UTC(),
-		Machine: machine(),
+		Machine: harness.ReadMachine(),
 		Warmup:  o.Warmup, Duration: o.Duration, Fresh: o.Fresh,
 		PollDeadline: o.PollDeadline,
 	}
-	bin := o.Souk
-	if bin == "" {
-		root, err := moduleRoot(ctx)
-		if err != nil {
-			return err
-		}
-		src := root
-		if o.Commit != "" {
-			src = filepath.Join(work, "src")
-			commit, err := exportCommit(ctx, root, o.Commit, src)
-			if err != nil {
-				return err
-			}
-			rep.Code = "built from commit " + commit + " (git archive: the working tree's changes left out)"
-		} else {
-			rep.Code = sourceState(ctx, root)
-		}
-		logf("building souk (go build ./cmd/souk in %s)", src)
-		if bin, err = buildSouk(ctx, src, work); err != nil {
-			return err
-		}
-	} else {
-		if bin, err = filepath.Abs(bin); err != nil {
-			return err
-		}
-		rep.Code = "prebuilt binary " + bin
+	bin, code, err := harness.SoukBinary(ctx, o.Souk, o.Commit, work, logf)
+	if err != nil {
+		return err
 	}
+	rep.Code = code
 
-	rep.LoadBefore = loadAverage()
+	rep.LoadBefore = harness.LoadAverage()
 	for _, topo := range o.Topologies {
 		tr := &topologyResult{Name: topo}
 		rep.Topologies = append(rep.Topologies, tr)
@@ -269,7 +242,7 @@ func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writ
 			return fmt.Errorf("%s: %w", topo, err)
 		}
 	}
-	rep.LoadAfter = loadAverage()
+	rep.LoadAfter = harness.LoadAverage()
 
 	md := rep.markdown()
 	if _, err := io.WriteString(stdout, md); err != nil {
@@ -313,21 +286,21 @@ func benchTopology(ctx context.Context, o options, bin, work string, tr *topolog
 		}
 		res, err := runLevel(ctx, levelConfig{
 			Base: inst.base, Concurrency: c, Warmup: o.Warmup, Duration: o.Duration,
-			PollDeadline: o.PollDeadline, Variants: inst.variants, PID: inst.proc.cmd.Process.Pid,
+			PollDeadline: o.PollDeadline, Variants: inst.variants, PID: inst.proc.PID(),
 		})
 		if err != nil {
 			if ctx.Err() == nil {
-				err = fmt.Errorf("%d virtual users: %w%s", c, err, inst.proc.logTail())
+				err = fmt.Errorf("%d virtual users: %w%s", c, err, inst.proc.LogTail())
 			}
 			return err
 		}
-		res.Memory = readMemory(inst.proc.cmd.Process.Pid)
+		res.Memory = harness.ReadMemory(inst.proc.PID())
 		res.Fresh = o.Fresh || i == 0
 		tr.Levels = append(tr.Levels, res)
 		logf("%s %3d VUs: %7.1f orders/s  checkout p50 %s p95 %s p99 %s  flow p50 %s p95 %s p99 %s  202s %d  errors %d  VmHWM %s",
 			tr.Name, c, res.OrdersPerSecond(),
-			fmtDur(percentile(res.Checkout, 0.50)), fmtDur(percentile(res.Checkout, 0.95)), fmtDur(percentile(res.Checkout, 0.99)),
-			fmtDur(percentile(res.Flow, 0.50)), fmtDur(percentile(res.Flow, 0.95)), fmtDur(percentile(res.Flow, 0.99)),
+			latency(res.Checkout, 0.50), latency(res.Checkout, 0.95), latency(res.Checkout, 0.99),
+			latency(res.Flow, 0.50), latency(res.Flow, 0.95), latency(res.Flow, 0.99),
 			res.Processing, res.ErrorCount(), fmtBytes(res.Memory.HWM))
 		for _, e := range res.sortedErrors() {
 			logf("  error ×%d: %s — %s", e.Count, e.Key, e.Example)
@@ -342,4 +315,17 @@ func randomSuffix(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// requireLoopback accepts a URL only if its host is this machine.
+func requireLoopback(flagName, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", flagName, err)
+	}
+	switch u.Hostname() {
+	case "127.0.0.1", "::1", "localhost":
+		return nil
+	}
+	return fmt.Errorf("%s %q: only a server on this machine (127.0.0.1, ::1, localhost) may take the benchmark's load", flagName, raw)
 }

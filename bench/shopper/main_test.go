@@ -1,8 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,13 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 // TestMain stops the shared in-process souk of the benchmarks, if one was
@@ -44,37 +43,10 @@ func seq(from, to int) []int {
 	return out
 }
 
-func TestPercentile(t *testing.T) {
-	tests := []struct {
-		name   string
-		sorted []time.Duration
-		q      float64
-		want   time.Duration
-	}{
-		{"empty", nil, 0.5, 0},
-		{"one", ms(7), 0.99, 7 * time.Millisecond},
-		{"median of four is the second", ms(1, 2, 3, 4), 0.5, 2 * time.Millisecond},
-		{"p95 of a hundred is the 95th", ms(seq(1, 100)...), 0.95, 95 * time.Millisecond},
-		{"p95 of twenty is the 19th", ms(seq(1, 20)...), 0.95, 19 * time.Millisecond},
-		{"p99 of a hundred is the 99th", ms(seq(1, 100)...), 0.99, 99 * time.Millisecond},
-		{"p99 of ten is the largest", ms(seq(1, 10)...), 0.99, 10 * time.Millisecond},
-		{"p100", ms(1, 2, 3), 1, 3 * time.Millisecond},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := percentile(tt.sorted, tt.q); got != tt.want {
-				t.Errorf("percentile(%v, %v) = %v, want %v", tt.sorted, tt.q, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestFormatting(t *testing.T) {
 	tests := []struct{ got, want string }{
 		{fmtTriple(nil), "—"},
 		{fmtTriple(ms(seq(1, 100)...)), "50.0 ms / 95.0 ms / 99.0 ms"},
-		{fmtDur(1234 * time.Microsecond), "1.23 ms"},
-		{fmtDur(250 * time.Millisecond), "250 ms"},
 		{fmtBytes(0), "n/a"},
 		{fmtBytes(243 << 20), "243 MiB"},
 		{fmtBytes(12 << 30), "12.0 GiB"},
@@ -127,37 +99,6 @@ func TestParseFlags(t *testing.T) {
 	// A remote database is fine while only the embedded topology runs.
 	if _, err := parseFlags([]string{"-postgres-url", "postgres://db.example.com/test"}, io.Discard); err != nil {
 		t.Errorf("embedded only: %v", err)
-	}
-}
-
-func TestProcfsParsing(t *testing.T) {
-	status := "Name:\tsouk\nVmPeak:\t 2000000 kB\nVmHWM:\t  248832 kB\nVmRSS:\t   51200 kB\nThreads:\t12\n"
-	if got, want := parseStatus(status), (memory{HWM: 248832 << 10, RSS: 51200 << 10}); got != want {
-		t.Errorf("parseStatus = %+v, want %+v", got, want)
-	}
-	if got := parseStatus("garbage"); got != (memory{}) {
-		t.Errorf("parseStatus(garbage) = %+v", got)
-	}
-	// A command name with spaces and a parenthesis must not shift fields.
-	stat := "4242 (souk (x) y) S 1 4242 4242 0 -1 4194304 101 0 0 0 250 75 0 0 20 0 12 0 446821 3133440 379"
-	if got := parseStatCPU(stat); got != 3250*time.Millisecond {
-		t.Errorf("parseStatCPU = %v, want 3.25s", got)
-	}
-	procStat := "cpu  100 5 50 1000 20 3 2 0 40 0\ncpu0 50 2 25 500 10 1 1 0 20 0\n"
-	if got := parseProcStat(procStat); got != 160*clockTick {
-		t.Errorf("parseProcStat = %v, want 1.6s (user+nice+system+irq+softirq+steal)", got)
-	}
-	if got := parseProcStat("intr 1 2 3\n"); got != 0 {
-		t.Errorf("parseProcStat(no cpu line) = %v", got)
-	}
-	if got := parseStatCPU("4242 (souk) S 1"); got != 0 {
-		t.Errorf("short stat: %v", got)
-	}
-	// This process has a status and a stat of its own on Linux.
-	if _, err := os.Stat("/proc/self/status"); err == nil {
-		if m := readMemory(os.Getpid()); m.HWM <= 0 || m.RSS <= 0 {
-			t.Errorf("readMemory(self) = %+v", m)
-		}
 	}
 }
 
@@ -319,12 +260,12 @@ func TestTargets(t *testing.T) {
 
 func TestMarkdown(t *testing.T) {
 	l8 := level(8, 100, 20*time.Millisecond, 0)
-	l8.Memory, l8.LoadRSS = memory{HWM: 300 << 20, RSS: 120 << 20}, 150<<20
+	l8.Memory, l8.LoadRSS = harness.Memory{HWM: 300 << 20, RSS: 120 << 20}, 150<<20
 	l8.SoukCPU, l8.ClientCPU, l8.MachineCPU = 15*time.Second, 4*time.Second, 20*time.Second
 	l8.Processing, l8.UntilConfirmed = 2, ms(80, 90)
 	r := report{
 		Command: "go run ./bench/shopper -c 8,32", Started: time.Date(2026, 11, 22, 1, 2, 0, 0, time.UTC),
-		Code: "built from commit abc", Machine: machineFacts{NumCPU: 2, GOMAXPROCS: 2, CPUModel: "CPU", Kernel: "k", GoVersion: "go"},
+		Code: "built from commit abc", Machine: harness.Machine{NumCPU: 2, GOMAXPROCS: 2, CPUModel: "CPU", Kernel: "k", GoVersion: "go"},
 		Warmup: 3 * time.Second, Duration: 10 * time.Second, PollDeadline: 30 * time.Second, Fresh: true,
 		Topologies: []*topologyResult{{Name: topoEmbedded, Args: []string{"serve", "--demo"}, Infra: "SQLite", Variants: 16,
 			Levels: []*levelResult{l8, level(32, 2000, 60*time.Millisecond, 3)}}},
@@ -569,11 +510,11 @@ func TestRunLevel(t *testing.T) {
 	if res.Conns < 1 || res.Conns > 6 {
 		t.Errorf("%d connections for 3 users: keep-alive not working", res.Conns)
 	}
-	if res.LoadRSS <= 0 && readMemory(os.Getpid()).RSS > 0 {
+	if res.LoadRSS <= 0 && harness.ReadMemory(os.Getpid()).RSS > 0 {
 		t.Error("resident set not sampled")
 	}
-	if p := percentile(res.Checkout, 1); p > percentile(res.Flow, 1) {
-		t.Errorf("slowest checkout %v > slowest flow %v", p, percentile(res.Flow, 1))
+	if p := harness.Percentile(res.Checkout, 1); p > harness.Percentile(res.Flow, 1) {
+		t.Errorf("slowest checkout %v > slowest flow %v", p, harness.Percentile(res.Flow, 1))
 	}
 }
 
@@ -582,70 +523,5 @@ func TestRunLevelRefusesNonLoopback(t *testing.T) {
 		if _, err := runLevel(context.Background(), levelConfig{Base: base, Concurrency: 1, Duration: time.Millisecond, Variants: []variant{{ID: "a"}, {ID: "b"}}}); err == nil {
 			t.Errorf("%s: load allowed", base)
 		}
-	}
-}
-
-func TestExportCommitLeavesWorkingTreeChangesOut(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("no git")
-	}
-	repo := t.TempDir()
-	git := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	git("init", "-q")
-	if err := os.MkdirAll(filepath.Join(repo, "cmd"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(repo, "cmd", "a.txt"), []byte("committed"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	git("add", ".")
-	git("commit", "-q", "-m", "one")
-	if err := os.WriteFile(filepath.Join(repo, "cmd", "a.txt"), []byte("work in progress"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(repo, "untracked.txt"), []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	dir := t.TempDir()
-	commit, err := exportCommit(context.Background(), repo, "HEAD", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(commit) != 12 {
-		t.Errorf("commit %q: want a 12-digit short hash", commit)
-	}
-	if got := mustRead(t, filepath.Join(dir, "cmd", "a.txt")); got != "committed" {
-		t.Errorf("exported %q, want the committed text", got)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "untracked.txt")); err == nil {
-		t.Error("untracked file exported")
-	}
-	if _, err := exportCommit(context.Background(), repo, "no-such-ref", t.TempDir()); err == nil {
-		t.Error("unknown ref accepted")
-	}
-}
-
-func TestUntarRefusesPathsOutsideDir(t *testing.T) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	body := []byte("x")
-	if err := tw.WriteHeader(&tar.Header{Name: "../escape.txt", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = tw.Write(body)
-	tw.Close()
-	dir := t.TempDir()
-	if err := untar(&buf, filepath.Join(dir, "in")); err == nil {
-		t.Error("a path leaving the directory was extracted")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "escape.txt")); err == nil {
-		t.Error("file written outside the directory")
 	}
 }

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 // The issue's targets, on a 2-core machine with the embedded topology.
@@ -29,7 +24,7 @@ type report struct {
 	Command      string
 	Started      time.Time
 	Code         string // what was measured: commit and tree state, or a binary
-	Machine      machineFacts
+	Machine      harness.Machine
 	Warmup       time.Duration
 	Duration     time.Duration
 	PollDeadline time.Duration
@@ -83,15 +78,15 @@ type targetCheck struct {
 // targets compares the run with the issue's targets.
 func (r *report) targets() []targetCheck {
 	out := []targetCheck{{
-		Target: fmt.Sprintf("embedded, %d VUs: checkout p95 under %s", targetCheckoutLevel, fmtDur(targetCheckoutP95)),
+		Target: fmt.Sprintf("embedded, %d VUs: checkout p95 under %s", targetCheckoutLevel, harness.FormatLatency(targetCheckoutP95)),
 	}, {
 		Target: fmt.Sprintf("embedded, %d VUs: at least %.0f completed flows/s with zero errors", targetThroughputLevel, targetOrdersPerSec),
 	}}
 	if l := r.level(topoEmbedded, targetCheckoutLevel); l != nil {
-		p95 := percentile(l.Checkout, 0.95)
+		p95 := harness.Percentile(l.Checkout, 0.95)
 		out[0].Measurable = true
 		out[0].Met = l.Completed > 0 && p95 < targetCheckoutP95
-		out[0].Measured = "p95 " + fmtDur(p95)
+		out[0].Measured = "p95 " + harness.FormatLatency(p95)
 		if l.Completed == 0 {
 			out[0].Measured = "no checkout completed"
 		}
@@ -173,7 +168,7 @@ func (r *report) markdown() string {
 	p("- Run: %s, souk %s\n", r.Started.Format("2006-01-02 15:04 MST"), r.Code)
 	m := r.Machine
 	p("- Machine: %s/%s, %s, NumCPU %d, GOMAXPROCS %d%s, %s RAM, kernel %s, %s\n",
-		runtime.GOOS, runtime.GOARCH, m.CPUModel, m.NumCPU, m.GOMAXPROCS, m.GOMAXPROCSEnv, fmtBytes(m.Memory), m.Kernel, m.GoVersion)
+		runtime.GOOS, runtime.GOARCH, m.CPUModel, m.NumCPU, m.GOMAXPROCS, m.GOMAXPROCSNote("souk"), fmtBytes(m.Memory), m.Kernel, m.GoVersion)
 	if r.LoadBefore != "" {
 		p("- Load average (1/5/15 min) before → after: %s → %s\n", r.LoadBefore, r.LoadAfter)
 	}
@@ -195,7 +190,7 @@ func (r *report) markdown() string {
 		for _, l := range t.Levels {
 			processing := "0"
 			if l.Processing > 0 {
-				processing = fmt.Sprintf("%d (%s)", l.Processing, fmtDur(percentile(l.UntilConfirmed, 0.95)))
+				processing = fmt.Sprintf("%d (%s)", l.Processing, harness.FormatLatency(harness.Percentile(l.UntilConfirmed, 0.95)))
 			}
 			errs := fmt.Sprint(l.ErrorCount())
 			if l.ErrorCount() > 0 {
@@ -282,43 +277,7 @@ func mdCode(s string) string {
 // in place of the marked block when the file has one; otherwise appended
 // under sectionHeader, to the file or to a new one.
 func writeReport(path, md string) error {
-	md = strings.TrimSuffix(md, "\n")
-	old, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return os.WriteFile(path, []byte(sectionHeader+md+"\n"), 0o644)
-	case err != nil:
-		return err
-	}
-	i := bytes.Index(old, []byte(beginMarker))
-	j := bytes.Index(old, []byte(endMarker))
-	var out bytes.Buffer
-	if i >= 0 && j > i {
-		out.Write(old[:i])
-		out.WriteString(md)
-		out.Write(old[j+len(endMarker):])
-	} else {
-		out.Write(bytes.TrimRight(old, "\n"))
-		if len(out.Bytes()) > 0 {
-			out.WriteString("\n\n")
-		}
-		out.WriteString(sectionHeader)
-		out.WriteString(md)
-		out.WriteString("\n")
-	}
-	return os.WriteFile(path, out.Bytes(), 0o644)
-}
-
-// percentile returns the q-quantile (0 < q ≤ 1) of sorted by the
-// nearest-rank method: the smallest value with at least q of the samples
-// at or below it; 0 when there are none.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(q*float64(len(sorted)) + 0.999999999)
-	rank = min(max(rank, 1), len(sorted))
-	return sorted[rank-1]
+	return harness.Section{Begin: beginMarker, End: endMarker, Header: sectionHeader}.Write(path, md)
 }
 
 // fmtTriple is "p50 / p95 / p99" of sorted latencies, "—" without any.
@@ -326,20 +285,12 @@ func fmtTriple(sorted []time.Duration) string {
 	if len(sorted) == 0 {
 		return "—"
 	}
-	return fmt.Sprintf("%s / %s / %s", fmtDur(percentile(sorted, 0.50)), fmtDur(percentile(sorted, 0.95)), fmtDur(percentile(sorted, 0.99)))
+	return latency(sorted, 0.50) + " / " + latency(sorted, 0.95) + " / " + latency(sorted, 0.99)
 }
 
-// fmtDur prints a latency in milliseconds with three significant figures.
-func fmtDur(d time.Duration) string {
-	ms := float64(d) / float64(time.Millisecond)
-	switch {
-	case ms >= 100:
-		return fmt.Sprintf("%.0f ms", ms)
-	case ms >= 10:
-		return fmt.Sprintf("%.1f ms", ms)
-	default:
-		return fmt.Sprintf("%.2f ms", ms)
-	}
+// latency is the q-quantile of sorted latencies, formatted.
+func latency(sorted []time.Duration, q float64) string {
+	return harness.FormatLatency(harness.Percentile(sorted, q))
 }
 
 // fmtBytes prints a size in MiB (GiB from 10 GiB), "n/a" when unknown.
@@ -354,96 +305,14 @@ func fmtBytes(n int64) string {
 	}
 }
 
-// machineFacts describe where the numbers were taken.
-type machineFacts struct {
-	NumCPU        int
-	GOMAXPROCS    int
-	GOMAXPROCSEnv string
-	GoVersion     string
-	Kernel        string
-	CPUModel      string
-	Memory        int64 // bytes of RAM, 0 when unknown
-}
-
-func machine() machineFacts {
-	m := machineFacts{
-		NumCPU:     runtime.NumCPU(),
-		GOMAXPROCS: runtime.GOMAXPROCS(0),
-		GoVersion:  runtime.Version(),
-		Kernel:     "unknown",
-		CPUModel:   "unknown CPU",
-	}
-	if v := os.Getenv("GOMAXPROCS"); v != "" {
-		m.GOMAXPROCSEnv = " ($GOMAXPROCS=" + v + ", souk too)"
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			var kb int64
-			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
-				m.Memory = kb * 1024
-				break
-			}
-		}
-	}
-	return m
-}
-
-// loadAverage is the 1, 5 and 15 minute load average where the OS shows it.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// sourceState names the commit the binary was built from and whether the
-// tree had changes on top of it (untracked files included: they are built).
-func sourceState(ctx context.Context, root string) string {
-	git := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", root}, args...)...)
-		// Never take index.lock: others commit in the same checkout.
-		cmd.Env = append(os.Environ(), "GIT_OPTIONAL_LOCKS=0")
-		out, err := cmd.Output()
-		return strings.TrimSpace(string(out)), err
-	}
-	head, err := git("rev-parse", "--short=12", "HEAD")
-	if err != nil {
-		return "built from a tree outside git"
-	}
-	state := "built from commit " + head
-	if st, err := git("status", "--porcelain"); err == nil && st != "" {
-		state += " plus uncommitted changes"
-	}
-	return state
-}
-
-// commandLine is how this run was invoked, as a command to paste.
+// commandLine is how this run was invoked, as a command to paste, without
+// the passwords of its URLs.
 func commandLine(args []string) string {
-	prog := "go run ./bench/shopper"
-	if exe, err := os.Executable(); err == nil && !strings.Contains(exe, "go-build") {
-		prog = filepath.Base(os.Args[0])
+	redacted := make([]string, len(args))
+	for i, a := range args {
+		redacted[i] = redactPassword(a)
 	}
-	parts := []string{prog}
-	for _, a := range args {
-		parts = append(parts, shellQuote(redactPassword(a)))
-	}
-	return strings.Join(parts, " ")
+	return harness.CommandLine("go run ./bench/shopper", redacted)
 }
 
 // redactPassword hides the password of an argument that is a URL with one
@@ -468,13 +337,4 @@ func redactPassword(arg string) string {
 		return name + "=" + u.String()
 	}
 	return u.String()
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"fmt"
@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// memory is what /proc/<pid>/status says of a process's resident memory.
-// Both are 0 where /proc is missing (the report then says so).
-type memory struct {
+// Memory is what /proc/<pid>/status says of a process's resident memory.
+// Both are 0 where /proc is missing (a report then says so).
+type Memory struct {
 	// HWM (VmHWM) is the peak resident set size since the process started:
 	// a high-water mark, never lowered.
 	HWM int64
@@ -18,18 +18,18 @@ type memory struct {
 	RSS int64
 }
 
-// readMemory reads pid's VmHWM and VmRSS.
-func readMemory(pid int) memory {
+// ReadMemory reads pid's VmHWM and VmRSS.
+func ReadMemory(pid int) Memory {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return memory{}
+		return Memory{}
 	}
 	return parseStatus(string(b))
 }
 
 // parseStatus picks VmHWM and VmRSS out of a /proc/<pid>/status text.
-func parseStatus(s string) memory {
-	var m memory
+func parseStatus(s string) Memory {
+	var m Memory
 	for line := range strings.Lines(s) {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok || (k != "VmHWM" && k != "VmRSS") {
@@ -56,9 +56,9 @@ func parseStatus(s string) memory {
 // which Linux fixes at 100 per second on every architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-// processCPU is the CPU time (user + system) pid has used so far, 0 when
+// ProcessCPU is the CPU time (user + system) pid has used so far, 0 when
 // unknown.
-func processCPU(pid int) time.Duration {
+func ProcessCPU(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
@@ -87,10 +87,10 @@ func parseStatCPU(s string) time.Duration {
 	return time.Duration(u+st) * clockTick
 }
 
-// machineBusy is the CPU time all processes of the machine have used so
+// MachineBusy is the CPU time all processes of the machine have used so
 // far (every state of /proc/stat's cpu line but idle and iowait), 0 when
 // unknown. Over a window, it shows how much of the machine others took.
-func machineBusy() time.Duration {
+func MachineBusy() time.Duration {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0

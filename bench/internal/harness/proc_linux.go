@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"os/exec"
@@ -12,8 +12,8 @@ func setParentDeathSignal(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 }
 
-// selfCPU is the CPU time (user + system) this process has used so far.
-func selfCPU() time.Duration {
+// SelfCPU is the CPU time (user + system) this process has used so far.
+func SelfCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
