@@ -43,6 +43,15 @@ type RelayConfig struct {
 	// LockRetry is how often a relay on PostgreSQL that is not the active
 	// one tries to take over (default 5 s).
 	LockRetry time.Duration
+	// Gather is how long the relay waits after a Wake before it reads the
+	// outbox, so that the rows of the transactions committing meanwhile go
+	// out in the same batch: one query and one marking for many rows
+	// instead of one each (default 2 ms; negative: none). It is added to
+	// every event's delivery time.
+	Gather time.Duration
+	// ObserveInterval is how often the pending and lag gauges are
+	// refreshed while the relay keeps publishing (default 1 s).
+	ObserveInterval time.Duration
 }
 
 func (c *RelayConfig) setDefaults() {
@@ -51,6 +60,12 @@ func (c *RelayConfig) setDefaults() {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 100
+	}
+	if c.Gather == 0 {
+		c.Gather = 2 * time.Millisecond
+	}
+	if c.ObserveInterval == 0 {
+		c.ObserveInterval = time.Second
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = time.Second
@@ -164,11 +179,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		defer lock.release()
 	}
 
-	nextCleanup := time.Now()
+	nextCleanup, nextObserve := time.Now(), time.Now()
 	var (
 		failures     int
 		failingSince time.Time
 		lastReport   time.Time
+		pending      int
 	)
 	for ctx.Err() == nil {
 		if lock != nil {
@@ -192,7 +208,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 
 		err := r.drain(ctx)
-		pending, _ := r.observe(ctx)
+		if err != nil || !time.Now().Before(nextObserve) {
+			pending, _ = r.observe(ctx)
+			nextObserve = time.Now().Add(r.cfg.ObserveInterval)
+		}
 		if !time.Now().Before(nextCleanup) {
 			r.prune(ctx)
 			nextCleanup = time.Now().Add(r.cfg.CleanupInterval)
@@ -216,20 +235,25 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.log.Info("bus: outbox relay publishes again", "failures", failures, "outage", time.Since(failingSince).Round(time.Millisecond))
 			failures = 0
 		}
-		r.sleep(ctx, r.cfg.PollInterval, r.wake)
+		if r.sleep(ctx, r.cfg.PollInterval, r.wake) && r.cfg.Gather > 0 {
+			r.sleep(ctx, r.cfg.Gather, nil)
+		}
 	}
 	return nil
 }
 
-// sleep waits for d, ctx, or a wake-up when wake is non-nil.
-func (r *Relay) sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
+// sleep waits for d, ctx, or a wake-up when wake is non-nil; true when
+// woken.
+func (r *Relay) sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
 	case <-wake:
+		return true
 	}
+	return false
 }
 
 // backoff is the pause after the n-th consecutive failure: min doubled n-1
