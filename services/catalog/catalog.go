@@ -163,6 +163,15 @@ func (p Product) clone() Product {
 	return c
 }
 
+// clone returns a copy of r that shares nothing mutable with it.
+func (r VariantRef) clone() VariantRef {
+	c := r
+	c.Options = maps.Clone(r.Options)
+	c.Attributes = maps.Clone(r.Attributes)
+	c.ProductCategoryIDs = slices.Clone(r.ProductCategoryIDs)
+	return c
+}
+
 // sameContent reports whether two states of a product hold the same data,
 // ignoring version and timestamps, so that a PATCH that changes nothing
 // writes nothing.

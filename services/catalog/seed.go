@@ -18,8 +18,7 @@ const seedKey = "demo_catalog_seeded"
 // one loads anything. seeded tells whether this call loaded it. Products are
 // created (and announced) like any other, through the outbox.
 func Seed(ctx context.Context, s *Service) (seeded bool, err error) {
-	err = s.db.InTx(ctx, func(tx *store.Tx) error {
-		tx.AfterCommit(s.cache.invalidate)
+	err = s.inTx(ctx, func(tx *store.Tx) error {
 		seeded = false
 		claimed, err := store.Claim(ctx, tx, "catalog_meta", seedKey, "v1", s.now())
 		if err != nil || !claimed {

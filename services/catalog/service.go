@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/httpx"
@@ -30,7 +32,11 @@ type Service struct {
 	log    *slog.Logger
 	search searchIndex
 	cache  *storeCache // nil: Store API reads go to the database every time
-	now    func() time.Time
+	// variants serves GetVariant (nil: from SQL every time); lookups
+	// counts both caches' hits and misses.
+	variants *variantCache
+	lookups  *prometheus.CounterVec
+	now      func() time.Time
 
 	// Storefront decoration (WithStorefront); nil sources add nothing.
 	prices          PriceSource
@@ -50,6 +56,14 @@ func WithStoreCache(ttl time.Duration, maxBytes uint64) ServiceOption {
 	return func(s *Service) { s.cache = newStoreCache(ttl, maxBytes) }
 }
 
+// WithVariantCache bounds the memory GetVariant's cache may hold (0 turns
+// it off: every call reads SQL). Whatever the bound, GetVariant reflects
+// every catalogue write committed before the call, in any process (ADR
+// 0019). Default: DefaultVariantCacheBytes.
+func WithVariantCache(maxBytes uint64) ServiceOption {
+	return func(s *Service) { s.variants = newVariantCache(maxBytes) }
+}
+
 var _ Client = (*Service)(nil)
 
 // New returns the catalogue service on db, whose schema must have
@@ -63,11 +77,13 @@ func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger, opts ...ServiceO
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{
-		db:     db,
-		outbox: outbox,
-		log:    logger, // the composition root labels it (component=catalog)
-		search: newSearchIndex(db.Engine()),
-		cache:  newStoreCache(DefaultStoreCacheTTL, DefaultStoreCacheBytes),
+		db:       db,
+		outbox:   outbox,
+		log:      logger, // the composition root labels it (component=catalog)
+		search:   newSearchIndex(db.Engine()),
+		cache:    newStoreCache(DefaultStoreCacheTTL, DefaultStoreCacheBytes),
+		variants: newVariantCache(DefaultVariantCacheBytes),
+		lookups:  newCacheLookups(),
 		// Microseconds: what PostgreSQL keeps, so a value read back equals
 		// the one written on both engines.
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
@@ -75,6 +91,8 @@ func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger, opts ...ServiceO
 	for _, opt := range opts {
 		opt(s)
 	}
+	s.cache.instrument(s.lookups)
+	s.variants.instrument(s.lookups)
 	return s
 }
 
@@ -90,10 +108,7 @@ const maxWriteAttempts = 5
 // lost race is the caller's version_conflict.
 func (s *Service) write(ctx context.Context, fn func(tx *store.Tx) error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.db.InTx(ctx, func(tx *store.Tx) error {
-			tx.AfterCommit(s.cache.invalidate)
-			return fn(tx)
-		})
+		err := s.inTx(ctx, fn)
 		if !errors.Is(err, errConcurrentChange) {
 			return err
 		}
@@ -101,6 +116,22 @@ func (s *Service) write(ctx context.Context, fn func(tx *store.Tx) error) error 
 			return apperr.New(apperr.Conflict, "the resource is being changed by others; retry")
 		}
 	}
+}
+
+// inTx runs fn in a transaction that may write the catalogue; every such
+// transaction goes through here (write, Seed). After fn it bumps the
+// catalogue's revision, so that no replica's GetVariant serves what fn
+// replaced (ADR 0019), and after the commit it invalidates this process's
+// Store API cache, which sees other replicas' writes only through its TTL
+// (ADR 0007).
+func (s *Service) inTx(ctx context.Context, fn func(tx *store.Tx) error) error {
+	return s.db.InTx(ctx, func(tx *store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		tx.AfterCommit(s.cache.invalidate)
+		return bumpRevision(ctx, tx)
+	})
 }
 
 // --- products: admin ---
@@ -680,20 +711,23 @@ func (s *Service) GetProduct(ctx context.Context, idOrHandle string) (Product, e
 }
 
 // GetVariant returns a variant of a published product, with that product's
-// id, title, handle and status. Errors: not_found (also when the product is
-// a draft or archived).
+// id, title, handle and status, as of every catalogue write committed before
+// the call, by any replica: repeated calls are answered from memory after
+// one read of the catalogue's revision (ADR 0019). The result is the
+// caller's to modify. Errors: not_found (also when the product is a draft or
+// archived).
 func (s *Service) GetVariant(ctx context.Context, variantID string) (VariantRef, error) {
 	if !id.Valid(variantPrefix, variantID) {
 		return VariantRef{}, variantNotFound(variantID)
 	}
-	r, err := variantRef(ctx, s.db, variantID)
+	r, err := s.variants.get(ctx, s.db, variantID)
 	if err != nil {
 		return VariantRef{}, fmt.Errorf("get variant: %w", err)
 	}
 	if r.ProductStatus != StatusPublished {
 		return VariantRef{}, variantNotFound(variantID)
 	}
-	return r, nil
+	return r.clone(), nil
 }
 
 // --- categories ---

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/maypok86/otter/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/soukhq/souk/platform/httpx"
 )
@@ -20,11 +21,15 @@ import (
 // transaction commits, and entries of older generations are misses, so this
 // process never serves a body older than its own last write. Writes made by
 // other processes of the catalogue (when it runs replicated on PostgreSQL)
-// are seen within the TTL at most. The Admin API and the Client interface
-// never read through the cache.
+// are seen within the TTL at most: bodies also carry prices and stock from
+// other services, which no catalogue revision covers, and checking the
+// revision would add a query to every hit (ADR 0019). The Admin API and the
+// Client interface never read through this cache; GetVariant has its own,
+// exact across replicas (variantCache).
 type storeCache struct {
-	gen   atomic.Uint64
-	cache *otter.Cache[string, cachedBody]
+	gen          atomic.Uint64
+	cache        *otter.Cache[string, cachedBody]
+	hits, misses prometheus.Counter
 }
 
 type cachedBody struct {
@@ -49,6 +54,13 @@ func newStoreCache(ttl time.Duration, maxBytes uint64) *storeCache {
 	})}
 }
 
+// instrument counts lookups with vec (label cache="store") from now on.
+func (c *storeCache) instrument(vec *prometheus.CounterVec) {
+	if c != nil {
+		c.hits, c.misses = vec.WithLabelValues(cacheStore, "hit"), vec.WithLabelValues(cacheStore, "miss")
+	}
+}
+
 // invalidate makes every cached body stale; writes call it after commit.
 func (c *storeCache) invalidate() {
 	if c == nil {
@@ -69,9 +81,11 @@ func (c *storeCache) serve(w http.ResponseWriter, r *http.Request, keySuffix str
 		key = r.URL.Path + "?" + r.URL.Query().Encode() + keySuffix
 		gen = c.gen.Load()
 		if hit, ok := c.cache.GetIfPresent(key); ok && hit.gen == gen {
+			c.hits.Inc()
 			writeBody(w, hit.body)
 			return
 		}
+		c.misses.Inc()
 	}
 	v, err := load()
 	if err != nil {

@@ -56,6 +56,9 @@ func TestStoreCache(t *testing.T) {
 		if _, titles := get("/store/products"); titles[0] != "Cached Mug" {
 			t.Fatalf("second read bypassed the cache: %v", titles)
 		}
+		if hits, misses := cacheLookups(a, cacheStore); hits != 1 || misses != 1 {
+			t.Fatalf("store cache counted %v hits, %v misses; want 1, 1", hits, misses)
+		}
 
 		// ...but this process's own write is visible at once.
 		if _, err := a.UpdateProduct(ctx, p.ID, ProductPatch{Title: ptr("Own Write")}, 0); err != nil {

@@ -100,7 +100,7 @@ func (a *App) initCatalog(ctx context.Context) error {
 		stock = stockSource{inv}
 	}
 	a.catalog = catalog.New(u.db, u.outbox, a.logger.With("component", "catalog"),
-		catalog.WithStorefront(prices, stock, a.cfg.Currency))
+		catalog.WithStorefront(prices, stock, a.cfg.Currency), catalog.WithMetrics(a.registry))
 	u.routes = a.catalog.Routes()
 	return nil
 }

@@ -1,0 +1,360 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/soukhq/souk/platform/apperr"
+	"github.com/soukhq/souk/platform/bus"
+	"github.com/soukhq/souk/platform/id"
+	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/store/storetest"
+)
+
+// MustOpenReplica opens a second handle on db's database, with its own
+// pools and prepared statements: what another replica of the catalogue
+// (another process) has.
+func MustOpenReplica(t testing.TB, db *store.DB) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	cfg := store.Config{MaxOpenConns: 8}
+	switch db.Engine() {
+	case store.SQLite:
+		var file string
+		if err := db.QueryRow(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file); err != nil {
+			t.Fatalf("find the SQLite file: %v", err)
+		}
+		cfg.URL = "sqlite:" + file
+	case store.Postgres:
+		cfg.URL, cfg.Schema = os.Getenv(storetest.PostgresURLEnv), db.Schema()
+	}
+	replica, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("open a replica's handle: %v", err)
+	}
+	t.Cleanup(func() { replica.Close() })
+	return replica
+}
+
+// cacheLookups returns the hits and misses the cache (cacheStore,
+// cacheVariants) counted.
+func cacheLookups(s *Service, cache string) (hits, misses float64) {
+	count := func(result string) float64 {
+		var m dto.Metric
+		_ = s.lookups.WithLabelValues(cache, result).Write(&m) // a counter's Write cannot fail
+		return m.GetCounter().GetValue()
+	}
+	return count("hit"), count("miss")
+}
+
+// variantLookups returns the hits and misses GetVariant's cache counted.
+func variantLookups(s *Service) (hits, misses float64) { return cacheLookups(s, cacheVariants) }
+
+// TestGetVariantSeesEveryWrite: after GetVariant has cached a variant, each
+// kind of write that changes its answer is seen by the next call, whether
+// this process made it or another replica on the same database did.
+func TestGetVariantSeesEveryWrite(t *testing.T) {
+	storetest.Run(t, testMigrations, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a := New(db, nil, nil)
+		writers := []struct {
+			name string
+			s    *Service
+		}{
+			{"this process", a},
+			{"another replica", New(MustOpenReplica(t, db), nil, nil)},
+		}
+		cat := MustCreateCategory(t, a, CategoryInput{Name: "Linen"})
+
+		for _, w := range writers {
+			for _, tc := range []struct {
+				name  string
+				draft bool // the product starts as a draft
+				write func(t *testing.T, w *Service, p Product)
+				want  func(t *testing.T, p Product, r VariantRef, err error)
+			}{
+				{
+					name: "unpublish",
+					write: func(t *testing.T, w *Service, p Product) {
+						MustUpdateProduct(t, w, p.ID, ProductPatch{Status: ptr(StatusDraft)})
+					},
+					want: wantNotFound,
+				},
+				{
+					name: "archive",
+					write: func(t *testing.T, w *Service, p Product) {
+						MustUpdateProduct(t, w, p.ID, ProductPatch{Status: ptr(StatusArchived)})
+					},
+					want: wantNotFound,
+				},
+				{
+					name: "delete the product (archives it)",
+					write: func(t *testing.T, w *Service, p Product) {
+						if err := w.DeleteProduct(ctx, p.ID, 0); err != nil {
+							t.Fatal(err)
+						}
+					},
+					want: wantNotFound,
+				},
+				{
+					name: "delete the variant",
+					write: func(t *testing.T, w *Service, p Product) {
+						MustUpdateProduct(t, w, p.ID, ProductPatch{Variants: ptr(variantInputs(p.Variants[1:]))})
+					},
+					want: wantNotFound,
+				},
+				{
+					name: "change the SKU",
+					write: func(t *testing.T, w *Service, p Product) {
+						in := variantInputs(p.Variants)
+						in[0].SKU += "-NEW"
+						MustUpdateProduct(t, w, p.ID, ProductPatch{Variants: &in})
+					},
+					want: func(t *testing.T, p Product, r VariantRef, err error) {
+						if err != nil || r.SKU != p.Variants[0].SKU+"-NEW" {
+							t.Errorf("GetVariant = %+v, %v; want the new SKU", r, err)
+						}
+					},
+				},
+				{
+					name: "change the product's title",
+					write: func(t *testing.T, w *Service, p Product) {
+						MustUpdateProduct(t, w, p.ID, ProductPatch{Title: ptr(p.Title + " Renamed")})
+					},
+					want: func(t *testing.T, p Product, r VariantRef, err error) {
+						if err != nil || r.ProductTitle != p.Title+" Renamed" {
+							t.Errorf("GetVariant = %+v, %v; want the new title", r, err)
+						}
+					},
+				},
+				{
+					name: "remove the category",
+					write: func(t *testing.T, w *Service, p Product) {
+						MustUpdateProduct(t, w, p.ID, ProductPatch{CategoryIDs: &[]string{}})
+					},
+					want: func(t *testing.T, p Product, r VariantRef, err error) {
+						if err != nil || len(r.ProductCategoryIDs) != 0 {
+							t.Errorf("GetVariant = %+v, %v; want no categories", r, err)
+						}
+					},
+				},
+				{
+					name:  "publish a draft",
+					draft: true,
+					write: func(t *testing.T, w *Service, p Product) {
+						MustUpdateProduct(t, w, p.ID, ProductPatch{Status: ptr(StatusPublished)})
+					},
+					want: func(t *testing.T, p Product, r VariantRef, err error) {
+						if err != nil || r.ID != p.Variants[0].ID || r.ProductStatus != StatusPublished {
+							t.Errorf("GetVariant = %+v, %v; want the published variant", r, err)
+						}
+					},
+				},
+			} {
+				t.Run(w.name+"/"+tc.name, func(t *testing.T) {
+					in := shirtInput("Shirt "+id.New("x"), "SH-"+id.New("x"))
+					in.CategoryIDs = []string{cat.ID}
+					if tc.draft {
+						in.Status = StatusDraft
+					}
+					p := MustCreateProduct(t, a, in)
+					vid := p.Variants[0].ID
+					for range 2 { // cached, then served from the cache
+						if _, err := a.GetVariant(ctx, vid); (err == nil) == tc.draft {
+							t.Fatalf("GetVariant before the write: %v", err)
+						}
+					}
+					hits, _ := variantLookups(a)
+					tc.write(t, w.s, p)
+					r, err := a.GetVariant(ctx, vid)
+					tc.want(t, p, r, err)
+					if again, _ := variantLookups(a); again != hits {
+						t.Errorf("the lookup after the write hit the cache")
+					}
+				})
+			}
+		}
+	})
+}
+
+func wantNotFound(t *testing.T, _ Product, r VariantRef, err error) {
+	t.Helper()
+	if !apperr.Is(err, apperr.NotFound) {
+		t.Errorf("GetVariant = %+v, %v; want not_found", r, err)
+	}
+}
+
+// variantInputs gives variants back as they are, for a patch.
+func variantInputs(vs []Variant) []VariantInput {
+	out := make([]VariantInput, len(vs))
+	for i, v := range vs {
+		out[i] = VariantInput{ID: v.ID, SKU: v.SKU, Options: v.Options, WeightGrams: v.WeightGrams, Attributes: v.Attributes}
+	}
+	return out
+}
+
+// TestGetVariantFromMemory: repeated lookups of a variant, found or not,
+// cost one load; the counts reach the registry given to WithMetrics, shared
+// by two services on it; callers get copies.
+func TestGetVariantFromMemory(t *testing.T) {
+	storetest.Run(t, testMigrations, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		reg := prometheus.NewRegistry()
+		s := New(db, bus.NewOutbox(nil), nil, WithMetrics(reg))
+		p := MustCreateProduct(t, s, shirtInput("Memory Shirt", "MEM"))
+		v := p.Variants[0]
+		want := func(wantHits, wantMisses float64) {
+			t.Helper()
+			if hits, misses := variantLookups(s); hits != wantHits || misses != wantMisses {
+				t.Fatalf("hits, misses = %v, %v; want %v, %v", hits, misses, wantHits, wantMisses)
+			}
+		}
+
+		for range 4 {
+			r, err := s.GetVariant(ctx, v.ID)
+			if err != nil || r.SKU != v.SKU {
+				t.Fatalf("GetVariant = %+v, %v", r, err)
+			}
+		}
+		want(3, 1)
+
+		// Served from memory: a row changed behind the service's back,
+		// without bumping the revision, is not seen.
+		if _, err := db.Exec(ctx, `UPDATE catalog_variants SET sku = ? WHERE id = ?`, "BEHIND", v.ID); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.GetVariant(ctx, v.ID)
+		if err != nil || r.SKU != v.SKU {
+			t.Fatalf("GetVariant = %+v, %v; want the cached SKU", r, err)
+		}
+		want(4, 1)
+
+		// The caller's copy is the caller's.
+		r.Options["size"], r.ProductCategoryIDs = "XXL", append(r.ProductCategoryIDs, "cat_x")
+		if again, _ := s.GetVariant(ctx, v.ID); again.Options["size"] != v.Options["size"] || len(again.ProductCategoryIDs) != 0 {
+			t.Fatalf("a caller's change reached the cache: %+v", again)
+		}
+		want(5, 1)
+
+		// Not found is cached too.
+		unknown := id.New(variantPrefix)
+		for range 2 {
+			if _, err := s.GetVariant(ctx, unknown); !apperr.Is(err, apperr.NotFound) {
+				t.Fatalf("GetVariant(unknown) = %v", err)
+			}
+		}
+		want(6, 2)
+
+		// A write reloads once.
+		MustUpdateProduct(t, s, p.ID, ProductPatch{Title: ptr("Memory Shirt II")})
+		for range 2 {
+			if r, err := s.GetVariant(ctx, v.ID); err != nil || r.ProductTitle != "Memory Shirt II" {
+				t.Fatalf("GetVariant after a write = %+v, %v", r, err)
+			}
+		}
+		want(7, 3)
+
+		// Exported on the registry, shared by a second service on it.
+		_, _ = New(db, nil, nil, WithMetrics(reg)).GetVariant(ctx, v.ID)
+		families, err := reg.Gather()
+		if err != nil || len(families) != 1 || families[0].GetName() != "souk_catalog_cache_lookups_total" {
+			t.Fatalf("gathered %v, %v; want souk_catalog_cache_lookups_total", families, err)
+		}
+		exported := map[string]float64{}
+		for _, m := range families[0].GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			exported[strings.Join(labels, " ")] = m.GetCounter().GetValue()
+		}
+		if want := map[string]float64{"store hit": 0, "store miss": 0, "variants hit": 7, "variants miss": 4}; !maps.Equal(exported, want) {
+			t.Fatalf("exported %v, want %v", exported, want)
+		}
+	})
+}
+
+// TestGetVariantWithoutCache: WithVariantCache(0) reads SQL every time.
+func TestGetVariantWithoutCache(t *testing.T) {
+	s := New(storetest.MustOpen(t, store.SQLite, testMigrations...), nil, nil, WithVariantCache(0))
+	p := MustCreateProduct(t, s, simpleInput("Uncached Mug", "UM-1", StatusPublished))
+	ctx := context.Background()
+	if _, err := s.db.Exec(ctx, `UPDATE catalog_variants SET sku = ? WHERE id = ?`, "UM-2", p.Variants[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.GetVariant(ctx, p.Variants[0].ID); err != nil || r.SKU != "UM-2" {
+		t.Fatalf("GetVariant = %+v, %v; want the row as it is", r, err)
+	}
+	if hits, misses := variantLookups(s); hits+misses != 0 {
+		t.Fatalf("lookups counted without a cache: %v hits, %v misses", hits, misses)
+	}
+}
+
+// TestGetVariantRacingReplicaWrites: lookups in one process racing writes
+// of another replica never answer older than the last write committed
+// before the lookup began, and never mix two states of the product.
+func TestGetVariantRacingReplicaWrites(t *testing.T) {
+	storetest.Run(t, testMigrations, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		reader := New(db, nil, nil)
+		writer := New(MustOpenReplica(t, db), nil, nil)
+		p := MustCreateProduct(t, reader, simpleInput("Race 0", "RACE-0", StatusPublished))
+		vid := p.Variants[0].ID
+
+		const writes = 20
+		var (
+			committed atomic.Int64 // the last write known committed
+			done      atomic.Bool  // the writer stopped
+			wg        sync.WaitGroup
+		)
+		defer wg.Wait()
+		defer done.Store(true) // also when the writer fails
+		for range 4 {
+			wg.Go(func() {
+				for {
+					stop := done.Load()
+					floor := committed.Load()
+					r, err := reader.GetVariant(ctx, vid)
+					if err != nil {
+						t.Errorf("GetVariant: %v", err)
+						return
+					}
+					n, err := strconv.ParseInt(strings.TrimPrefix(r.SKU, "RACE-"), 10, 64)
+					if err != nil || r.ProductTitle != fmt.Sprintf("Race %d", n) {
+						t.Errorf("GetVariant mixed states: SKU %q, title %q", r.SKU, r.ProductTitle)
+						return
+					}
+					if n < floor {
+						t.Errorf("GetVariant answered write %d after write %d committed", n, floor)
+						return
+					}
+					if stop {
+						return
+					}
+				}
+			})
+		}
+		for i := int64(1); i <= writes; i++ {
+			MustUpdateProduct(t, writer, p.ID, ProductPatch{
+				Title:    ptr(fmt.Sprintf("Race %d", i)),
+				Variants: &[]VariantInput{{ID: vid, SKU: fmt.Sprintf("RACE-%d", i)}},
+			})
+			committed.Store(i)
+		}
+		done.Store(true)
+		wg.Wait()
+		if hits, _ := variantLookups(reader); hits == 0 {
+			t.Log("no lookup hit the cache; the race tested loads only")
+		}
+	})
+}
