@@ -50,6 +50,7 @@ func openSQLite(ctx context.Context, path string, maxReaders int, log *slog.Logg
 		return nil, fmt.Errorf("open sqlite database: %w", err)
 	}
 	db.writeStmts = newStmtCache(write)
+	db.group = &groupCommit{db: db}
 	if memory {
 		// Every connection to :memory: is a database of its own: one
 		// connection does everything.

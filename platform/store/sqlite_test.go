@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -204,5 +205,119 @@ func TestSQLiteBackgroundCheckpoint(t *testing.T) {
 			t.Fatalf("%d background checkpoints in %v, want 2", db.checkpoints.Load()-before, 20*checkpointInterval)
 		}
 		time.Sleep(checkpointInterval / 10)
+	}
+}
+
+// Transactions queued while one runs commit together, each in its own
+// savepoint: a failing or panicking one leaves nothing and the others
+// commit; a cancelled one never runs.
+func TestGroupCommit(t *testing.T) {
+	db, _ := openTestSQLite(t)
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- db.InTx(ctx, func(tx *Tx) error {
+			close(started)
+			<-release
+			_, err := tx.Exec(ctx, `INSERT INTO counters (id, n) VALUES (?, ?)`, "first", 0)
+			return err
+		})
+	}()
+	<-started
+	groupsBefore := db.group.groups.Load()
+
+	boom := errors.New("boom")
+	cancelled, cancel := context.WithCancel(ctx)
+	type outcome struct {
+		err      error
+		panicked any
+	}
+	results := make([]chan outcome, 6)
+	for i := range results {
+		results[i] = make(chan outcome, 1)
+		c := ctx
+		if i == 5 {
+			c = cancelled
+		}
+		go func() {
+			defer func() {
+				if p := recover(); p != nil {
+					results[i] <- outcome{panicked: p}
+				}
+			}()
+			err := db.InTx(c, func(tx *Tx) error {
+				if _, err := tx.Exec(ctx, `INSERT INTO counters (id, n) VALUES (?, ?)`, fmt.Sprint("g", i), i); err != nil {
+					return err
+				}
+				switch i {
+				case 1:
+					return boom
+				case 3:
+					panic("kaput")
+				}
+				return nil
+			})
+			results[i] <- outcome{err: err}
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		db.group.mu.Lock()
+		queued := len(db.group.queue)
+		db.group.mu.Unlock()
+		if queued == len(results) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d transactions queued, want %d", queued, len(results))
+		}
+	}
+	cancel()
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	got := make([]outcome, len(results))
+	for i, ch := range results {
+		got[i] = <-ch
+	}
+	for i, o := range got {
+		switch i {
+		case 1:
+			if !errors.Is(o.err, boom) {
+				t.Errorf("transaction 1 = %v, want its own error", o.err)
+			}
+		case 3:
+			if o.panicked != "kaput" {
+				t.Errorf("transaction 3 panicked with %v, want its own panic", o.panicked)
+			}
+		case 5:
+			if !errors.Is(o.err, context.Canceled) {
+				t.Errorf("cancelled transaction = %v, want context.Canceled", o.err)
+			}
+		default:
+			if o.err != nil || o.panicked != nil {
+				t.Errorf("transaction %d = %v / %v, want committed", i, o.err, o.panicked)
+			}
+		}
+	}
+	if n := db.group.groups.Load() - groupsBefore; n != 2 {
+		t.Errorf("%d groups for the blocked transaction and the six queued behind it, want 2", n)
+	}
+	rows, err := db.Query(ctx, `SELECT id FROM counters ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if want := []string{"first", "g0", "g2", "g4"}; fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Fatalf("rows %v, want %v (the failed, panicked and cancelled ones left nothing)", ids, want)
 	}
 }

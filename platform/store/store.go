@@ -87,6 +87,7 @@ type DB struct {
 
 	readStmts, writeStmts *stmtCache    // SQLite only
 	stopCheckpoints       func()        // SQLite only
+	group                 *groupCommit  // SQLite only: transactions run in groups
 	checkpoints           atomic.Uint64 // background checkpoints done
 }
 
@@ -368,16 +369,21 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) error {
-	sqlTx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	tx := &Tx{tx: sqlTx, db: db}
-	err = tx.run(fn)
-	// The writer connection is free again: prepare what ran unprepared.
-	db.writeStmts.prepareAll(tx.unprepared)
-	if err != nil {
-		return err
+	var tx *Tx
+	if db.group != nil {
+		var err error
+		if tx, err = db.group.run(ctx, fn); err != nil {
+			return err
+		}
+	} else {
+		sqlTx, err := db.write.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		tx = &Tx{tx: sqlTx, db: db}
+		if err := tx.run(fn); err != nil {
+			return err
+		}
 	}
 	for _, f := range tx.afterCommit {
 		f()
@@ -439,6 +445,9 @@ func IsForeignKeyViolation(err error) bool {
 // repeated transaction may not meet: PostgreSQL serialization failure or
 // deadlock, SQLite busy or locked.
 func (db *DB) Retryable(err error) bool {
+	if errors.Is(err, errGroupAborted) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr.Code == "40001" || pgErr.Code == "40P01"
