@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/soukhq/souk/bench/internal/harness"
+	"github.com/soukhq/souk/services/notify/mailsink"
 )
 
 // instanceConfig says how to start one souk under test.
@@ -34,8 +35,9 @@ type instance struct {
 	base     string // http://127.0.0.1:port
 	adminKey string
 	variants []variant
-	infra    string   // versions of the servers it runs on, for the report
-	args     []string // souk's arguments with the random parts elided
+	infra    string         // versions of the servers it runs on, for the report
+	args     []string       // souk's arguments with the random parts elided
+	mail     *mailsink.Sink // receives the order confirmations
 	cleanups []func(context.Context) error
 }
 
@@ -52,8 +54,14 @@ func startInstance(ctx context.Context, cfg instanceConfig, logf func(string, ..
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	var extra []string // souk's arguments after harness.ServeArgs
-	inst.args = harness.ServeArgs("127.0.0.1:<free port>", "<tmp>")
+	// The confirmation e-mails go to a sink in this process, as a shop's
+	// go to its mail server: sending them is part of souk's work.
+	if inst.mail, err = mailsink.Start("127.0.0.1:0", mailsink.WithMaxMessages(16)); err != nil {
+		return nil, fmt.Errorf("start the mail sink: %w", err)
+	}
+	inst.cleanups = append(inst.cleanups, func(context.Context) error { return inst.mail.Close() })
+	extra := []string{"--smtp-addr", inst.mail.Addr()} // souk's arguments after harness.ServeArgs
+	inst.args = append(harness.ServeArgs("127.0.0.1:<free port>", "<tmp>"), "--smtp-addr", "127.0.0.1:<mail sink port>")
 	inst.infra = "SQLite file per service, embedded NATS"
 	if cfg.Topology == topoPostgres {
 		suffix := randomSuffix(4)
@@ -68,7 +76,7 @@ func startInstance(ctx context.Context, cfg instanceConfig, logf func(string, ..
 			return nil, err
 		}
 		inst.cleanups = append(inst.cleanups, deleteStreams)
-		extra = []string{"--database-url", dbURL, "--nats-url", cfg.NATSURL, "--bus-stream", stream, "--bus-subject-prefix", prefix}
+		extra = append(extra, "--database-url", dbURL, "--nats-url", cfg.NATSURL, "--bus-stream", stream, "--bus-subject-prefix", prefix)
 		inst.args = append(inst.args, "--database-url", redactDB(dbURL), "--nats-url", cfg.NATSURL,
 			"--bus-stream", "BENCH_<random>", "--bus-subject-prefix", "bench<random>")
 		inst.infra = fmt.Sprintf("PostgreSQL %s (one database, a schema per service), NATS %s (external JetStream)", pgVersion, natsVersion)
@@ -98,6 +106,9 @@ func startInstance(ctx context.Context, cfg instanceConfig, logf func(string, ..
 func (inst *instance) close(logf func(string, ...any)) {
 	if inst.proc != nil {
 		inst.proc.Stop()
+	}
+	if inst.mail != nil {
+		logf("the mail sink received %d confirmation e-mails", inst.mail.Received())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -198,6 +198,14 @@ func (s *Sink) Messages() []Message {
 	return out
 }
 
+// Received is how many messages the sink received since it started
+// (including those it no longer keeps).
+func (s *Sink) Received() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextID
+}
+
 // Reset forgets every message received.
 func (s *Sink) Reset() {
 	s.mu.Lock()

@@ -177,6 +177,9 @@ func TestSinkKeepsTheNewest(t *testing.T) {
 	if len(msgs) != 2 || msgs[0].ID != 2 || msgs[1].ID != 3 {
 		t.Errorf("kept %+v", msgs)
 	}
+	if n := s.Received(); n != 3 {
+		t.Errorf("Received() = %d, want 3 (those no longer kept included)", n)
+	}
 }
 
 func TestSinkListensOnLoopbackOnly(t *testing.T) {
