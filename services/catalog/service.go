@@ -19,6 +19,7 @@ import (
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/httpx"
 	"github.com/soukhq/souk/platform/id"
+	"github.com/soukhq/souk/platform/revcache"
 	"github.com/soukhq/souk/platform/store"
 )
 
@@ -34,7 +35,7 @@ type Service struct {
 	cache  *storeCache // nil: Store API reads go to the database every time
 	// variants serves GetVariant (nil: from SQL every time); lookups
 	// counts both caches' hits and misses.
-	variants *variantCache
+	variants *revcache.Cache[string, VariantRef]
 	lookups  *prometheus.CounterVec
 	now      func() time.Time
 
@@ -92,7 +93,9 @@ func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger, opts ...ServiceO
 		opt(s)
 	}
 	s.cache.instrument(s.lookups)
-	s.variants.instrument(s.lookups)
+	if s.variants != nil {
+		s.variants.Instrument(s.lookups.WithLabelValues(cacheVariants, "hit"), s.lookups.WithLabelValues(cacheVariants, "miss"))
+	}
 	return s
 }
 
@@ -130,7 +133,7 @@ func (s *Service) inTx(ctx context.Context, fn func(tx *store.Tx) error) error {
 			return err
 		}
 		tx.AfterCommit(s.cache.invalidate)
-		return bumpRevision(ctx, tx)
+		return revision.Bump(ctx, tx)
 	})
 }
 
@@ -720,7 +723,7 @@ func (s *Service) GetVariant(ctx context.Context, variantID string) (VariantRef,
 	if !id.Valid(variantPrefix, variantID) {
 		return VariantRef{}, variantNotFound(variantID)
 	}
-	r, err := s.variants.get(ctx, s.db, variantID)
+	r, err := s.variant(ctx, variantID)
 	if err != nil {
 		return VariantRef{}, fmt.Errorf("get variant: %w", err)
 	}

@@ -376,32 +376,9 @@ func replaceProductCategories(ctx context.Context, tx *store.Tx, p Product) erro
 	return nil
 }
 
-// bumpRevision records in tx that the catalogue changes. Every transaction
-// that writes the catalogue calls it (Service.inTx does) before it commits,
-// so that no process's variant cache serves what the transaction replaced,
-// whichever replica committed it (ADR 0019). On PostgreSQL it holds the
-// revision row's lock until commit: catalogue writes serialise there, which
-// back-office editing never notices.
-func bumpRevision(ctx context.Context, tx *store.Tx) error {
-	if _, err := tx.Exec(ctx, `UPDATE catalog_revision SET n = n + 1 WHERE id = 1`); err != nil {
-		return fmt.Errorf("bump catalogue revision: %w", err)
-	}
-	return nil
-}
-
-// readRevision returns the catalogue's revision: a value that changes with
-// every committed catalogue write.
-func readRevision(ctx context.Context, q store.Querier) (int64, error) {
-	var n int64
-	if err := q.QueryRow(ctx, `SELECT n FROM catalog_revision WHERE id = 1`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("read catalogue revision: %w", err)
-	}
-	return n, nil
-}
-
 // variantRef reads a variant with its product, and the product's
 // categories: two statements, which only a caller comparing revisions
-// around them (variantCache) knows to have seen one state.
+// around them (Service.variant) knows to have seen one state.
 func variantRef(ctx context.Context, q store.Querier, variantID string) (VariantRef, error) {
 	var (
 		r              VariantRef

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,31 +19,6 @@ import (
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
 )
-
-// MustOpenReplica opens a second handle on db's database, with its own
-// pools and prepared statements: what another replica of the catalogue
-// (another process) has.
-func MustOpenReplica(t testing.TB, db *store.DB) *store.DB {
-	t.Helper()
-	ctx := context.Background()
-	cfg := store.Config{MaxOpenConns: 8}
-	switch db.Engine() {
-	case store.SQLite:
-		var file string
-		if err := db.QueryRow(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file); err != nil {
-			t.Fatalf("find the SQLite file: %v", err)
-		}
-		cfg.URL = "sqlite:" + file
-	case store.Postgres:
-		cfg.URL, cfg.Schema = os.Getenv(storetest.PostgresURLEnv), db.Schema()
-	}
-	replica, err := store.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("open a replica's handle: %v", err)
-	}
-	t.Cleanup(func() { replica.Close() })
-	return replica
-}
 
 // cacheLookups returns the hits and misses the cache (cacheStore,
 // cacheVariants) counted.
@@ -72,7 +46,7 @@ func TestGetVariantSeesEveryWrite(t *testing.T) {
 			s    *Service
 		}{
 			{"this process", a},
-			{"another replica", New(MustOpenReplica(t, db), nil, nil)},
+			{"another replica", New(storetest.MustOpenAgain(t, db), nil, nil)},
 		}
 		cat := MustCreateCategory(t, a, CategoryInput{Name: "Linen"})
 
@@ -307,7 +281,7 @@ func TestGetVariantRacingReplicaWrites(t *testing.T) {
 	storetest.Run(t, testMigrations, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		reader := New(db, nil, nil)
-		writer := New(MustOpenReplica(t, db), nil, nil)
+		writer := New(storetest.MustOpenAgain(t, db), nil, nil)
 		p := MustCreateProduct(t, reader, simpleInput("Race 0", "RACE-0", StatusPublished))
 		vid := p.Variants[0].ID
 

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync/atomic"
 
-	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/soukhq/souk/platform/revcache"
+	"github.com/soukhq/souk/platform/store"
 )
 
 // Quotes are pricing's hot path: every cart write, the shipping-options
@@ -17,11 +18,10 @@ import (
 // (ADR 0017).
 //
 // Freshness does not depend on time. Every transaction that writes a
-// definition bumps pricing_revision (bumpRevision), in whichever process it
-// runs. A quote reads the revision first (one tiny query) and uses only
-// entries cached at that very revision; the rest it loads from SQL, and
-// caches them only when the revision is still the same after the load, so an
-// entry is exactly the state of the database at its revision. A quote
+// definition bumps pricing_revision (revision.Bump), in whichever process it
+// runs. A quote reads the revision first (view) and uses only entries cached
+// at that very revision; the rest it loads from SQL, and caches them only
+// when the revision is still the same after the load (revcache). A quote
 // therefore reflects every write committed before it began.
 //
 // Use counts (code uses, a customer's uses) and redemptions change with every
@@ -29,21 +29,28 @@ import (
 // a limit. Time-dependent validity (starts_at, ends_at) is evaluated at the
 // quote's instant on the cached rows, never cached as a result.
 
+// revision is pricing's definitions' revision (ADR 0017). Every
+// transaction that writes price lists, prices, promotions, codes (not their
+// use counts), tax rates or shipping methods bumps it before it commits
+// (Service.write and Seed do), so that no process's quote cache serves what
+// the transaction replaced, whichever process committed it. Definition
+// writes serialise on it on PostgreSQL, which the back office never notices.
+var revision = store.Revision{Table: "pricing_revision"}
+
 // cache holds pricing's definitions as of some revision. It is safe for
 // concurrent use; the cached values are shared and never modified.
 type cache struct {
 	// tables are the small tables, cached whole: automatic promotions,
 	// tax rates, shipping methods.
-	tables atomic.Pointer[tables]
+	tables revcache.Value[*tables]
 	// prices are the price rows of (currency, variant) pairs, weighed by
 	// rows; codes the voucher codes' definitions; promotions the code
 	// promotions (without use counts), weighed by codes and target ids.
-	prices     *revCache[priceKey, []priceRow]
-	codes      *revCache[string, codeDef]
-	promotions *revCache[string, Promotion]
+	prices     *revcache.Cache[priceKey, []priceRow]
+	codes      *revcache.Cache[string, codeDef]
+	promotions *revcache.Cache[string, Promotion]
 
-	lookups                  *prometheus.CounterVec
-	tablesHits, tablesMisses prometheus.Counter
+	lookups *prometheus.CounterVec
 }
 
 // Names of the cache's parts, the values of the metric's cache label.
@@ -55,10 +62,11 @@ const (
 )
 
 func newCache(size int) *cache {
+	// An entry weighs 1 and its rows, codes and target ids.
 	c := &cache{
-		prices:     newRevCache[priceKey](size, func(rows []priceRow) int { return len(rows) }),
-		codes:      newRevCache[string](size, func(codeDef) int { return 0 }),
-		promotions: newRevCache[string](size, func(p Promotion) int { return len(p.Codes) + len(p.TargetIDs) }),
+		prices:     revcache.New(uint64(size), func(_ priceKey, rows []priceRow) uint32 { return uint32(1 + len(rows)) }),
+		codes:      revcache.New(uint64(size), func(string, codeDef) uint32 { return 1 }),
+		promotions: revcache.New(uint64(size), func(_ string, p Promotion) uint32 { return uint32(1 + len(p.Codes) + len(p.TargetIDs)) }),
 	}
 	c.instrument(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "souk_pricing_cache_lookups_total",
@@ -70,10 +78,10 @@ func newCache(size int) *cache {
 // instrument counts lookups with vec from now on.
 func (c *cache) instrument(vec *prometheus.CounterVec) {
 	c.lookups = vec
-	c.tablesHits, c.tablesMisses = vec.WithLabelValues(cacheTables, "hit"), vec.WithLabelValues(cacheTables, "miss")
-	c.prices.hits, c.prices.misses = vec.WithLabelValues(cachePrices, "hit"), vec.WithLabelValues(cachePrices, "miss")
-	c.codes.hits, c.codes.misses = vec.WithLabelValues(cacheCodes, "hit"), vec.WithLabelValues(cacheCodes, "miss")
-	c.promotions.hits, c.promotions.misses = vec.WithLabelValues(cachePromotions, "hit"), vec.WithLabelValues(cachePromotions, "miss")
+	c.tables.Instrument(vec.WithLabelValues(cacheTables, "hit"), vec.WithLabelValues(cacheTables, "miss"))
+	c.prices.Instrument(vec.WithLabelValues(cachePrices, "hit"), vec.WithLabelValues(cachePrices, "miss"))
+	c.codes.Instrument(vec.WithLabelValues(cacheCodes, "hit"), vec.WithLabelValues(cacheCodes, "miss"))
+	c.promotions.Instrument(vec.WithLabelValues(cachePromotions, "hit"), vec.WithLabelValues(cachePromotions, "miss"))
 }
 
 // register registers the lookup counter on reg, sharing the one registered
@@ -95,7 +103,6 @@ func (c *cache) register(reg prometheus.Registerer) {
 // quote needs all automatic promotions anyway, and tax rates and shipping
 // methods are few.
 type tables struct {
-	rev       int64
 	automatic []Promotion               // active promotions without codes, by id
 	taxRates  map[string][]TaxRate      // by country
 	shipping  map[string]ShippingMethod // every method, by id
@@ -125,91 +132,21 @@ type codeDef struct {
 	usageLimit  *int64
 }
 
-// revCache is a bounded cache of values tagged with the revision they were
-// read at.
-type revCache[K comparable, V any] struct {
-	entries      *otter.Cache[K, revEntry[V]]
-	hits, misses prometheus.Counter
-}
-
-// revEntry is a cached value, or the fact that there is none (found false).
-type revEntry[V any] struct {
-	rev   int64
-	found bool
-	v     V
-}
-
-// newRevCache bounds the cache to size, an entry weighing 1 + weigh(value).
-func newRevCache[K comparable, V any](size int, weigh func(V) int) *revCache[K, V] {
-	return &revCache[K, V]{entries: otter.Must(&otter.Options[K, revEntry[V]]{
-		MaximumWeight: uint64(size),
-		Weigher:       func(_ K, e revEntry[V]) uint32 { return uint32(1 + weigh(e.v)) },
-	})}
-}
-
-// get returns the values of keys at the view's revision: those cached at
-// that revision, and what load returns for the others. A key that load
-// leaves out has no value, and that is cached too. Loaded values are cached
-// only when the revision is unchanged after the load: then they are the
-// state at that revision. (A load that overlapped a write is used for this
-// request all the same: it saw at least every write before the view.)
-func (c *revCache[K, V]) get(ctx context.Context, v *view, keys []K, load func(ctx context.Context, keys []K) (map[K]V, error)) (map[K]V, error) {
-	out := make(map[K]V, len(keys))
-	var missing []K
-	for _, k := range keys {
-		e, ok := c.entries.GetIfPresent(k)
-		if !ok || e.rev != v.rev {
-			missing = append(missing, k)
-			continue
-		}
-		if e.found {
-			out[k] = e.v
-		}
-	}
-	c.hits.Add(float64(len(keys) - len(missing)))
-	if len(missing) == 0 {
-		return out, nil
-	}
-	c.misses.Add(float64(len(missing)))
-	loaded, err := load(ctx, missing)
-	if err != nil {
-		return nil, err
-	}
-	keep := v.unchanged(ctx)
-	for _, k := range missing {
-		val, found := loaded[k]
-		if found {
-			out[k] = val
-		}
-		if keep {
-			c.entries.Set(k, revEntry[V]{rev: v.rev, found: found, v: val})
-		}
-	}
-	return out, nil
-}
-
 // view reads definitions as of one revision, from the cache or from SQL.
 // It belongs to one request.
 type view struct {
-	s   *Service
-	rev int64
-	t   *tables // the tables, once read
+	s  *Service
+	at revcache.At
+	t  *tables // the tables, once read
 }
 
 // view starts reading definitions: it reads the current revision.
 func (s *Service) view(ctx context.Context) (*view, error) {
-	rev, err := readRevision(ctx, s.db)
+	at, err := revcache.Read(ctx, s.db, revision)
 	if err != nil {
 		return nil, err
 	}
-	return &view{s: s, rev: rev}, nil
-}
-
-// unchanged reports whether no definition write committed since the view's
-// revision was read (false when that cannot be told).
-func (v *view) unchanged(ctx context.Context) bool {
-	rev, err := readRevision(ctx, v.s.db)
-	return err == nil && rev == v.rev
+	return &view{s: s, at: at}, nil
 }
 
 // tables returns the small tables at the view's revision.
@@ -217,26 +154,16 @@ func (v *view) tables(ctx context.Context) (*tables, error) {
 	if v.t != nil {
 		return v.t, nil
 	}
-	c := v.s.cache
-	if t := c.tables.Load(); t != nil && t.rev == v.rev {
-		c.tablesHits.Inc()
-		v.t = t
-		return t, nil
-	}
-	c.tablesMisses.Inc()
-	t, err := loadTables(ctx, v.s, v.rev)
+	t, err := v.s.cache.tables.Get(ctx, v.at, func(ctx context.Context) (*tables, error) { return loadTables(ctx, v.s) })
 	if err != nil {
 		return nil, err
-	}
-	if v.unchanged(ctx) {
-		c.tables.Store(t)
 	}
 	v.t = t
 	return t, nil
 }
 
-func loadTables(ctx context.Context, s *Service, rev int64) (*tables, error) {
-	t := &tables{rev: rev, taxRates: map[string][]TaxRate{}, shipping: map[string]ShippingMethod{}}
+func loadTables(ctx context.Context, s *Service) (*tables, error) {
+	t := &tables{taxRates: map[string][]TaxRate{}, shipping: map[string]ShippingMethod{}}
 	var err error
 	if t.automatic, err = automaticPromotions(ctx, s.db); err != nil {
 		return nil, err
@@ -271,7 +198,7 @@ func (v *view) priceRows(ctx context.Context, currency string, variantIDs []stri
 	for i, vid := range variantIDs {
 		keys[i] = priceKey{currency, vid}
 	}
-	byKey, err := v.s.cache.prices.get(ctx, v, keys, func(ctx context.Context, keys []priceKey) (map[priceKey][]priceRow, error) {
+	byKey, err := v.s.cache.prices.GetMany(ctx, v.at, keys, func(ctx context.Context, keys []priceKey) (map[priceKey][]priceRow, error) {
 		ids := make([]string, len(keys))
 		for i, k := range keys {
 			ids[i] = k.variantID
@@ -300,7 +227,7 @@ func (v *view) priceRows(ctx context.Context, currency string, variantIDs []stri
 // codes returns the definitions of the codes that exist, by code, at the
 // view's revision.
 func (v *view) codes(ctx context.Context, codes []string) (map[string]codeDef, error) {
-	return v.s.cache.codes.get(ctx, v, codes, func(ctx context.Context, codes []string) (map[string]codeDef, error) {
+	return v.s.cache.codes.GetMany(ctx, v.at, codes, func(ctx context.Context, codes []string) (map[string]codeDef, error) {
 		rows, err := codeRows(ctx, v.s.db, codes)
 		if err != nil {
 			return nil, err
@@ -316,7 +243,7 @@ func (v *view) codes(ctx context.Context, codes []string) (map[string]codeDef, e
 // promotions returns the promotions of the ids that exist, in ids' order,
 // at the view's revision, without use counts (Usage is nil).
 func (v *view) promotions(ctx context.Context, ids []string) ([]Promotion, error) {
-	byID, err := v.s.cache.promotions.get(ctx, v, ids, func(ctx context.Context, ids []string) (map[string]Promotion, error) {
+	byID, err := v.s.cache.promotions.GetMany(ctx, v.at, ids, func(ctx context.Context, ids []string) (map[string]Promotion, error) {
 		ps, err := promotionsByID(ctx, v.s.db, ids)
 		if err != nil {
 			return nil, err

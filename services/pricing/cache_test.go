@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,24 +27,7 @@ import (
 // replicated pricing has.
 func MustNewReplica(t testing.TB, s *Service) *Service {
 	t.Helper()
-	ctx := context.Background()
-	cfg := store.Config{MaxOpenConns: 4}
-	switch s.db.Engine() {
-	case store.SQLite:
-		var path string
-		if err := s.db.QueryRow(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&path); err != nil {
-			t.Fatalf("database file: %v", err)
-		}
-		cfg.URL = "sqlite:" + path
-	case store.Postgres:
-		cfg.URL, cfg.Schema = os.Getenv(storetest.PostgresURLEnv), s.db.Schema()
-	}
-	db, err := store.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("open replica: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return newTestService(db)
+	return newTestService(storetest.MustOpenAgain(t, s.db))
 }
 
 // lookups returns the cache's lookup count of the part with the result.

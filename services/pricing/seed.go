@@ -60,7 +60,7 @@ func Seed(ctx context.Context, s *Service, variants []SeedVariant) (seeded bool,
 			return err
 		}
 		seeded = true
-		return bumpRevision(ctx, tx)
+		return revision.Bump(ctx, tx)
 	})
 	if err != nil {
 		return false, fmt.Errorf("seed demo pricing: %w", err)

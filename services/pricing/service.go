@@ -89,7 +89,7 @@ func (s *Service) write(ctx context.Context, fn func(tx *store.Tx) error) error 
 			if err := fn(tx); err != nil {
 				return err
 			}
-			return bumpRevision(ctx, tx)
+			return revision.Bump(ctx, tx)
 		})
 		if !errors.Is(err, errConcurrentChange) {
 			return err

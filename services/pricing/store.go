@@ -88,32 +88,6 @@ func lockRow(ctx context.Context, tx *store.Tx, table, id string) error {
 	return nil
 }
 
-// --- revision ---
-
-// bumpRevision records in tx that pricing's definitions change. Every
-// transaction that writes price lists, prices, promotions, codes (not their
-// use counts), tax rates or shipping methods calls it before it commits, so
-// that no process's quote cache serves what the transaction replaced,
-// whichever process committed it (ADR 0017). On PostgreSQL it takes the
-// revision row's lock until commit: definition writes serialise, which the
-// back office never notices.
-func bumpRevision(ctx context.Context, tx *store.Tx) error {
-	if _, err := tx.Exec(ctx, `UPDATE pricing_revision SET n = n + 1 WHERE id = 1`); err != nil {
-		return fmt.Errorf("bump pricing revision: %w", err)
-	}
-	return nil
-}
-
-// readRevision returns the revision of pricing's definitions: a value that
-// changes with every committed definition write.
-func readRevision(ctx context.Context, q store.Querier) (int64, error) {
-	var n int64
-	if err := q.QueryRow(ctx, `SELECT n FROM pricing_revision WHERE id = 1`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("read pricing revision: %w", err)
-	}
-	return n, nil
-}
-
 // --- price lists ---
 
 const priceListColumns = `id, name, currency, prices_include_tax, customer_group, starts_at, ends_at, priority, version, created_at, updated_at`

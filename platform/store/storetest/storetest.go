@@ -64,6 +64,32 @@ func MustOpen(t testing.TB, engine store.Engine, migrations ...store.Migrations)
 	return db
 }
 
+// MustOpenAgain opens another handle on db's database — its own pools and
+// prepared statements, the same file or schema — closed when the test ends:
+// what another process of a replicated service has. It leaves the database
+// to db's test, which drops it.
+func MustOpenAgain(t testing.TB, db *store.DB) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	cfg := store.Config{MaxOpenConns: 8}
+	switch db.Engine() {
+	case store.SQLite:
+		var file string
+		if err := db.QueryRow(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file); err != nil {
+			t.Fatalf("find the SQLite file: %v", err)
+		}
+		cfg.URL = "sqlite:" + file
+	case store.Postgres:
+		cfg.URL, cfg.Schema = os.Getenv(PostgresURLEnv), db.Schema()
+	}
+	again, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("open %s again: %v", db.Engine(), err)
+	}
+	t.Cleanup(func() { again.Close() })
+	return again
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
