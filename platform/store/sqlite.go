@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// SQLite tuning (ADR 17).
+// SQLite tuning (ADR 18).
 const (
 	// sqliteBusyTimeout is how long a connection waits for a lock another
 	// process holds (souk migrate beside a running server); within one

@@ -71,7 +71,7 @@ func (c Config) Validate() error {
 // DB is a service's database handle. It is safe for concurrent use.
 //
 // On PostgreSQL it is one pgx pool (pgx caches prepared statements per
-// connection). On SQLite it is two pools on one file (ADR 17): a single
+// connection). On SQLite it is two pools on one file (ADR 18): a single
 // writer connection that every transaction and every statement outside one
 // queue for in Go — SQLite has one write lock per file, and waiting for it in
 // SQLite's busy handler means sleeping in steps of up to 100 ms — and a pool
