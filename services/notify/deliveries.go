@@ -29,16 +29,65 @@ const eventSource = "notify"
 // deliveryLeaseMargin is added to WebhookTimeout for a delivery's lease.
 const deliveryLeaseMargin = 30 * time.Second
 
+// subscriptionsTTL is how long the webhook consumer trusts the enabled
+// subscriptions it read (ADR 14): a webhook created or re-enabled through
+// this process is seen by the next event; one created or re-enabled
+// through another process on the same database receives the events
+// published from at most this long after.
+const subscriptionsTTL = time.Second
+
+// subscriptionsCache holds the enabled subscriptions as last read.
+type subscriptionsCache struct {
+	mu   sync.Mutex
+	subs []subscription
+	read time.Time // when the read started; zero: read again
+	gen  uint64    // bumped by every webhook write of this process
+}
+
 // wantsEvent reports whether an enabled webhook subscribes to e's type: the
 // events of a shop without webhooks (most of them) then cost no
-// transaction. An event that arrives before the subscription that would
-// want it commits is one published before it existed.
+// transaction. It trusts what it read up to subscriptionsTTL ago; the
+// handler reads the subscriptions again in its transaction, so a webhook
+// disabled meanwhile never gets a delivery.
 func (s *Service) wantsEvent(ctx context.Context, e bus.Event) (bool, error) {
-	subs, err := enabledSubscriptions(ctx, s.db)
+	subs, err := s.enabledSubscriptions(ctx)
 	if err != nil {
 		return false, err
 	}
 	return slices.ContainsFunc(subs, func(sub subscription) bool { return matches(sub.types, e.Type) }), nil
+}
+
+func (s *Service) enabledSubscriptions(ctx context.Context) ([]subscription, error) {
+	c := &s.subscriptions
+	c.mu.Lock()
+	if !c.read.IsZero() && time.Since(c.read) < subscriptionsTTL {
+		subs := c.subs
+		c.mu.Unlock()
+		return subs, nil
+	}
+	gen := c.gen
+	c.mu.Unlock()
+	started := time.Now()
+	subs, err := enabledSubscriptions(ctx, s.db)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.gen == gen { // no write of this process committed during the read
+		c.subs, c.read = subs, started
+	}
+	c.mu.Unlock()
+	return subs, nil
+}
+
+// forgetSubscriptions makes the next event read the subscriptions again;
+// every webhook write calls it after its commit.
+func (s *Service) forgetSubscriptions() {
+	c := &s.subscriptions
+	c.mu.Lock()
+	c.gen++
+	c.read = time.Time{}
+	c.mu.Unlock()
 }
 
 // handleEvent is the bus.Handler of every Souk event: in tx, it creates one
@@ -359,6 +408,7 @@ func (s *Service) maybeDisable(ctx context.Context, tx *store.Tx, w Webhook, c c
 	default:
 		return nil, nil
 	}
+	tx.AfterCommit(s.forgetSubscriptions)
 	ok, err := disableWebhook(ctx, tx, w.ID, message, now)
 	if err != nil {
 		return nil, fmt.Errorf("disable webhook: %w", err)

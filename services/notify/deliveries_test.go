@@ -717,5 +717,40 @@ func TestWantsOnlySubscribedTypes(t *testing.T) {
 		if !wants(order) || !wants(product) {
 			t.Fatal("a * webhook must want every event")
 		}
+
+		// Another process's webhooks are seen within subscriptionsTTL.
+		other := MustNewService(t, db, devConfig(Config{}), WithClock(clk.Now), WithMetrics(prometheus.NewRegistry()))
+		other.MustSetWebhooksEnabled(t, false)
+		refund := MustEvent(t, "orders", "souk.orders.order_refunded.v1", "ord_1", map[string]any{"order_id": "ord_1"})
+		if !wants(refund) {
+			// Still trusting what it read before the other process wrote: fine.
+			t.Log("the other process's change is not seen yet")
+		}
+		for deadline := time.Now().Add(20 * subscriptionsTTL); wants(refund); time.Sleep(subscriptionsTTL / 10) {
+			if time.Now().After(deadline) {
+				t.Fatalf("another process disabled every webhook; still wanted after %v", 20*subscriptionsTTL)
+			}
+		}
+		MustCreateWebhook(t, other, rcv.URL, "souk.orders.order_refunded.v1")
+		for deadline := time.Now().Add(20 * subscriptionsTTL); !wants(refund); time.Sleep(subscriptionsTTL / 10) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a webhook another process created is not seen after %v", 20*subscriptionsTTL)
+			}
+		}
 	})
+}
+
+// MustSetWebhooksEnabled enables or disables every webhook through s.
+func (s *Service) MustSetWebhooksEnabled(t testing.TB, enabled bool) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := s.ListWebhooks(ctx, 100, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range p.Data {
+		if _, err := s.UpdateWebhook(ctx, w.ID, WebhookPatch{Enabled: ptr(enabled)}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -49,6 +49,9 @@ type Service struct {
 	wakeEmail chan struct{}
 	wakeHooks chan struct{}
 
+	// subscriptions is what the webhook consumer asks before each event.
+	subscriptions subscriptionsCache
+
 	mu      sync.Mutex
 	subs    []*bus.Subscription
 	stopped chan struct{} // closed by Stop

@@ -87,7 +87,10 @@ func (s *Service) CreateWebhook(ctx context.Context, in WebhookInput) (WebhookWi
 		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	secret := newSecret()
-	if err := s.db.InTx(ctx, func(tx *store.Tx) error { return insertWebhook(ctx, tx, w, secret) }); err != nil {
+	if err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		tx.AfterCommit(s.forgetSubscriptions)
+		return insertWebhook(ctx, tx, w, secret)
+	}); err != nil {
 		return WebhookWithSecret{}, fmt.Errorf("create webhook: %w", err)
 	}
 	s.log.InfoContext(ctx, "webhook created", "webhook_id", w.ID, "host", hostOf(u), "event_types", types, "actor", actor(ctx))
@@ -166,6 +169,7 @@ func (s *Service) UpdateWebhook(ctx context.Context, webhookID string, patch Web
 		written bool
 	)
 	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		tx.AfterCommit(s.forgetSubscriptions)
 		failed, written = 0, false
 		cur, err := getWebhook(ctx, tx, webhookID)
 		if err != nil {
@@ -237,6 +241,7 @@ func (s *Service) DeleteWebhook(ctx context.Context, webhookID string, ifMatch i
 		return fmt.Errorf("delete webhook: %w", notFound("webhook", webhookID))
 	}
 	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		tx.AfterCommit(s.forgetSubscriptions)
 		cur, err := getWebhook(ctx, tx, webhookID)
 		if err != nil {
 			return err

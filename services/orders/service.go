@@ -221,7 +221,7 @@ func (s *Service) await(ctx context.Context, orderID string, budget time.Duratio
 	defer timer.Stop()
 	poll := time.NewTicker(awaitPoll)
 	defer poll.Stop()
-	for {
+	for finished := false; !finished; {
 		g, err := getSaga(ctx, s.db, orderID)
 		if err != nil {
 			return Order{}, err
@@ -231,7 +231,9 @@ func (s *Service) await(ctx context.Context, orderID string, budget time.Duratio
 		}
 		select {
 		case <-done:
-			done = nil // closed: read the outcome, then only poll
+			// This process finished the saga (it notifies only once the
+			// saga is done and committed).
+			finished = true
 		case <-poll.C:
 		case <-timer.C:
 			return s.load(ctx, s.db, orderID)
