@@ -25,11 +25,14 @@ var testMigrations = []store.Migrations{bus.Migrations, Migrations}
 
 // fakeCatalog is a catalogue of variants in memory. Hidden variants answer
 // not_found, as unpublished ones do; err, when set, is every answer.
+// singles and batches count the calls of GetVariant and GetVariants.
 type fakeCatalog struct {
 	mu       sync.Mutex
 	variants map[string]catalog.VariantRef
 	hidden   map[string]bool
 	err      error
+	singles  int
+	batches  int
 }
 
 var _ Catalog = (*fakeCatalog)(nil)
@@ -60,6 +63,13 @@ func (f *fakeCatalog) hide(variantID string) {
 	f.hidden[variantID] = true
 }
 
+// calls returns how many times GetVariant and GetVariants were called.
+func (f *fakeCatalog) calls() (singles, batches int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.singles, f.batches
+}
+
 func (f *fakeCatalog) fail(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -69,6 +79,12 @@ func (f *fakeCatalog) fail(err error) {
 func (f *fakeCatalog) GetVariant(_ context.Context, variantID string) (catalog.VariantRef, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.singles++
+	return f.variant(variantID)
+}
+
+// variant answers as GetVariant, with f.mu held.
+func (f *fakeCatalog) variant(variantID string) (catalog.VariantRef, error) {
 	if f.err != nil {
 		return catalog.VariantRef{}, f.err
 	}
@@ -77,6 +93,33 @@ func (f *fakeCatalog) GetVariant(_ context.Context, variantID string) (catalog.V
 		return catalog.VariantRef{}, apperr.New(apperr.NotFound, "variant %q not found", variantID)
 	}
 	return ref, nil
+}
+
+// GetVariants answers as GetVariant would for each id, and refuses more
+// than catalog.MaxVariantBatch distinct ids as the catalogue does.
+func (f *fakeCatalog) GetVariants(_ context.Context, variantIDs []string) (map[string]catalog.VariantRef, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batches++
+	distinct := map[string]bool{}
+	for _, vid := range variantIDs {
+		distinct[vid] = true
+	}
+	if len(distinct) > catalog.MaxVariantBatch {
+		return nil, apperr.New(apperr.ValidationFailed, "at most %d variant ids at once", catalog.MaxVariantBatch)
+	}
+	out := map[string]catalog.VariantRef{}
+	for _, vid := range variantIDs {
+		ref, err := f.variant(vid)
+		switch {
+		case apperr.Is(err, apperr.NotFound):
+		case err != nil:
+			return nil, err
+		default:
+			out[vid] = ref
+		}
+	}
+	return out, nil
 }
 
 // fakePricing prices carts by simple, known rules: a line costs its unit

@@ -25,9 +25,11 @@ import (
 
 // Catalog is what the cart asks the catalogue; catalog.Client satisfies it.
 // GetVariant must answer apperr not_found for a variant that does not exist
-// or whose product is not published.
+// or whose product is not published; GetVariants must leave such a variant
+// out of its answer, and take up to catalog.MaxVariantBatch distinct ids.
 type Catalog interface {
 	GetVariant(ctx context.Context, variantID string) (catalog.VariantRef, error)
+	GetVariants(ctx context.Context, variantIDs []string) (map[string]catalog.VariantRef, error)
 }
 
 // Pricing is what the cart asks pricing; pricing.Client satisfies it.

@@ -2,51 +2,45 @@ package cart
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
-	"sync"
 
-	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/money"
+	"github.com/soukhq/souk/services/catalog"
 	"github.com/soukhq/souk/services/pricing"
 )
-
-// lookupConcurrency bounds the catalogue look-ups one cart read makes at a
-// time.
-const lookupConcurrency = 8
 
 // resolve asks the catalogue about every line of r: lines come back with
 // the catalogue's current description, and gone[i] is true when the
 // catalogue no longer sells line i (not_found: unpublished, archived,
-// deleted). Any other failure of the catalogue is unavailable.
+// deleted). Any failure of the catalogue is unavailable. It asks for all
+// the lines at once, catalog.MaxVariantBatch at a time: one read of the
+// catalogue's revision per batch instead of one per line (ADR 0019).
 func (s *Service) resolve(ctx context.Context, r record) (lines []line, gone []bool, err error) {
 	lines = slices.Clone(r.Items)
 	gone = make([]bool, len(lines))
-	errs := make([]error, len(lines))
-	sem := make(chan struct{}, lookupConcurrency)
-	var wg sync.WaitGroup
-	for i := range lines {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			ref, err := s.catalog.GetVariant(ctx, lines[i].VariantID)
-			switch {
-			case apperr.Is(err, apperr.NotFound):
-				gone[i] = true
-			case err != nil:
-				errs[i] = err
-			default:
-				l := lineOf(ref, lines[i].Quantity)
-				l.ID = lines[i].ID
-				lines[i] = l
-			}
-		})
+	ids := make([]string, len(lines))
+	for i, l := range lines {
+		ids[i] = l.VariantID
 	}
-	wg.Wait()
-	for _, err := range errs {
+	refs := make(map[string]catalog.VariantRef, len(ids))
+	for batch := range slices.Chunk(ids, catalog.MaxVariantBatch) {
+		found, err := s.catalog.GetVariants(ctx, batch)
 		if err != nil {
 			return nil, nil, dependencyError("catalog", err)
 		}
+		maps.Copy(refs, found)
+	}
+	for i := range lines {
+		ref, ok := refs[lines[i].VariantID]
+		if !ok {
+			gone[i] = true
+			continue
+		}
+		l := lineOf(ref, lines[i].Quantity)
+		l.ID = lines[i].ID
+		lines[i] = l
 	}
 	return lines, gone, nil
 }

@@ -66,6 +66,11 @@ const (
 	MaxCategoryDepth          = 10 // levels in the category tree
 )
 
+// MaxVariantBatch is the most distinct variant ids one GetVariants call
+// may ask for: a cart's lines at the default MaxLines of the cart, and an
+// IN list every engine takes. More fail with validation_failed naming "id".
+const MaxVariantBatch = 100
+
 // Status is a product's lifecycle state. Only published products are visible
 // in the Store API; archived ones keep their id and variants for order
 // history.
@@ -646,6 +651,32 @@ func productNotFound(ref string) error {
 
 func variantNotFound(ref string) error {
 	return apperr.New(apperr.NotFound, "variant %q not found", ref)
+}
+
+// variantBatch returns the distinct ids of a GetVariants request that can
+// be variant ids, in the order asked: the others name no variant, so
+// GetVariants leaves them out of its answer without a lookup. Every
+// implementation counts the batch the same way, before leaving any out.
+// Errors: validation_failed naming "id" for more than MaxVariantBatch
+// distinct ids.
+func variantBatch(variantIDs []string) ([]string, error) {
+	seen := make(map[string]bool, len(variantIDs))
+	ids := make([]string, 0, len(variantIDs))
+	for _, v := range variantIDs {
+		if seen[v] {
+			continue
+		}
+		seen[v] = true
+		if id.Valid(variantPrefix, v) {
+			ids = append(ids, v)
+		}
+	}
+	if len(seen) > MaxVariantBatch {
+		var v apperr.Validation
+		v.Addf("id", "too_many", "at most %d variant ids at once", MaxVariantBatch)
+		return nil, v.Err()
+	}
+	return ids, nil
 }
 
 func categoryNotFound(ref string) error {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/soukhq/souk/platform/httpx"
 )
@@ -24,6 +25,13 @@ type Client interface {
 	// GetVariant returns a variant of a published product with its
 	// product's id, title, handle and status.
 	GetVariant(ctx context.Context, variantID string) (VariantRef, error)
+	// GetVariants is GetVariant for many variants at once, answered as of
+	// one revision of the catalogue: the map holds, by id, every variant
+	// of variantIDs GetVariant would return, and nothing else (an id
+	// GetVariant answers not_found for is absent). Duplicates are answered
+	// once; no ids, an empty map. Errors: validation_failed naming "id"
+	// for more than MaxVariantBatch distinct ids.
+	GetVariants(ctx context.Context, variantIDs []string) (map[string]VariantRef, error)
 	// ListProducts returns a page of published products.
 	ListProducts(ctx context.Context, q ProductQuery) (httpx.Page[Product], error)
 }
@@ -73,6 +81,29 @@ func (c *HTTPClient) GetVariant(ctx context.Context, variantID string) (VariantR
 		return VariantRef{}, fmt.Errorf("get variant %s: %w", variantID, err)
 	}
 	return v, nil
+}
+
+// GetVariants implements Client, from GET /store/variants?id=…: one call
+// for the ids that can be variant ids (the others GetVariant would not find
+// either), none when there are none.
+func (c *HTTPClient) GetVariants(ctx context.Context, variantIDs []string) (map[string]VariantRef, error) {
+	ids, err := variantBatch(variantIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]VariantRef, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var list variantList
+	params := url.Values{"id": {strings.Join(ids, ",")}}
+	if err := c.api.Do(ctx, http.MethodGet, "/store/variants", nil, &list, httpx.Query(params)); err != nil {
+		return nil, fmt.Errorf("get variants: %w", err)
+	}
+	for _, v := range list.Data {
+		out[v.ID] = v
+	}
+	return out, nil
 }
 
 // ListProducts implements Client.

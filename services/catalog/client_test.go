@@ -15,6 +15,7 @@ import (
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/apperr/apperrtest"
 	"github.com/soukhq/souk/platform/httpx"
+	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/resilience"
 )
 
@@ -91,6 +92,74 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		}
 	})
 
+	t.Run("GetVariants", func(t *testing.T) {
+		ref := func(p Product, i int) VariantRef {
+			return VariantRef{Variant: p.Variants[i], ProductID: p.ID, ProductTitle: p.Title, ProductHandle: p.Handle,
+				ProductStatus: StatusPublished, ProductCategoryIDs: p.CategoryIDs}
+		}
+		unknown := "var_01JD3Q0000000000000000000A"
+		for _, tt := range []struct {
+			name string
+			ids  []string
+			want []VariantRef
+		}{
+			{"found", []string{shirt.Variants[2].ID, mug.Variants[0].ID, shirt.Variants[0].ID},
+				[]VariantRef{ref(shirt, 2), ref(mug, 0), ref(shirt, 0)}},
+			{"not found", []string{unknown, shirt.ID, "", "a/../b", shirt.Variants[0].ID + "," + mug.Variants[0].ID, mug.Variants[0].ID},
+				[]VariantRef{ref(mug, 0)}},
+			{"unpublished", []string{draft.Variants[0].ID, archived.Variants[0].ID, shirt.Variants[1].ID},
+				[]VariantRef{ref(shirt, 1)}},
+			{"duplicates", []string{mug.Variants[0].ID, unknown, mug.Variants[0].ID, unknown, mug.Variants[0].ID},
+				[]VariantRef{ref(mug, 0)}},
+			{"empty", []string{}, nil},
+			{"nil", nil, nil},
+			{"only not found", []string{unknown, draft.Variants[0].ID}, nil},
+			{"as many as allowed, with repeats", append(slices.Repeat([]string{mug.Variants[0].ID}, 3), distinctVariantIDs(MaxVariantBatch-1)...),
+				[]VariantRef{ref(mug, 0)}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				got, err := c.GetVariants(ctx, tt.ids)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := map[string]VariantRef{}
+				for _, r := range tt.want {
+					want[r.ID] = r
+				}
+				if got == nil || !reflect.DeepEqual(got, want) {
+					t.Fatalf("GetVariants =\n%+v\nwant\n%+v", got, want)
+				}
+				// Each is what GetVariant answers.
+				for _, vid := range tt.ids {
+					one, err := c.GetVariant(ctx, vid)
+					if r, ok := got[vid]; ok != (err == nil) || ok && !reflect.DeepEqual(r, one) {
+						t.Fatalf("GetVariants[%q] = %+v, %v; GetVariant = %+v, %v", vid, r, ok, one, err)
+					}
+				}
+			})
+		}
+		t.Run("the caller's to modify", func(t *testing.T) {
+			got, err := c.GetVariants(ctx, []string{shirt.Variants[0].ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[shirt.Variants[0].ID].Options["size"] = "XXL"
+			again, err := c.GetVariants(ctx, []string{shirt.Variants[0].ID})
+			if err != nil || !reflect.DeepEqual(again[shirt.Variants[0].ID], ref(shirt, 0)) {
+				t.Fatalf("GetVariants after a caller's change = %+v, %v", again, err)
+			}
+		})
+		t.Run("too many ids", func(t *testing.T) {
+			for _, ids := range [][]string{
+				distinctVariantIDs(MaxVariantBatch + 1),
+				append(distinctVariantIDs(MaxVariantBatch), "not-a-variant"), // counted as asked
+			} {
+				_, err := c.GetVariants(ctx, ids)
+				apperrtest.Want(t, err, apperr.ValidationFailed, "id")
+			}
+		})
+	})
+
 	t.Run("ListProducts pages through published products", func(t *testing.T) {
 		got := pageAll(t, func(cursor string) (httpx.Page[Product], error) {
 			return c.ListProducts(ctx, ProductQuery{Limit: 1, Cursor: cursor})
@@ -119,6 +188,15 @@ func testClientContract(t *testing.T, s *Service, c Client) {
 		_, err = c.ListProducts(ctx, ProductQuery{Cursor: "bm90IGEgY3Vyc29y"})
 		apperrtest.Want(t, err, apperr.ValidationFailed, "cursor")
 	})
+}
+
+// distinctVariantIDs returns n variant ids that name no variant.
+func distinctVariantIDs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = id.New(variantPrefix)
+	}
+	return out
 }
 
 // flakyServer answers with the statuses in order, then serves h.

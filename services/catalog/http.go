@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/soukhq/souk/platform/httpx"
 )
@@ -27,6 +28,7 @@ func (s *Service) Routes() []httpx.Route {
 		{Method: http.MethodGet, Path: "/store/products", Handler: s.handleListProducts},
 		{Method: http.MethodGet, Path: "/store/products/{id}", Handler: s.handleGetProduct},
 		{Method: http.MethodGet, Path: "/store/categories", Handler: s.handleCategoryTree},
+		{Method: http.MethodGet, Path: "/store/variants", Handler: s.handleGetVariants},
 		{Method: http.MethodGet, Path: "/store/variants/{id}", Handler: s.handleGetVariant},
 	}
 }
@@ -250,4 +252,33 @@ func (s *Service) handleGetVariant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.JSON(w, http.StatusOK, v)
+}
+
+// variantList is the body of GET /store/variants: the variants found, in
+// the order asked.
+type variantList struct {
+	Data []VariantRef `json:"data"`
+}
+
+// handleGetVariants answers GET /store/variants?id=a,b (or ?id=a&id=b):
+// GetVariants, in the order asked, duplicates once.
+func (s *Service) handleGetVariants(w http.ResponseWriter, r *http.Request) {
+	var ids []string
+	for _, v := range r.URL.Query()["id"] {
+		ids = append(ids, strings.Split(v, ",")...)
+	}
+	refs, err := s.GetVariants(r.Context(), ids)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	out := variantList{Data: make([]VariantRef, 0, len(refs))}
+	seen := make(map[string]bool, len(refs))
+	for _, vid := range ids {
+		if ref, ok := refs[vid]; ok && !seen[vid] {
+			seen[vid] = true
+			out.Data = append(out.Data, ref)
+		}
+	}
+	httpx.JSON(w, http.StatusOK, out)
 }

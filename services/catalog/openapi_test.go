@@ -57,6 +57,8 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	check(request{method: "GET", path: "/store/products/linen-shirt"})
 	check(request{method: "GET", path: "/store/products/" + p.ID})
 	check(request{method: "GET", path: "/store/variants/" + p.Variants[0].ID})
+	check(request{method: "GET", path: "/store/variants?id=" + p.Variants[0].ID + ",var_01JD3Q0000000000000000000A&id=" + p.Variants[1].ID})
+	check(request{method: "GET", path: "/store/variants"})
 
 	// Errors are problem documents too.
 	check(request{method: "GET", path: "/store/products/missing"})
@@ -66,6 +68,10 @@ func TestHandlersMatchOpenAPI(t *testing.T) {
 	check(request{method: "POST", path: "/admin/products", body: `{"title": "Clash", "handle": "linen-shirt"}`})
 	check(request{method: "PATCH", path: "/admin/products/" + p.ID, body: `{"title": "Stale"}`, header: map[string]string{"If-Match": "1"}})
 	check(request{method: "GET", path: "/store/products?limit=500", header: invalid})
+	tooMany := strings.Join(distinctVariantIDs(MaxVariantBatch+1), ",")
+	if res := check(request{method: "GET", path: "/store/variants?id=" + tooMany}); res.Code != http.StatusBadRequest || !strings.Contains(res.Body.String(), `"field":"id"`) {
+		t.Errorf("GET /store/variants with %d ids = %d %s; want 400 naming id", MaxVariantBatch+1, res.Code, res.Body)
+	}
 	check(request{method: "DELETE", path: "/admin/categories/" + cat.ID, header: map[string]string{"If-Match": "9"}})
 
 	check(request{method: "DELETE", path: "/admin/products/" + p.ID})
@@ -94,6 +100,10 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 		{"store product showing version", "/store/products/" + p.ID, func(m map[string]any) { m["version"] = 1 }},
 		{"page without next_cursor", "/store/products", func(m map[string]any) { delete(m, "next_cursor") }},
 		{"variant ref without product_id", "/store/variants/" + p.Variants[0].ID, func(m map[string]any) { delete(m, "product_id") }},
+		{"variant list without data", "/store/variants?id=" + p.Variants[0].ID, func(m map[string]any) { delete(m, "data") }},
+		{"variant list entry without sku", "/store/variants?id=" + p.Variants[0].ID, func(m map[string]any) {
+			delete(m["data"].([]any)[0].(map[string]any), "sku")
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rq := request{method: "GET", path: tt.path}

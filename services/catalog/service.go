@@ -733,6 +733,28 @@ func (s *Service) GetVariant(ctx context.Context, variantID string) (VariantRef,
 	return r.clone(), nil
 }
 
+// GetVariants implements Client: the variants of published products among
+// variantIDs, as GetVariant returns them, from one read of the catalogue's
+// revision and, for those not in memory at it, one SQL statement (ADR
+// 0019). The values are the caller's to modify.
+func (s *Service) GetVariants(ctx context.Context, variantIDs []string) (map[string]VariantRef, error) {
+	ids, err := variantBatch(variantIDs)
+	if err != nil {
+		return nil, err
+	}
+	refs, err := s.variantsByID(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("get variants: %w", err)
+	}
+	out := make(map[string]VariantRef, len(refs))
+	for vid, r := range refs {
+		if r.ProductStatus == StatusPublished {
+			out[vid] = r.clone()
+		}
+	}
+	return out, nil
+}
+
 // --- categories ---
 
 // CreateCategory validates and stores a new category at version 1. Errors:

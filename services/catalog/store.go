@@ -376,43 +376,65 @@ func replaceProductCategories(ctx context.Context, tx *store.Tx, p Product) erro
 	return nil
 }
 
-// variantRef reads a variant with its product, and the product's
-// categories: two statements, which only a caller comparing revisions
-// around them (Service.variant) knows to have seen one state.
+// variantRef reads a variant with its product and the product's
+// categories, in one statement. Errors: not_found, or the database's.
 func variantRef(ctx context.Context, q store.Querier, variantID string) (VariantRef, error) {
-	var (
-		r              VariantRef
-		options, attrs string
-	)
-	err := q.QueryRow(ctx, `SELECT v.id, v.sku, v.title, v.options, v.weight_grams, v.attributes, v.position, p.id, p.title, p.handle, p.status
-		FROM catalog_variants v JOIN catalog_products p ON p.id = v.product_id WHERE v.id = ?`, variantID).
-		Scan(&r.ID, &r.SKU, &r.Title, &options, &r.WeightGrams, &attrs, &r.Position, &r.ProductID, &r.ProductTitle, &r.ProductHandle, &r.ProductStatus)
-	if errors.Is(err, sql.ErrNoRows) {
-		return VariantRef{}, variantNotFound(variantID)
-	}
+	refs, err := variantRefs(ctx, q, []string{variantID})
 	if err != nil {
-		return VariantRef{}, fmt.Errorf("read variant: %w", err)
-	}
-	if err := decodeVariantJSON(&r.Variant, options, attrs); err != nil {
 		return VariantRef{}, err
 	}
-	rows, err := q.Query(ctx, `SELECT category_id FROM catalog_product_categories WHERE product_id = ? ORDER BY position`, r.ProductID)
-	if err != nil {
-		return VariantRef{}, fmt.Errorf("read variant categories: %w", err)
-	}
-	defer rows.Close()
-	r.ProductCategoryIDs = []string{}
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return VariantRef{}, fmt.Errorf("read variant categories: %w", err)
-		}
-		r.ProductCategoryIDs = append(r.ProductCategoryIDs, c)
-	}
-	if err := rows.Err(); err != nil {
-		return VariantRef{}, fmt.Errorf("read variant categories: %w", err)
+	r, ok := refs[variantID]
+	if !ok {
+		return VariantRef{}, variantNotFound(variantID)
 	}
 	return r, nil
+}
+
+// variantRefs reads the variants with the ids that exist, by id, with their
+// products and the products' categories, in one statement (a row per
+// category), so all of them are of one state of the database.
+func variantRefs(ctx context.Context, q store.Querier, ids []string) (map[string]VariantRef, error) {
+	out := make(map[string]VariantRef, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `SELECT v.id, v.sku, v.title, v.options, v.weight_grams, v.attributes, v.position,
+			p.id, p.title, p.handle, p.status, pc.category_id
+		FROM catalog_variants v JOIN catalog_products p ON p.id = v.product_id
+		LEFT JOIN catalog_product_categories pc ON pc.product_id = p.id
+		WHERE v.id IN (`+store.Placeholders(len(ids))+`) ORDER BY v.id, pc.position`, store.Args(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("read variants: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			r              VariantRef
+			options, attrs string
+			category       sql.NullString
+		)
+		if err := rows.Scan(&r.ID, &r.SKU, &r.Title, &options, &r.WeightGrams, &attrs, &r.Position,
+			&r.ProductID, &r.ProductTitle, &r.ProductHandle, &r.ProductStatus, &category); err != nil {
+			return nil, fmt.Errorf("read variant: %w", err)
+		}
+		if seen, ok := out[r.ID]; ok { // the same variant, another category
+			seen.ProductCategoryIDs = append(seen.ProductCategoryIDs, category.String)
+			out[r.ID] = seen
+			continue
+		}
+		if err := decodeVariantJSON(&r.Variant, options, attrs); err != nil {
+			return nil, err
+		}
+		r.ProductCategoryIDs = []string{}
+		if category.Valid {
+			r.ProductCategoryIDs = append(r.ProductCategoryIDs, category.String)
+		}
+		out[r.ID] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read variants: %w", err)
+	}
+	return out, nil
 }
 
 // freeHandle returns base, or base with the smallest numeric suffix ("-2",

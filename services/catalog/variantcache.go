@@ -8,8 +8,9 @@ import (
 	"github.com/soukhq/souk/platform/store"
 )
 
-// GetVariant is on the purchase path: the cart resolves every line through
-// it on every cart change, the shipping-options listing and checkout. The
+// GetVariant and GetVariants are on the purchase path: the cart resolves
+// its lines through GetVariants on every cart change, the shipping-options
+// listing and checkout, and adds a line through GetVariant. The
 // answer changes only when the back office writes the catalogue, so the
 // variants read are kept in memory here (ADR 0019).
 //
@@ -33,7 +34,7 @@ var revision = store.Revision{Table: "catalog_revision"}
 // says otherwise: some 50 000 variants of usual size.
 const DefaultVariantCacheBytes = 32 << 20
 
-// newVariantCache returns GetVariant's cache of variants, with their
+// newVariantCache returns GetVariant's and GetVariants' cache of variants, with their
 // products, by variant id, bounded to maxBytes as estimated by size; nil
 // (GetVariant reads SQL every time) when maxBytes is 0. Cached values are
 // shared and never modified: GetVariant hands out copies.
@@ -69,6 +70,26 @@ func (s *Service) variant(ctx context.Context, variantID string) (VariantRef, er
 		return VariantRef{}, variantNotFound(variantID)
 	}
 	return r, nil
+}
+
+// variantsByID returns the variants of ids that exist, by id, with their
+// products, in any status, as variant does, from one read of the revision:
+// those cached at it from memory, the others from SQL in one statement.
+// ids must be distinct. Errors: the database's.
+func (s *Service) variantsByID(ctx context.Context, ids []string) (map[string]VariantRef, error) {
+	if len(ids) == 0 {
+		return map[string]VariantRef{}, nil
+	}
+	if s.variants == nil {
+		return variantRefs(ctx, s.db, ids)
+	}
+	at, err := revcache.Read(ctx, s.db, revision)
+	if err != nil {
+		return nil, err
+	}
+	return s.variants.GetMany(ctx, at, ids, func(ctx context.Context, missing []string) (map[string]VariantRef, error) {
+		return variantRefs(ctx, s.db, missing)
+	})
 }
 
 // size estimates the bytes r holds, for the cache's bound.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,6 +330,109 @@ func TestGetVariantRacingReplicaWrites(t *testing.T) {
 		wg.Wait()
 		if hits, _ := variantLookups(reader); hits == 0 {
 			t.Log("no lookup hit the cache; the race tested loads only")
+		}
+	})
+}
+
+// TestGetVariantsFromMemory: GetVariants shares GetVariant's cache, a
+// lookup per distinct id: the ids cached at the current revision hit, the
+// others load together; a write reloads them; without a cache it reads
+// SQL every time.
+func TestGetVariantsFromMemory(t *testing.T) {
+	storetest.Run(t, testMigrations, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := New(db, bus.NewOutbox(nil), nil)
+		p := MustCreateProduct(t, s, shirtInput("Batch Shirt", "BAT"))
+		draft := MustCreateProduct(t, s, simpleInput("Batch Lamp", "BAT-L", StatusDraft))
+		unknown := id.New(variantPrefix)
+		want := func(wantHits, wantMisses float64) {
+			t.Helper()
+			if hits, misses := variantLookups(s); hits != wantHits || misses != wantMisses {
+				t.Fatalf("hits, misses = %v, %v; want %v, %v", hits, misses, wantHits, wantMisses)
+			}
+		}
+		get := func(ids ...string) map[string]VariantRef {
+			t.Helper()
+			refs, err := s.GetVariants(ctx, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return refs
+		}
+
+		if _, err := s.GetVariant(ctx, p.Variants[0].ID); err != nil { // cached by GetVariant
+			t.Fatal(err)
+		}
+		want(0, 1)
+		ids := []string{p.Variants[0].ID, p.Variants[1].ID, p.Variants[1].ID, draft.Variants[0].ID, unknown}
+		if refs := get(ids...); len(refs) != 2 {
+			t.Fatalf("GetVariants = %v; want the shirt's two variants", refs)
+		}
+		want(1, 4) // distinct ids: one hit, three loaded together
+		get(ids...)
+		want(5, 4) // not found and unpublished are cached too
+
+		// Served from memory: a row changed without bumping the revision
+		// is not seen.
+		if _, err := db.Exec(ctx, `UPDATE catalog_variants SET sku = ? WHERE id = ?`, "BEHIND", p.Variants[1].ID); err != nil {
+			t.Fatal(err)
+		}
+		if r := get(p.Variants[1].ID)[p.Variants[1].ID]; r.SKU != p.Variants[1].SKU {
+			t.Fatalf("GetVariants = %+v; want the cached SKU", r)
+		}
+		want(6, 4)
+
+		// A write is seen at once, by GetVariant too.
+		MustUpdateProduct(t, s, draft.ID, ProductPatch{Status: ptr(StatusPublished)})
+		if refs := get(ids...); len(refs) != 3 || refs[draft.Variants[0].ID].ProductStatus != StatusPublished {
+			t.Fatalf("GetVariants after publishing = %v", refs)
+		}
+		want(6, 8)
+		if _, err := s.GetVariant(ctx, draft.Variants[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		want(7, 8)
+
+		// Without a cache: the rows as they are, nothing counted.
+		u := New(db, nil, nil, WithVariantCache(0))
+		refs, err := u.GetVariants(ctx, ids)
+		if err != nil || len(refs) != 3 || refs[p.Variants[1].ID].SKU != "BEHIND" {
+			t.Fatalf("GetVariants without a cache = %v, %v", refs, err)
+		}
+		if hits, misses := variantLookups(u); hits+misses != 0 {
+			t.Fatalf("lookups counted without a cache: %v hits, %v misses", hits, misses)
+		}
+	})
+}
+
+// TestVariantRefsReadsCategoriesInOrder: the one-statement read of many
+// variants gives each its product's categories in the product's order,
+// none as an empty list, and leaves out what does not exist.
+func TestVariantRefsReadsCategoriesInOrder(t *testing.T) {
+	runStores(t, func(t *testing.T, s *Service) {
+		ctx := context.Background()
+		var cats []string
+		for _, name := range []string{"Zeta", "Alpha", "Mid"} {
+			cats = append(cats, MustCreateCategory(t, s, CategoryInput{Name: name}).ID)
+		}
+		in := shirtInput("Categorised Shirt", "CAT")
+		in.CategoryIDs = []string{cats[2], cats[0], cats[1]}
+		shirt := MustCreateProduct(t, s, in)
+		mug := MustCreateProduct(t, s, simpleInput("Plain Mug", "PM-1", StatusPublished))
+		refs, err := variantRefs(ctx, s.db, []string{shirt.Variants[0].ID, shirt.Variants[1].ID, mug.Variants[0].ID, id.New(variantPrefix)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(refs) != 3 {
+			t.Fatalf("variantRefs = %v; want 3", refs)
+		}
+		for _, v := range shirt.Variants[:2] {
+			if got := refs[v.ID].ProductCategoryIDs; !slices.Equal(got, in.CategoryIDs) {
+				t.Errorf("categories of %s = %v, want %v", v.SKU, got, in.CategoryIDs)
+			}
+		}
+		if got := refs[mug.Variants[0].ID].ProductCategoryIDs; got == nil || len(got) != 0 {
+			t.Errorf("categories of the mug = %#v, want []", got)
 		}
 	})
 }
