@@ -114,11 +114,35 @@ func (s *Service) run(ctx context.Context, spec opSpec) (opRow, error) {
 	}
 }
 
-// claim reads the key's row and, when nobody holds it, takes it: inserting
-// it for a new key, or taking it over for a new attempt.
+// claim takes the key's row when nobody holds it: inserting it for a new
+// key, or taking it over for a new attempt; else it says what it found.
 func (s *Service) claim(ctx context.Context, spec opSpec) (o opRow, c claimed, reconcile bool, err error) {
 	err = s.db.InTx(ctx, func(tx *store.Tx) error {
 		now := s.now()
+		if !spec.lookupOnly {
+			// A new key, the common case, is claimed by inserting its row
+			// (a key that has one inserts nothing and is read below). The
+			// insert comes first, so that a refusal of the reservation is
+			// about this very operation: no other request with the key
+			// can have claimed it meanwhile.
+			n := opRow{
+				Key: spec.key, Kind: spec.kind, PaymentID: spec.paymentID, Provider: spec.provider, Request: spec.request,
+				State: OpPending, Amount: spec.amount, Attempts: 1, LeaseUntil: now.Add(s.lease), CreatedAt: now, UpdatedAt: now,
+			}
+			inserted, err := insertNewOp(ctx, tx, n)
+			if err != nil {
+				return fmt.Errorf("record operation: %w", err)
+			}
+			if inserted {
+				if spec.reserve != nil {
+					if err := spec.reserve(ctx, tx, now); err != nil {
+						return err // and the row is rolled back
+					}
+				}
+				o, c = n, claimedOwned
+				return nil
+			}
+		}
 		cur, found, err := getOp(ctx, tx, spec.key)
 		if err != nil {
 			return fmt.Errorf("read operation: %w", err)
@@ -127,27 +151,7 @@ func (s *Service) claim(ctx context.Context, spec opSpec) (o opRow, c claimed, r
 			if spec.lookupOnly {
 				return apperr.New(apperr.NotFound, "no payment was authorized with key %q", spec.key)
 			}
-			if spec.reserve != nil {
-				if err := spec.reserve(ctx, tx, now); err != nil {
-					// Under PostgreSQL a concurrent request with the same key
-					// may have committed its claim (or even its result)
-					// since our read: then the refusal is about our own
-					// operation; read the key again.
-					if _, raced, rerr := getOp(ctx, tx, spec.key); rerr == nil && raced {
-						return errClaimRace
-					}
-					return err
-				}
-			}
-			o = opRow{
-				Key: spec.key, Kind: spec.kind, PaymentID: spec.paymentID, Provider: spec.provider, Request: spec.request,
-				State: OpPending, Amount: spec.amount, Attempts: 1, LeaseUntil: now.Add(s.lease), CreatedAt: now, UpdatedAt: now,
-			}
-			if err := insertOp(ctx, tx, o); err != nil {
-				return err // a unique violation: a concurrent request inserted the key first
-			}
-			c = claimedOwned
-			return nil
+			return errClaimRace // rows are never deleted: unreachable
 		}
 		if cur.Kind != spec.kind || (spec.request != "" && cur.Request != spec.request) {
 			return &apperr.Error{Code: apperr.IdempotencyKeyReused,
@@ -266,8 +270,10 @@ func (s *Service) lookup(ctx context.Context, p *provider, o opRow) (ProviderRes
 	return res, err
 }
 
-// settle records a provider's answer: done or declined.
+// settle records a provider's answer: done or declined. A success
+// returns the row with the payment as it left it.
 func (s *Service) settle(ctx context.Context, o opRow, res ProviderResult) (opRow, error) {
+	var after paymentRow
 	err := s.db.InTx(ctx, func(tx *store.Tx) error {
 		now := s.now()
 		state, ref := OpSucceeded, res.Ref
@@ -287,7 +293,8 @@ func (s *Service) settle(ctx context.Context, o opRow, res ProviderResult) (opRo
 		if res.Declined() {
 			return s.applyDecline(ctx, tx, o, res.DeclineCode, now)
 		}
-		return s.applySuccess(ctx, tx, o, res, now)
+		after, err = s.applySuccess(ctx, tx, o, res, now)
+		return err
 	})
 	if err != nil {
 		return o, err
@@ -296,52 +303,54 @@ func (s *Service) settle(ctx context.Context, o opRow, res ProviderResult) (opRo
 		o.State, o.FailureCode = OpDeclined, res.DeclineCode
 		s.metrics.operation(o.Provider, o.Kind, outcomeDeclined)
 	} else {
-		o.State = OpSucceeded
+		o.State, o.payment = OpSucceeded, &after.Payment
 		s.metrics.operation(o.Provider, o.Kind, outcomeSucceeded)
 	}
 	return o, nil
 }
 
-// applySuccess changes the payment as the operation did.
-func (s *Service) applySuccess(ctx context.Context, tx *store.Tx, o opRow, res ProviderResult, now time.Time) error {
+// applySuccess changes the payment as the operation did and returns it as
+// it is after: the write that changes it returns it, nothing reads it back.
+func (s *Service) applySuccess(ctx context.Context, tx *store.Tx, o opRow, res ProviderResult, now time.Time) (paymentRow, error) {
+	var (
+		p     paymentRow
+		found bool
+		err   error
+	)
 	switch o.Kind {
 	case OpAuthorize:
-		p, err := s.newPayment(o, StatusAuthorized, res.Ref, "", now)
-		if err != nil {
-			return err
+		if p, err = s.newPayment(o, StatusAuthorized, res.Ref, "", now); err != nil {
+			return paymentRow{}, err
 		}
 		if err := insertPayment(ctx, tx, p); err != nil {
-			return fmt.Errorf("record payment: %w", err)
+			return paymentRow{}, fmt.Errorf("record payment: %w", err)
 		}
-		return s.emit(ctx, tx, eventAuthorized(p.Payment, o.Key))
+		return p, s.emit(ctx, tx, eventAuthorized(p.Payment, o.Key))
 	case OpCapture, OpVoid:
 		status, captured := StatusCaptured, o.Amount.Amount
 		if o.Kind == OpVoid {
 			status, captured = StatusVoided, 0
 		}
-		ok, err := finishPaymentOp(ctx, tx, o.PaymentID, o.Key, status, captured, now)
-		if err != nil {
-			return fmt.Errorf("record %s: %w", o.Kind, err)
-		}
-		if !ok {
-			return fmt.Errorf("record %s: payment %s is not held by key %s", o.Kind, o.PaymentID, o.Key)
+		p, found, err = finishPaymentOp(ctx, tx, o.PaymentID, o.Key, status, captured, now)
+		if err == nil && !found {
+			err = fmt.Errorf("payment %s is not held by key %s", o.PaymentID, o.Key)
 		}
 	case OpRefund:
-		if err := finishRefund(ctx, tx, o.PaymentID, o.Amount.Amount, now); err != nil {
-			return fmt.Errorf("record refund: %w", err)
+		p, found, err = finishRefund(ctx, tx, o.PaymentID, o.Amount.Amount, now)
+		if err == nil && !found {
+			err = notFound("payment", o.PaymentID)
 		}
 	}
-	p, _, err := getPayment(ctx, tx, o.PaymentID)
 	if err != nil {
-		return fmt.Errorf("read payment: %w", err)
+		return paymentRow{}, fmt.Errorf("record %s: %w", o.Kind, err)
 	}
 	switch o.Kind {
 	case OpCapture:
-		return s.emit(ctx, tx, eventCaptured(p.Payment, o.Key))
+		return p, s.emit(ctx, tx, eventCaptured(p.Payment, o.Key))
 	case OpVoid:
-		return s.emit(ctx, tx, eventVoided(p.Payment, o.Key))
+		return p, s.emit(ctx, tx, eventVoided(p.Payment, o.Key))
 	default:
-		return s.emit(ctx, tx, eventRefunded(p.Payment, o.Key, o.Amount, res.OpRef))
+		return p, s.emit(ctx, tx, eventRefunded(p.Payment, o.Key, o.Amount, res.OpRef))
 	}
 }
 

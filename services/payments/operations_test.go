@@ -344,3 +344,33 @@ func TestOperationMetrics(t *testing.T) {
 		t.Errorf("policy successes %v, want 3", v)
 	}
 }
+
+// TestOperationsReturnThePaymentAsStored: each operation answers with the
+// payment its own write returned (no read after it); that is the payment
+// as a read of it sees it, field for field.
+func TestOperationsReturnThePaymentAsStored(t *testing.T) {
+	runStores(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		p := MustAuthorize(t, f, "o1:auth", 1000)
+		v := MustAuthorize(t, f, "o2:auth", 1000)
+		steps := []struct {
+			name string
+			do   func() (Payment, error)
+		}{
+			{"authorize", func() (Payment, error) { return p, nil }},
+			{"capture", func() (Payment, error) { return f.Capture(ctx, "o1:capture", p.ID, eur(800)) }},
+			{"partial refund", func() (Payment, error) { return f.Refund(ctx, "o1:refund-1", p.ID, eur(300)) }},
+			{"full refund", func() (Payment, error) { return f.Refund(ctx, "o1:refund-2", p.ID, eur(500)) }},
+			{"void", func() (Payment, error) { return f.Void(ctx, "o2:void", v.ID) }},
+		}
+		for _, st := range steps {
+			got, err := st.do()
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			if stored, err := f.Get(ctx, got.ID); err != nil || !reflect.DeepEqual(got, stored) {
+				t.Fatalf("%s returned %+v; stored %+v, %v", st.name, got, stored, err)
+			}
+		}
+	})
+}

@@ -193,6 +193,9 @@ func (s *Service) Authorize(ctx context.Context, req AuthorizeRequest) (Payment,
 	if o.State == OpDeclined {
 		return Payment{}, fmt.Errorf("authorize payment: %w", declinedError(o.FailureCode))
 	}
+	if o.payment != nil {
+		return *o.payment, nil // as this call recorded it
+	}
 	return s.Get(ctx, o.PaymentID)
 }
 
@@ -291,6 +294,9 @@ func (s *Service) finish(ctx context.Context, verb string, spec opSpec) (Payment
 	if o.State == OpDeclined {
 		return Payment{}, fmt.Errorf("%s: %w", verb, refusedError(o.Kind, o.FailureCode))
 	}
+	if o.payment != nil {
+		return *o.payment, nil // as this call recorded it
+	}
 	return s.Get(ctx, spec.paymentID)
 }
 
@@ -298,8 +304,17 @@ func (s *Service) finish(ctx context.Context, verb string, spec opSpec) (Payment
 var errNothingToVoid = errors.New("nothing to void")
 
 // reserveCaptureOrVoid takes the payment for a capture or void (in the
-// transaction that claims the key), or says why it cannot be.
+// transaction that claims the key), or says why it cannot be. One
+// conditional UPDATE takes it; the payment is read only when it refused.
 func (s *Service) reserveCaptureOrVoid(ctx context.Context, tx *store.Tx, op Operation, paymentID, key string, amount money.Money, now time.Time) error {
+	capture := money.Money{}
+	if op == OpCapture {
+		capture = amount
+	}
+	ok, err := claimPaymentOp(ctx, tx, paymentID, key, capture, now)
+	if err != nil || ok {
+		return err
+	}
 	p, found, err := getPayment(ctx, tx, paymentID)
 	if err != nil {
 		return err
@@ -328,19 +343,17 @@ func (s *Service) reserveCaptureOrVoid(ctx context.Context, tx *store.Tx, op Ope
 		}
 		return apperr.New(apperr.Conflict, "payment %s is %s, not authorized%s", paymentID, p.Status, hint)
 	}
-	ok, err := claimPaymentOp(ctx, tx, paymentID, key, now)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return apperr.New(apperr.Conflict, "another capture or void of payment %s is in progress; retry later", paymentID)
-	}
-	return nil
+	return apperr.New(apperr.Conflict, "another capture or void of payment %s is in progress; retry later", paymentID)
 }
 
 // reserveRefund admits a refund (in the transaction that claims the key),
-// or says why it cannot be.
+// or says why it cannot be. One conditional UPDATE admits it; the payment
+// is read only when it refused.
 func (s *Service) reserveRefund(ctx context.Context, tx *store.Tx, paymentID string, amount money.Money, now time.Time) error {
+	ok, err := reserveRefund(ctx, tx, paymentID, amount, now)
+	if err != nil || ok {
+		return err
+	}
 	p, found, err := getPayment(ctx, tx, paymentID)
 	if err != nil {
 		return err
@@ -354,21 +367,9 @@ func (s *Service) reserveRefund(ctx context.Context, tx *store.Tx, paymentID str
 	if p.Status != StatusCaptured && p.Status != StatusPartiallyRefunded {
 		return apperr.New(apperr.Conflict, "payment %s is %s; only a captured payment can be refunded", paymentID, p.Status)
 	}
-	ok, err := reserveRefund(ctx, tx, paymentID, amount.Amount, now)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		// Read again: under PostgreSQL a refund committed since the read
-		// above is what made the condition fail.
-		if p, _, err = getPayment(ctx, tx, paymentID); err != nil {
-			return err
-		}
-		left := money.Money{Amount: p.Captured.Amount - p.Refunded.Amount - p.RefundPending, Currency: p.Amount.Currency}
-		return fieldError(apperr.ValidationFailed, "amount.amount", "exceeds_refundable",
-			fmt.Sprintf("at most %s is left to refund (captured %s, refunded %s, in flight %d)", left, p.Captured, p.Refunded, p.RefundPending))
-	}
-	return nil
+	left := money.Money{Amount: p.Captured.Amount - p.Refunded.Amount - p.RefundPending, Currency: p.Amount.Currency}
+	return fieldError(apperr.ValidationFailed, "amount.amount", "exceeds_refundable",
+		fmt.Sprintf("at most %s is left to refund (captured %s, refunded %s, in flight %d)", left, p.Captured, p.Refunded, p.RefundPending))
 }
 
 func fieldError(code apperr.Code, field, fcode, msg string) error {

@@ -53,12 +53,18 @@ func scanPayment(r rowScanner) (paymentRow, error) {
 	return p, nil
 }
 
-func getPayment(ctx context.Context, q store.Querier, paymentID string) (paymentRow, bool, error) {
-	p, err := scanPayment(q.QueryRow(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = ?`, paymentID))
+// scanPaymentFound scans a row that may not be there: a read of one
+// payment, or a conditional write returning it.
+func scanPaymentFound(r rowScanner) (paymentRow, bool, error) {
+	p, err := scanPayment(r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return paymentRow{}, false, nil
 	}
 	return p, err == nil, err
+}
+
+func getPayment(ctx context.Context, q store.Querier, paymentID string) (paymentRow, bool, error) {
+	return scanPaymentFound(q.QueryRow(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = ?`, paymentID))
 }
 
 func insertPayment(ctx context.Context, tx *store.Tx, p paymentRow) error {
@@ -98,10 +104,18 @@ func listPayments(ctx context.Context, q store.Querier, orderID, after string, l
 }
 
 // claimPaymentOp takes the payment for a capture or void: it must be
-// authorized with no other capture or void in flight.
-func claimPaymentOp(ctx context.Context, tx *store.Tx, paymentID, key string, now time.Time) (bool, error) {
-	return store.ChangedOne(tx.Exec(ctx, `UPDATE payments SET op_key = ?, version = version + 1, updated_at = ?
-		WHERE id = ? AND status = 'authorized' AND op_key IS NULL`, key, now, paymentID))
+// authorized with no other capture or void in flight, and, for a capture
+// (capture.Currency set), in the capture's currency and of at least its
+// amount.
+func claimPaymentOp(ctx context.Context, tx *store.Tx, paymentID, key string, capture money.Money, now time.Time) (bool, error) {
+	query := `UPDATE payments SET op_key = ?, version = version + 1, updated_at = ?
+		WHERE id = ? AND status = 'authorized' AND op_key IS NULL`
+	args := []any{key, now, paymentID}
+	if capture.Currency != "" {
+		query += ` AND currency = ? AND amount >= ?`
+		args = append(args, capture.Currency, capture.Amount)
+	}
+	return store.ChangedOne(tx.Exec(ctx, query, args...))
 }
 
 // releasePaymentOp frees the payment from the capture or void keyed key.
@@ -112,19 +126,20 @@ func releasePaymentOp(ctx context.Context, tx *store.Tx, paymentID, key string, 
 }
 
 // finishPaymentOp records a capture (captured > 0) or void (status voided)
-// done by the operation keyed key.
-func finishPaymentOp(ctx context.Context, tx *store.Tx, paymentID, key string, status Status, captured int64, now time.Time) (bool, error) {
-	return store.ChangedOne(tx.Exec(ctx, `UPDATE payments SET status = ?, captured = ?, op_key = NULL, version = version + 1, updated_at = ?
-		WHERE id = ? AND op_key = ?`, string(status), captured, now, paymentID, key))
+// done by the operation keyed key, and returns the payment as it left it;
+// false when the payment is not held by key.
+func finishPaymentOp(ctx context.Context, tx *store.Tx, paymentID, key string, status Status, captured int64, now time.Time) (paymentRow, bool, error) {
+	return scanPaymentFound(tx.QueryRow(ctx, `UPDATE payments SET status = ?, captured = ?, op_key = NULL, version = version + 1, updated_at = ?
+		WHERE id = ? AND op_key = ? RETURNING `+paymentColumns, string(status), captured, now, paymentID, key))
 }
 
 // reserveRefund admits a refund of amount: the conditional UPDATE that
 // keeps the refunds of a payment, in flight and done, within what was
-// captured, whatever runs concurrently.
-func reserveRefund(ctx context.Context, tx *store.Tx, paymentID string, amount int64, now time.Time) (bool, error) {
+// captured, whatever runs concurrently (and in the payment's currency).
+func reserveRefund(ctx context.Context, tx *store.Tx, paymentID string, amount money.Money, now time.Time) (bool, error) {
 	return store.ChangedOne(tx.Exec(ctx, `UPDATE payments SET refund_pending = refund_pending + ?, version = version + 1, updated_at = ?
-		WHERE id = ? AND status IN ('captured', 'partially_refunded') AND refunded + refund_pending + ? <= captured`,
-		amount, now, paymentID, amount))
+		WHERE id = ? AND currency = ? AND status IN ('captured', 'partially_refunded') AND refunded + refund_pending + ? <= captured`,
+		amount.Amount, now, paymentID, amount.Currency, amount.Amount))
 }
 
 // releaseRefund gives back a reservation of a refund that did not happen.
@@ -134,12 +149,12 @@ func releaseRefund(ctx context.Context, tx *store.Tx, paymentID string, amount i
 	return err
 }
 
-// finishRefund turns a reservation into a refund.
-func finishRefund(ctx context.Context, tx *store.Tx, paymentID string, amount int64, now time.Time) error {
-	_, err := tx.Exec(ctx, `UPDATE payments SET refund_pending = refund_pending - ?, refunded = refunded + ?,
+// finishRefund turns a reservation into a refund and returns the payment
+// as it left it.
+func finishRefund(ctx context.Context, tx *store.Tx, paymentID string, amount int64, now time.Time) (paymentRow, bool, error) {
+	return scanPaymentFound(tx.QueryRow(ctx, `UPDATE payments SET refund_pending = refund_pending - ?, refunded = refunded + ?,
 		status = CASE WHEN refunded + ? = captured THEN 'refunded' ELSE 'partially_refunded' END,
-		version = version + 1, updated_at = ? WHERE id = ?`, amount, amount, amount, now, paymentID)
-	return err
+		version = version + 1, updated_at = ? WHERE id = ? RETURNING `+paymentColumns, amount, amount, amount, now, paymentID))
 }
 
 // --- operations ---
@@ -160,6 +175,11 @@ type opRow struct {
 	LeaseUntil  time.Time
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+
+	// payment, not a column, is the payment as the settlement that
+	// recorded this row left it, when the call holding the row settled it
+	// (see Service.settle); nil otherwise, as for a replay.
+	payment *Payment
 }
 
 func (o opRow) record() OperationRecord {
@@ -190,12 +210,27 @@ func getOp(ctx context.Context, q store.Querier, key string) (opRow, bool, error
 	return o, err == nil, err
 }
 
+const insertOpSQL = `INSERT INTO payment_operations (` + opColumns + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+func opArgs(o opRow) []any {
+	return []any{o.Key, string(o.Kind), o.PaymentID, o.Provider, o.Request, string(o.State), o.Amount.Currency, o.Amount.Amount,
+		o.ProviderRef, o.FailureCode, o.LastError, o.Attempts, o.LeaseUntil, o.CreatedAt, o.UpdatedAt}
+}
+
+// insertOp inserts an operation's row; a key that has one is a unique
+// violation.
 func insertOp(ctx context.Context, tx *store.Tx, o opRow) error {
-	_, err := tx.Exec(ctx, `INSERT INTO payment_operations (`+opColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		o.Key, string(o.Kind), o.PaymentID, o.Provider, o.Request, string(o.State), o.Amount.Currency, o.Amount.Amount, o.ProviderRef,
-		o.FailureCode, o.LastError, o.Attempts, o.LeaseUntil, o.CreatedAt, o.UpdatedAt)
+	_, err := tx.Exec(ctx, insertOpSQL, opArgs(o)...)
 	return err
+}
+
+// insertNewOp inserts an operation's row unless its key has one: false
+// when it has. Under PostgreSQL an insert of the key by a transaction in
+// flight makes it wait for that one's outcome, so true means no other
+// request holds or held the key.
+func insertNewOp(ctx context.Context, tx *store.Tx, o opRow) (bool, error) {
+	return store.ChangedOne(tx.Exec(ctx, insertOpSQL+` ON CONFLICT (idempotency_key) DO NOTHING`, opArgs(o)...))
 }
 
 // takeOverOp claims an operation that nobody holds (pending past its
