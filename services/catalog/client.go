@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/httpx"
 )
 
@@ -85,7 +86,9 @@ func (c *HTTPClient) GetVariant(ctx context.Context, variantID string) (VariantR
 
 // GetVariants implements Client, from GET /store/variants?id=…: one call
 // for the ids that can be variant ids (the others GetVariant would not find
-// either), none when there are none.
+// either), none when there are none. That route never answers 404, so a
+// 404 is a catalogue older than the route (a split deployment upgraded
+// cart first): then it asks GetVariant for each id, as the cart used to.
 func (c *HTTPClient) GetVariants(ctx context.Context, variantIDs []string) (map[string]VariantRef, error) {
 	ids, err := variantBatch(variantIDs)
 	if err != nil {
@@ -97,11 +100,32 @@ func (c *HTTPClient) GetVariants(ctx context.Context, variantIDs []string) (map[
 	}
 	var list variantList
 	params := url.Values{"id": {strings.Join(ids, ",")}}
-	if err := c.api.Do(ctx, http.MethodGet, "/store/variants", nil, &list, httpx.Query(params)); err != nil {
+	err = c.api.Do(ctx, http.MethodGet, "/store/variants", nil, &list, httpx.Query(params))
+	if apperr.Is(err, apperr.NotFound) {
+		return c.variantByVariant(ctx, ids)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("get variants: %w", err)
 	}
 	for _, v := range list.Data {
 		out[v.ID] = v
+	}
+	return out, nil
+}
+
+// variantByVariant answers GetVariants from a catalogue without GET
+// /store/variants, one GetVariant per id.
+func (c *HTTPClient) variantByVariant(ctx context.Context, ids []string) (map[string]VariantRef, error) {
+	out := make(map[string]VariantRef, len(ids))
+	for _, vid := range ids {
+		v, err := c.GetVariant(ctx, vid)
+		if apperr.Is(err, apperr.NotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get variants: %w", err)
+		}
+		out[vid] = v
 	}
 	return out, nil
 }

@@ -269,6 +269,22 @@ func TestHTTPClientResilience(t *testing.T) {
 		apperrtest.Want(t, err, apperr.Unavailable)
 	})
 
+	t.Run("GetVariants of a catalogue older than the route", func(t *testing.T) {
+		var old []httpx.Route
+		for _, r := range s.Routes() {
+			if r.Path != "/store/variants" {
+				old = append(old, r)
+			}
+		}
+		srv := httptest.NewServer(apitest.Mount(old))
+		defer srv.Close()
+		unknown := id.New(variantPrefix)
+		got, err := NewHTTPClient(srv.URL, srv.Client()).GetVariants(ctx, []string{p.Variants[0].ID, unknown})
+		if err != nil || len(got) != 1 || got[p.Variants[0].ID].SKU != "MUG-1" {
+			t.Fatalf("GetVariants = %v, %v; want the mug's variant", got, err)
+		}
+	})
+
 	t.Run("times out a hanging catalogue", func(t *testing.T) {
 		release := make(chan struct{})
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
