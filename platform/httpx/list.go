@@ -66,6 +66,21 @@ func ParseList(r *http.Request) (ListParams, error) {
 	return p, nil
 }
 
+// CheckLimit returns the page size a service's list method was given: 0
+// (not said) is DefaultLimit, and a value outside 1–MaxLimit adds the same
+// out_of_range error for "limit" to v that ParseList reports, returning
+// limit as it was. The caller reports v's error once it has checked the
+// rest of the request.
+func CheckLimit(v *apperr.Validation, limit int) int {
+	switch {
+	case limit == 0:
+		return DefaultLimit
+	case limit < 1 || limit > MaxLimit:
+		v.Addf("limit", "out_of_range", "limit must be an integer from 1 to %d", MaxLimit)
+	}
+	return limit
+}
+
 // EncodeCursor makes an opaque cursor of a sort key.
 func EncodeCursor(key string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(key))

@@ -480,6 +480,33 @@ func TestParseList(t *testing.T) {
 	}
 }
 
+func TestCheckLimit(t *testing.T) {
+	tests := []struct {
+		limit, want int
+		bad         bool
+	}{
+		{0, httpx.DefaultLimit, false},
+		{1, 1, false},
+		{httpx.MaxLimit, httpx.MaxLimit, false},
+		{-1, -1, true},
+		{httpx.MaxLimit + 1, httpx.MaxLimit + 1, true},
+	}
+	for _, tt := range tests {
+		var v apperr.Validation
+		got := httpx.CheckLimit(&v, tt.limit)
+		var e *apperr.Error
+		bad := errors.As(v.Err(), &e)
+		if got != tt.want || bad != tt.bad {
+			t.Errorf("CheckLimit(%d) = %d, error %v; want %d, error %v", tt.limit, got, v.Err(), tt.want, tt.bad)
+			continue
+		}
+		if bad && (e.Code != apperr.ValidationFailed || len(e.Fields) != 1 || e.Fields[0].Field != "limit" ||
+			e.Fields[0].Code != "out_of_range" || e.Fields[0].Message != "limit must be an integer from 1 to 100") {
+			t.Errorf("CheckLimit(%d) error = %+v", tt.limit, e)
+		}
+	}
+}
+
 func TestIfMatchAndETag(t *testing.T) {
 	tests := []struct {
 		header  string

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -58,4 +59,30 @@ func Claim(ctx context.Context, tx *Tx, table, key, value string, at time.Time) 
 		return false, fmt.Errorf("record %s: %w", key, err)
 	}
 	return ok, nil
+}
+
+// RowScanner is what *sql.Row and *sql.Rows have in common, so that one
+// scan function reads a row of a single-row query and of a listing.
+type RowScanner interface{ Scan(dest ...any) error }
+
+// JSONText encodes v for a JSON column stored as TEXT. Only plain data
+// reaches it (structs, slices and maps of strings, numbers and booleans),
+// whose encoding cannot fail; a value encoding/json rejects is a
+// programming error, and it panics rather than store a broken column.
+func JSONText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("store: marshal %T: %v", v, err))
+	}
+	return string(b)
+}
+
+// TimeOrNil returns a nullable TIMESTAMP column as scanned into t: nil for
+// NULL, else the time in UTC (the drivers return it in the session's zone).
+func TimeOrNil(t sql.NullTime) *time.Time {
+	if !t.Valid {
+		return nil
+	}
+	u := t.Time.UTC()
+	return &u
 }

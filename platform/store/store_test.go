@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"sync"
@@ -200,4 +201,45 @@ func TestQueryPieces(t *testing.T) {
 			t.Fatalf("value = %q, %v", value, err)
 		}
 	})
+}
+
+// Both single-row and listing results scan through RowScanner.
+var (
+	_ store.RowScanner = (*sql.Row)(nil)
+	_ store.RowScanner = (*sql.Rows)(nil)
+)
+
+func TestValuePieces(t *testing.T) {
+	for _, tt := range []struct {
+		v    any
+		want string
+	}{
+		{map[string]string{"b": "2", "a": "1"}, `{"a":"1","b":"2"}`},
+		{[]string{}, `[]`},
+		{[]string(nil), `null`},
+		{struct {
+			N int64 `json:"n"`
+		}{7}, `{"n":7}`},
+	} {
+		if got := store.JSONText(tt.v); got != tt.want {
+			t.Errorf("JSONText(%#v) = %s, want %s", tt.v, got, tt.want)
+		}
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("JSONText of a channel did not panic")
+			}
+		}()
+		store.JSONText(make(chan int))
+	}()
+
+	if got := store.TimeOrNil(sql.NullTime{}); got != nil {
+		t.Errorf("TimeOrNil(NULL) = %v, want nil", got)
+	}
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600))
+	got := store.TimeOrNil(sql.NullTime{Time: at, Valid: true})
+	if got == nil || !got.Equal(at) || got.Location() != time.UTC {
+		t.Errorf("TimeOrNil(%v) = %v, want the same instant in UTC", at, got)
+	}
 }

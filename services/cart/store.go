@@ -95,9 +95,7 @@ var errNoCart = errors.New("no such cart")
 const cartColumns = `id, currency, status, customer_id, token_digest, email, items, discount_codes,
 	shipping_address, billing_address, shipping_method_id, order_id, merged_into, version, created_at, updated_at, expires_at`
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanCart(s rowScanner) (record, error) {
+func scanCart(s store.RowScanner) (record, error) {
 	var (
 		r                         record
 		customer, order, merged   sql.NullString
@@ -182,24 +180,21 @@ func addressJSON(a *Address) any {
 	if a == nil {
 		return nil
 	}
-	b, _ := json.Marshal(a) // a struct of strings: cannot fail
-	return string(b)
+	return store.JSONText(a)
 }
 
 func itemsJSON(items []line) string {
 	if items == nil {
 		items = []line{}
 	}
-	b, _ := json.Marshal(items)
-	return string(b)
+	return store.JSONText(items)
 }
 
 func codesJSON(codes []string) string {
 	if codes == nil {
 		codes = []string{}
 	}
-	b, _ := json.Marshal(codes)
-	return string(b)
+	return store.JSONText(codes)
 }
 
 func insertCart(ctx context.Context, tx *store.Tx, r record) error {

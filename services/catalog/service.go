@@ -591,13 +591,7 @@ const (
 
 func (s *Service) listProducts(ctx context.Context, q ProductQuery, f productFilter) (httpx.Page[Product], error) {
 	var v apperr.Validation
-	limit := q.Limit
-	switch {
-	case limit == 0:
-		limit = httpx.DefaultLimit
-	case limit < 1 || limit > httpx.MaxLimit:
-		v.Addf("limit", "out_of_range", "limit must be an integer from 1 to %d", httpx.MaxLimit)
-	}
+	limit := httpx.CheckLimit(&v, q.Limit)
 	if textLen(q.Q) > MaxQueryLen {
 		v.Addf("q", "too_long", "q must be at most %d characters", MaxQueryLen)
 	}
@@ -1040,12 +1034,7 @@ func (s *Service) AdminGetCategory(ctx context.Context, categoryID string) (Cate
 // Errors: validation_failed naming "limit" or "cursor".
 func (s *Service) AdminListCategories(ctx context.Context, limit int, cursor string) (httpx.Page[Category], error) {
 	var v apperr.Validation
-	switch {
-	case limit == 0:
-		limit = httpx.DefaultLimit
-	case limit < 1 || limit > httpx.MaxLimit:
-		v.Addf("limit", "out_of_range", "limit must be an integer from 1 to %d", httpx.MaxLimit)
-	}
+	limit = httpx.CheckLimit(&v, limit)
 	var afterID string
 	if cursor != "" {
 		key, err := httpx.DecodeCursor(cursor)

@@ -26,16 +26,6 @@ var Migrations = store.Migrations{Name: "catalog", FS: migrationsFS}
 // missing row is an apperr NotFound, or a false "changed" result for the
 // conditional writes.
 
-// rowScanner is what *sql.Row and *sql.Rows have in common.
-type rowScanner interface{ Scan(dest ...any) error }
-
-// marshalJSON encodes a JSON column. Only option lists, media lists and
-// string maps reach it, whose encoding cannot fail.
-func marshalJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
 // productFilter narrows a product listing: products in one of statuses (any
 // when empty) and in at least one of categoryIDs (any when empty).
 type productFilter struct {
@@ -77,7 +67,7 @@ func (f productFilter) admits(s Status) bool {
 
 const productColumns = `id, handle, title, description, status, options, media, version, created_at, updated_at, published_at`
 
-func scanProduct(r rowScanner) (Product, error) {
+func scanProduct(r store.RowScanner) (Product, error) {
 	var (
 		p              Product
 		options, media string
@@ -288,7 +278,7 @@ func listProductIDs(ctx context.Context, q store.Querier, f productFilter, after
 
 func insertProductRow(ctx context.Context, tx *store.Tx, p Product) error {
 	_, err := tx.Exec(ctx, `INSERT INTO catalog_products (`+productColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Handle, p.Title, p.Description, string(p.Status), marshalJSON(p.Options), marshalJSON(p.Media),
+		p.ID, p.Handle, p.Title, p.Description, string(p.Status), store.JSONText(p.Options), store.JSONText(p.Media),
 		p.Version, p.CreatedAt, p.UpdatedAt, p.PublishedAt)
 	if store.IsUniqueViolation(err) {
 		return conflictError("handle", "handle", p.Handle)
@@ -305,7 +295,7 @@ func insertProductRow(ctx context.Context, tx *store.Tx, p Product) error {
 func updateProductRow(ctx context.Context, tx *store.Tx, p Product, expected int64) (changed bool, err error) {
 	res, err := tx.Exec(ctx, `UPDATE catalog_products SET handle = ?, title = ?, description = ?, status = ?, options = ?, media = ?,
 		version = ?, updated_at = ?, published_at = ? WHERE id = ? AND version = ?`,
-		p.Handle, p.Title, p.Description, string(p.Status), marshalJSON(p.Options), marshalJSON(p.Media),
+		p.Handle, p.Title, p.Description, string(p.Status), store.JSONText(p.Options), store.JSONText(p.Media),
 		p.Version, p.UpdatedAt, p.PublishedAt, p.ID, expected)
 	if store.IsUniqueViolation(err) {
 		return false, conflictError("handle", "handle", p.Handle)
@@ -344,7 +334,7 @@ func replaceVariants(ctx context.Context, tx *store.Tx, p Product, skuField map[
 	for _, v := range p.Variants {
 		_, err := tx.Exec(ctx, `INSERT INTO catalog_variants (id, product_id, sku, title, options, weight_grams, attributes, position)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			v.ID, p.ID, v.SKU, v.Title, marshalJSON(v.Options), v.WeightGrams, marshalJSON(v.Attributes), v.Position)
+			v.ID, p.ID, v.SKU, v.Title, store.JSONText(v.Options), v.WeightGrams, store.JSONText(v.Attributes), v.Position)
 		if store.IsUniqueViolation(err) {
 			field := skuField[v.SKU]
 			if field == "" {
@@ -497,7 +487,7 @@ func lockRow(ctx context.Context, tx *store.Tx, table, id string) error {
 
 const categoryColumns = `id, name, handle, description, parent_id, position, version, created_at, updated_at`
 
-func scanCategory(r rowScanner) (Category, error) {
+func scanCategory(r store.RowScanner) (Category, error) {
 	var (
 		c      Category
 		parent sql.NullString

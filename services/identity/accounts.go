@@ -167,9 +167,7 @@ func (s *Service) insertCustomer(ctx context.Context, tx *store.Tx, email, name,
 
 const customerColumns = `id, email, name, customer_groups, version, created_at, updated_at`
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanCustomer(r rowScanner) (Customer, error) {
+func scanCustomer(r store.RowScanner) (Customer, error) {
 	var (
 		c      Customer
 		groups string
@@ -387,7 +385,7 @@ func (s *Service) insertStaff(ctx context.Context, q store.Querier, email, name 
 
 const staffColumns = `id, email, name, role, disabled, version, created_at, updated_at`
 
-func scanStaff(r rowScanner) (Staff, error) {
+func scanStaff(r store.RowScanner) (Staff, error) {
 	var u Staff
 	err := r.Scan(&u.ID, &u.Email, &u.Name, &u.Role, &u.Disabled, &u.Version, &u.CreatedAt, &u.UpdatedAt)
 	return u, err

@@ -222,7 +222,7 @@ func (s *Service) GetLocation(ctx context.Context, locationID string) (Location,
 // page's NextCursor. Errors: validation_failed naming "limit" or "cursor".
 func (s *Service) ListLocations(ctx context.Context, limit int, cursor string) (httpx.Page[Location], error) {
 	var v apperr.Validation
-	limit = checkLimit(&v, limit)
+	limit = httpx.CheckLimit(&v, limit)
 	var (
 		afterPrio int
 		afterID   string
@@ -256,16 +256,6 @@ func (s *Service) ListLocations(ctx context.Context, limit int, cursor string) (
 	return httpx.NewPage(ls, next), nil
 }
 
-func checkLimit(v *apperr.Validation, limit int) int {
-	switch {
-	case limit == 0:
-		return httpx.DefaultLimit
-	case limit < 1 || limit > httpx.MaxLimit:
-		v.Addf("limit", "out_of_range", "limit must be an integer from 1 to %d", httpx.MaxLimit)
-	}
-	return limit
-}
-
 // --- stock ---
 
 // GetStock returns a SKU's stock. Errors: not_found for a SKU the inventory
@@ -290,7 +280,7 @@ func (s *Service) GetStock(ctx context.Context, sku string) (StockItem, error) {
 // naming "sku", "limit" or "cursor".
 func (s *Service) ListStock(ctx context.Context, skus []string, limit int, cursor string) (httpx.Page[StockItem], error) {
 	var v apperr.Validation
-	limit = checkLimit(&v, limit)
+	limit = httpx.CheckLimit(&v, limit)
 	after := ""
 	if cursor != "" {
 		key, err := httpx.DecodeCursor(cursor)
@@ -612,7 +602,7 @@ func levelLess(a, b levelRow) bool {
 // validation_failed naming "limit", "cursor" or "location_id".
 func (s *Service) ListAdjustments(ctx context.Context, sku, locationID string, limit int, cursor string) (httpx.Page[Adjustment], error) {
 	var v apperr.Validation
-	limit = checkLimit(&v, limit)
+	limit = httpx.CheckLimit(&v, limit)
 	before := ""
 	if cursor != "" {
 		key, err := httpx.DecodeCursor(cursor)

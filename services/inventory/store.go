@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/soukhq/souk/platform/store"
@@ -25,39 +24,6 @@ var Migrations = store.Migrations{Name: "inventory", FS: migrationsFS}
 // missing row is an apperr NotFound, a false "found", or a false "changed"
 // for the conditional writes.
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
-func anys[T any](xs []T) []any {
-	out := make([]any, len(xs))
-	for i, x := range xs {
-		out[i] = x
-	}
-	return out
-}
-
-func affected(res sql.Result, err error) (bool, error) {
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, err
-	}
-	return n == 1, nil
-}
-
-func ptrTime(t sql.NullTime) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	u := t.Time.UTC()
-	return &u
-}
-
 func ptrString(s sql.NullString) *string {
 	if !s.Valid {
 		return nil
@@ -69,7 +35,7 @@ func ptrString(s sql.NullString) *string {
 
 const locationColumns = `id, code, name, address, country, priority, active, version, created_at, updated_at`
 
-func scanLocation(r rowScanner) (Location, error) {
+func scanLocation(r store.RowScanner) (Location, error) {
 	var l Location
 	if err := r.Scan(&l.ID, &l.Code, &l.Name, &l.Address, &l.Country, &l.Priority, &l.Active, &l.Version, &l.CreatedAt, &l.UpdatedAt); err != nil {
 		return Location{}, err
@@ -97,7 +63,7 @@ func insertLocation(ctx context.Context, tx *store.Tx, l Location) error {
 
 // updateLocation writes l if the row is still at version expected.
 func updateLocation(ctx context.Context, tx *store.Tx, l Location, expected int64) (bool, error) {
-	return affected(tx.Exec(ctx, `UPDATE inventory_locations SET code = ?, name = ?, address = ?, country = ?, priority = ?, active = ?,
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE inventory_locations SET code = ?, name = ?, address = ?, country = ?, priority = ?, active = ?,
 		version = ?, updated_at = ? WHERE id = ? AND version = ?`,
 		l.Code, l.Name, l.Address, l.Country, l.Priority, l.Active, l.Version, l.UpdatedAt, l.ID, expected))
 }
@@ -147,7 +113,7 @@ func lockItems(ctx context.Context, tx *store.Tx, skus []string) error {
 	}
 	sorted := slices.Clone(skus)
 	slices.Sort(sorted)
-	rows, err := tx.Query(ctx, `SELECT sku FROM inventory_items WHERE sku IN (`+placeholders(len(sorted))+`) ORDER BY sku FOR UPDATE`, anys(sorted)...)
+	rows, err := tx.Query(ctx, `SELECT sku FROM inventory_items WHERE sku IN (`+store.Placeholders(len(sorted))+`) ORDER BY sku FOR UPDATE`, store.Args(sorted)...)
 	if err != nil {
 		return fmt.Errorf("lock stock items: %w", err)
 	}
@@ -229,8 +195,8 @@ func readStock(ctx context.Context, q store.Querier, skus []string) (map[string]
 		FROM inventory_items i
 		LEFT JOIN inventory_stock_levels l ON l.sku = i.sku
 		LEFT JOIN inventory_locations loc ON loc.id = l.location_id
-		WHERE i.sku IN (`+placeholders(len(skus))+`)
-		ORDER BY i.sku, loc.priority, l.location_id`, anys(skus)...)
+		WHERE i.sku IN (`+store.Placeholders(len(skus))+`)
+		ORDER BY i.sku, loc.priority, l.location_id`, store.Args(skus)...)
 	if err != nil {
 		return nil, fmt.Errorf("read stock: %w", err)
 	}
@@ -299,7 +265,7 @@ func updateItem(ctx context.Context, tx *store.Tx, it itemRow, expected int64, n
 	if it.threshold != nil {
 		threshold = *it.threshold
 	}
-	return affected(tx.Exec(ctx, `UPDATE inventory_items SET backorder = ?, low_stock_threshold = ?, version = ?, updated_at = ?
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE inventory_items SET backorder = ?, low_stock_threshold = ?, version = ?, updated_at = ?
 		WHERE sku = ? AND version = ?`, it.backorder, threshold, it.version, now, it.sku, expected))
 }
 
@@ -373,7 +339,7 @@ func reserveAt(ctx context.Context, tx *store.Tx, sku, locationID string, qty, n
 		query += ` AND on_hand - reserved >= ?`
 		args = append(args, need)
 	}
-	ok, err := affected(tx.Exec(ctx, query, args...))
+	ok, err := store.ChangedOne(tx.Exec(ctx, query, args...))
 	if err != nil {
 		return false, fmt.Errorf("reserve %s@%s: %w", sku, locationID, err)
 	}
@@ -382,7 +348,7 @@ func reserveAt(ctx context.Context, tx *store.Tx, sku, locationID string, qty, n
 
 // unreserveAt gives back qty reserved units of a level.
 func unreserveAt(ctx context.Context, tx *store.Tx, sku, locationID string, qty int64, now time.Time) error {
-	ok, err := affected(tx.Exec(ctx, `UPDATE inventory_stock_levels SET reserved = reserved - ?, version = version + 1, updated_at = ?
+	ok, err := store.ChangedOne(tx.Exec(ctx, `UPDATE inventory_stock_levels SET reserved = reserved - ?, version = version + 1, updated_at = ?
 		WHERE sku = ? AND location_id = ? AND reserved >= ?`, qty, now, sku, locationID, qty))
 	if err != nil {
 		return fmt.Errorf("release %s@%s: %w", sku, locationID, err)
@@ -505,7 +471,7 @@ func claimReservation(ctx context.Context, tx *store.Tx, r Reservation, fingerpr
 	if r.OrderID != nil {
 		orderID = *r.OrderID
 	}
-	ok, err := affected(tx.Exec(ctx, `INSERT INTO inventory_reservations
+	ok, err := store.ChangedOne(tx.Exec(ctx, `INSERT INTO inventory_reservations
 		(id, idempotency_key, fingerprint, order_id, state, expires_at, created_at, updated_at, closed_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (idempotency_key) DO NOTHING`,
 		r.ID, r.Key, fingerprint, orderID, string(StatePending), r.ExpiresAt, r.CreatedAt, r.UpdatedAt))
@@ -549,7 +515,7 @@ func readReservation(ctx context.Context, q store.Querier, column, value string)
 	if err != nil {
 		return Reservation{}, "", false, fmt.Errorf("read reservation: %w", err)
 	}
-	r.OrderID, r.State, r.ClosedAt = ptrString(orderID), State(state), ptrTime(closed)
+	r.OrderID, r.State, r.ClosedAt = ptrString(orderID), State(state), store.TimeOrNil(closed)
 	r.ExpiresAt, r.CreatedAt, r.UpdatedAt = r.ExpiresAt.UTC(), r.CreatedAt.UTC(), r.UpdatedAt.UTC()
 
 	rows, err := q.Query(ctx, `SELECT l.line_no, l.sku, l.quantity, l.backordered, a.location_id, a.quantity, a.backordered
@@ -604,7 +570,7 @@ func closeReservation(ctx context.Context, tx *store.Tx, id string, to State, no
 		query += ` AND expires_at <= ?`
 		args = append(args, *expiredBy)
 	}
-	ok, err := affected(tx.Exec(ctx, query, args...))
+	ok, err := store.ChangedOne(tx.Exec(ctx, query, args...))
 	if err != nil {
 		return false, fmt.Errorf("mark reservation %s %s: %w", id, to, err)
 	}
@@ -638,7 +604,7 @@ func expiredIDs(ctx context.Context, q store.Querier, now time.Time, limit int) 
 
 // claimMeta records key once per database; false when it was already there.
 func claimMeta(ctx context.Context, tx *store.Tx, key, value string, at time.Time) (bool, error) {
-	ok, err := affected(tx.Exec(ctx, `INSERT INTO inventory_meta (key, value, created_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`, key, value, at))
+	ok, err := store.ChangedOne(tx.Exec(ctx, `INSERT INTO inventory_meta (key, value, created_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`, key, value, at))
 	if err != nil {
 		return false, fmt.Errorf("record %s: %w", key, err)
 	}

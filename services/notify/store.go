@@ -24,27 +24,6 @@ var Migrations = store.Migrations{Name: "notify", FS: migrationsFS}
 // service decides the transaction. None returns sql.ErrNoRows: a missing row
 // is an apperr NotFound, or a false "found"/"changed".
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func affected(res sql.Result, err error) (bool, error) {
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, err
-	}
-	return n > 0, nil
-}
-
-func ptrTime(t sql.NullTime) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	u := t.Time.UTC()
-	return &u
-}
-
 // nullTime turns an optional time into a query argument.
 func nullTime(t *time.Time) any {
 	if t == nil {
@@ -58,7 +37,7 @@ func nullTime(t *time.Time) any {
 const emailColumns = `id, event_id, kind, reference, recipient, subject, text_body, html_body, state, attempts,
 	last_error, next_attempt_at, created_at, updated_at, sent_at`
 
-func scanEmail(r rowScanner) (Email, error) {
+func scanEmail(r store.RowScanner) (Email, error) {
 	var (
 		e          Email
 		next, sent sql.NullTime
@@ -68,7 +47,7 @@ func scanEmail(r rowScanner) (Email, error) {
 	if err != nil {
 		return Email{}, err
 	}
-	e.NextAttemptAt, e.SentAt = ptrTime(next), ptrTime(sent)
+	e.NextAttemptAt, e.SentAt = store.TimeOrNil(next), store.TimeOrNil(sent)
 	e.CreatedAt, e.UpdatedAt = e.CreatedAt.UTC(), e.UpdatedAt.UTC()
 	return e, nil
 }
@@ -76,7 +55,7 @@ func scanEmail(r rowScanner) (Email, error) {
 // insertEmail stores e unless an email for its event exists; it reports
 // whether it inserted.
 func insertEmail(ctx context.Context, tx *store.Tx, e Email) (bool, error) {
-	return affected(tx.Exec(ctx, `INSERT INTO notify_emails (id, event_id, kind, reference, recipient, subject, text_body, html_body,
+	return store.ChangedOne(tx.Exec(ctx, `INSERT INTO notify_emails (id, event_id, kind, reference, recipient, subject, text_body, html_body,
 		state, attempts, last_error, next_attempt_at, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
 		e.ID, e.EventID, e.Kind, e.Reference, e.To, e.Subject, e.Text, e.HTML,
@@ -122,7 +101,7 @@ func dueEmails(ctx context.Context, q store.Querier, now time.Time, limit int) (
 // claimEmail takes a lease on a due email and counts the attempt: the
 // conditional UPDATE lets exactly one of several processes have it.
 func claimEmail(ctx context.Context, q store.Querier, emailID, owner string, now, until time.Time) (bool, error) {
-	return affected(q.Exec(ctx, `UPDATE notify_emails SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+	return store.ChangedOne(q.Exec(ctx, `UPDATE notify_emails SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 		WHERE id = ? AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)`,
 		owner, until, now, emailID, now, now))
 }
@@ -134,7 +113,7 @@ func finishEmail(ctx context.Context, q store.Querier, emailID, owner string, st
 	if state == EmailSent {
 		sentAt = now
 	}
-	return affected(q.Exec(ctx, `UPDATE notify_emails SET state = ?, last_error = ?, next_attempt_at = ?, sent_at = ?,
+	return store.ChangedOne(q.Exec(ctx, `UPDATE notify_emails SET state = ?, last_error = ?, next_attempt_at = ?, sent_at = ?,
 		lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?`,
 		state, lastError, nullTime(next), sentAt, now, emailID, owner))
 }
@@ -161,7 +140,7 @@ func ids(ctx context.Context, q store.Querier, query string, args ...any) ([]str
 const webhookColumns = `id, url, description, event_types, enabled, disabled_reason, disabled_at, consecutive_failures,
 	last_success_at, last_failure_at, version, created_at, updated_at`
 
-func scanWebhook(r rowScanner) (Webhook, error) {
+func scanWebhook(r store.RowScanner) (Webhook, error) {
 	var (
 		w                                    Webhook
 		types, reason                        string
@@ -178,7 +157,7 @@ func scanWebhook(r rowScanner) (Webhook, error) {
 	if !w.Enabled {
 		w.DisabledReason = &reason
 	}
-	w.DisabledAt, w.LastSuccessAt, w.LastFailureAt = ptrTime(disabledAt), ptrTime(lastSuccess), ptrTime(lastFailure)
+	w.DisabledAt, w.LastSuccessAt, w.LastFailureAt = store.TimeOrNil(disabledAt), store.TimeOrNil(lastSuccess), store.TimeOrNil(lastFailure)
 	w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC(), w.UpdatedAt.UTC()
 	return w, nil
 }
@@ -217,7 +196,7 @@ func updateWebhook(ctx context.Context, tx *store.Tx, w Webhook, expected int64,
 	if w.DisabledReason != nil {
 		reason = *w.DisabledReason
 	}
-	return affected(tx.Exec(ctx, `UPDATE notify_webhooks SET url = ?, description = ?, event_types = ?, enabled = ?,
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE notify_webhooks SET url = ?, description = ?, event_types = ?, enabled = ?,
 		disabled_reason = ?, disabled_at = ?,
 		consecutive_failures = CASE WHEN ? THEN 0 ELSE consecutive_failures END,
 		version = ?, updated_at = ? WHERE id = ? AND version = ?`,
@@ -226,7 +205,7 @@ func updateWebhook(ctx context.Context, tx *store.Tx, w Webhook, expected int64,
 }
 
 func deleteWebhook(ctx context.Context, tx *store.Tx, webhookID string) (bool, error) {
-	return affected(tx.Exec(ctx, `DELETE FROM notify_webhooks WHERE id = ?`, webhookID))
+	return store.ChangedOne(tx.Exec(ctx, `DELETE FROM notify_webhooks WHERE id = ?`, webhookID))
 }
 
 func listWebhooks(ctx context.Context, q store.Querier, afterID string, limit int) ([]Webhook, error) {
@@ -278,7 +257,7 @@ func enabledSubscriptions(ctx context.Context, q store.Querier) ([]subscription,
 // webhookSucceeded records a successful attempt: the failure count starts
 // again. It reports whether the webhook still exists.
 func webhookSucceeded(ctx context.Context, tx *store.Tx, webhookID string, now time.Time) (bool, error) {
-	return affected(tx.Exec(ctx, `UPDATE notify_webhooks SET consecutive_failures = 0, last_success_at = ? WHERE id = ?`, now, webhookID))
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE notify_webhooks SET consecutive_failures = 0, last_success_at = ? WHERE id = ?`, now, webhookID))
 }
 
 // webhookFailed records a failed attempt; final counts a delivery that
@@ -288,14 +267,14 @@ func webhookFailed(ctx context.Context, tx *store.Tx, webhookID string, final bo
 	if final {
 		inc = 1
 	}
-	return affected(tx.Exec(ctx, `UPDATE notify_webhooks SET consecutive_failures = consecutive_failures + ?, last_failure_at = ? WHERE id = ?`,
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE notify_webhooks SET consecutive_failures = consecutive_failures + ?, last_failure_at = ? WHERE id = ?`,
 		inc, now, webhookID))
 }
 
 // disableWebhook disables an enabled webhook, bumping its version; false
 // when it was not enabled (any more).
 func disableWebhook(ctx context.Context, tx *store.Tx, webhookID, reason string, now time.Time) (bool, error) {
-	return affected(tx.Exec(ctx, `UPDATE notify_webhooks SET enabled = ?, disabled_reason = ?, disabled_at = ?, version = version + 1, updated_at = ?
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE notify_webhooks SET enabled = ?, disabled_reason = ?, disabled_at = ?, version = version + 1, updated_at = ?
 		WHERE id = ? AND enabled = ?`, false, reason, now, now, webhookID, true))
 }
 
@@ -304,7 +283,7 @@ func disableWebhook(ctx context.Context, tx *store.Tx, webhookID, reason string,
 const deliveryColumns = `id, webhook_id, event_id, event_type, status, attempts, last_status_code, last_error,
 	last_attempt_at, next_attempt_at, created_at, updated_at, completed_at`
 
-func scanDelivery(r rowScanner, extra ...any) (Delivery, error) {
+func scanDelivery(r store.RowScanner, extra ...any) (Delivery, error) {
 	var (
 		d                            Delivery
 		code                         sql.NullInt64
@@ -323,7 +302,7 @@ func scanDelivery(r rowScanner, extra ...any) (Delivery, error) {
 	if lastErr != "" {
 		d.LastError = &lastErr
 	}
-	d.LastAttemptAt, d.NextAttemptAt, d.CompletedAt = ptrTime(lastAttempt), ptrTime(next), ptrTime(completed)
+	d.LastAttemptAt, d.NextAttemptAt, d.CompletedAt = store.TimeOrNil(lastAttempt), store.TimeOrNil(next), store.TimeOrNil(completed)
 	d.CreatedAt, d.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
 	return d, nil
 }
@@ -331,7 +310,7 @@ func scanDelivery(r rowScanner, extra ...any) (Delivery, error) {
 // insertDelivery stores a pending delivery unless the webhook already has
 // one for the event; it reports whether it inserted.
 func insertDelivery(ctx context.Context, tx *store.Tx, d Delivery, payload []byte, retryUntil time.Time) (bool, error) {
-	return affected(tx.Exec(ctx, `INSERT INTO notify_webhook_deliveries (id, webhook_id, event_id, event_type, payload, status,
+	return store.ChangedOne(tx.Exec(ctx, `INSERT INTO notify_webhook_deliveries (id, webhook_id, event_id, event_type, payload, status,
 		attempts, next_attempt_at, retry_until, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, event_id) DO NOTHING`,
 		d.ID, d.WebhookID, d.EventID, d.EventType, string(payload), d.Status, 0, nullTime(d.NextAttemptAt), retryUntil, d.CreatedAt, d.UpdatedAt))
@@ -391,7 +370,7 @@ func dueDeliveries(ctx context.Context, q store.Querier, now time.Time, limit in
 // claimDelivery takes a lease on a due delivery and counts the attempt:
 // the conditional UPDATE lets exactly one of several processes have it.
 func claimDelivery(ctx context.Context, q store.Querier, deliveryID, owner string, now, until time.Time) (bool, error) {
-	return affected(q.Exec(ctx, `UPDATE notify_webhook_deliveries SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+	return store.ChangedOne(q.Exec(ctx, `UPDATE notify_webhook_deliveries SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 		WHERE id = ? AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)`,
 		owner, until, now, deliveryID, now, now))
 }
@@ -441,7 +420,7 @@ func finishDelivery(ctx context.Context, tx *store.Tx, c claimed, status Deliver
 	if next == nil {
 		completed = now
 	}
-	return affected(tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET status = ?, last_status_code = ?, last_error = ?,
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET status = ?, last_status_code = ?, last_error = ?,
 		last_attempt_at = ?, next_attempt_at = ?, completed_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
 		WHERE id = ? AND lease_owner = ?`,
 		status, codeArg, lastError, now, nullTime(next), completed, now, c.ID, c.owner))
@@ -472,9 +451,9 @@ func leased(ctx context.Context, q store.Querier, deliveryID string, now time.Ti
 // replaces its retry deadline and reopens a finished delivery.
 func scheduleNow(ctx context.Context, tx *store.Tx, deliveryID string, status DeliveryStatus, retryUntil *time.Time, now time.Time) (bool, error) {
 	if retryUntil == nil {
-		return affected(tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND next_attempt_at IS NOT NULL`,
+		return store.ChangedOne(tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET next_attempt_at = ?, updated_at = ? WHERE id = ? AND next_attempt_at IS NOT NULL`,
 			now, now, deliveryID))
 	}
-	return affected(tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET status = ?, next_attempt_at = ?, retry_until = ?, completed_at = NULL, updated_at = ?
+	return store.ChangedOne(tx.Exec(ctx, `UPDATE notify_webhook_deliveries SET status = ?, next_attempt_at = ?, retry_until = ?, completed_at = NULL, updated_at = ?
 		WHERE id = ?`, status, now, *retryUntil, now, deliveryID))
 }

@@ -379,7 +379,7 @@ func (s *Service) AdminGet(ctx context.Context, orderID string) (AdminOrder, err
 // cursor.
 func (s *Service) List(ctx context.Context, f ListFilter) (httpx.Page[Order], error) {
 	var v apperr.Validation
-	limit := checkLimit(&v, f.Limit)
+	limit := httpx.CheckLimit(&v, f.Limit)
 	if f.Status != "" && !validStatus(f.Status) {
 		v.Addf("status", "invalid", "status must be one of pending, confirmed, partially_fulfilled, fulfilled, cancelled")
 	}
@@ -410,7 +410,7 @@ func (s *Service) List(ctx context.Context, f ListFilter) (httpx.Page[Order], er
 // validation_failed naming limit or cursor.
 func (s *Service) CustomerOrders(ctx context.Context, customerID string, limit int, cursor string) (httpx.Page[CustomerOrder], error) {
 	var v apperr.Validation
-	limit = checkLimit(&v, limit)
+	limit = httpx.CheckLimit(&v, limit)
 	before := cursorID(&v, cursor, orderPrefix)
 	if err := v.Err(); err != nil {
 		return httpx.Page[CustomerOrder]{}, fmt.Errorf("list customer orders: %w", err)
@@ -424,16 +424,6 @@ func (s *Service) CustomerOrders(ctx context.Context, customerID string, limit i
 		next, cs = cs[limit-1].ID, cs[:limit]
 	}
 	return httpx.NewPage(cs, next), nil
-}
-
-func checkLimit(v *apperr.Validation, limit int) int {
-	switch {
-	case limit == 0:
-		return httpx.DefaultLimit
-	case limit < 1 || limit > httpx.MaxLimit:
-		v.Addf("limit", "out_of_range", "limit must be an integer from 1 to %d", httpx.MaxLimit)
-	}
-	return limit
 }
 
 // cursorID decodes a cursor that must hold an id with the prefix.

@@ -61,9 +61,7 @@ const orderColumns = `id, cart_id, customer_id, email, cart_token_digest, reques
 	shipping_address, billing_address, shipping_method, payment_provider, capture_policy, payment_id,
 	authorized_amount, captured_amount, refunded_amount, refund_pending, version, created_at, updated_at, confirmed_at`
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanOrder(s rowScanner) (record, error) {
+func scanOrder(s store.RowScanner) (record, error) {
 	var (
 		r                                    record
 		customer, cancellation               sql.NullString
@@ -125,21 +123,12 @@ func scanOrder(s rowScanner) (record, error) {
 	return r, nil
 }
 
-// jsonText marshals v for a TEXT column.
-func jsonText(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("orders: marshal %T: %v", v, err)) // only plain data is stored
-	}
-	return string(b)
-}
-
-// nullJSON is jsonText, or NULL for a nil pointer.
+// nullJSON is store.JSONText, or NULL for a nil pointer.
 func nullJSON[T any](v *T) any {
 	if v == nil {
 		return nil
 	}
-	return jsonText(v)
+	return store.JSONText(v)
 }
 
 func nullString(s *string) any {
@@ -153,7 +142,7 @@ func insertOrder(ctx context.Context, tx *store.Tx, r record) error {
 	_, err := tx.Exec(ctx, `INSERT INTO orders_orders (`+orderColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.CartID, nullString(r.CustomerID), r.Email, r.tokenDigest, r.fingerprint, string(r.Status), nullJSON(r.Cancellation),
-		r.Currency, r.PricesIncludeTax, jsonText(r.Items), jsonText(r.DiscountCodes), jsonText(r.Promotions),
+		r.Currency, r.PricesIncludeTax, store.JSONText(r.Items), store.JSONText(r.DiscountCodes), store.JSONText(r.Promotions),
 		r.Subtotal.Amount, r.DiscountTotal.Amount, r.ShippingTotal.Amount, r.TaxTotal.Amount, r.Total.Amount,
 		nullJSON(r.ShippingAddress), nullJSON(r.BillingAddress), nullJSON(r.ShippingMethod), r.provider, r.Payment.CapturePolicy, r.paymentID,
 		r.authAmt, r.capturedAmt, r.refundedAmt, r.pendingAmt, r.Version, r.CreatedAt, r.UpdatedAt, r.ConfirmedAt)
@@ -169,7 +158,7 @@ func updateOrder(ctx context.Context, tx *store.Tx, r record, expected int64) (b
 	res, err := tx.Exec(ctx, `UPDATE orders_orders SET status = ?, cancellation = ?, items = ?, payment_provider = ?, payment_id = ?,
 		authorized_amount = ?, captured_amount = ?, refunded_amount = ?, refund_pending = ?, version = ?, updated_at = ?, confirmed_at = ?
 		WHERE id = ? AND version = ?`,
-		string(r.Status), nullJSON(r.Cancellation), jsonText(r.Items), r.provider, r.paymentID,
+		string(r.Status), nullJSON(r.Cancellation), store.JSONText(r.Items), r.provider, r.paymentID,
 		r.authAmt, r.capturedAmt, r.refundedAmt, r.pendingAmt, r.Version, r.UpdatedAt, r.ConfirmedAt, r.ID, expected)
 	if err != nil {
 		return false, fmt.Errorf("update order %s: %w", r.ID, err)
@@ -248,7 +237,7 @@ func listOrders(ctx context.Context, q store.Querier, f ListFilter, before strin
 
 func insertFulfilment(ctx context.Context, tx *store.Tx, orderID string, f Fulfilment) error {
 	_, err := tx.Exec(ctx, `INSERT INTO orders_fulfilments (id, order_id, items, tracking_number, carrier, created_by, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, f.ID, orderID, jsonText(f.Items), nullString(f.TrackingNumber), nullString(f.Carrier), f.CreatedBy, f.CreatedAt)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, f.ID, orderID, store.JSONText(f.Items), nullString(f.TrackingNumber), nullString(f.Carrier), f.CreatedBy, f.CreatedAt)
 	if err != nil {
 		return fmt.Errorf("insert fulfilment: %w", err)
 	}
@@ -316,7 +305,7 @@ func settleRefund(ctx context.Context, tx *store.Tx, refundID, status, failureCo
 
 const refundColumns = `id, order_id, idem_key, amount, reason, status, failure_code, created_by, created_at, updated_at`
 
-func scanRefund(s rowScanner, currency string) (refundRow, error) {
+func scanRefund(s store.RowScanner, currency string) (refundRow, error) {
 	var (
 		r       refundRow
 		amount  int64
@@ -423,7 +412,7 @@ type reasonDetail struct {
 const sagaColumns = `order_id, status, step, attempts, step_started_at, next_attempt_at, deadline, failed_step, reason, reason_detail,
 	cancel_requested, payment_token, reservation_id, lease_owner, lease_until, updated_at`
 
-func scanSaga(s rowScanner) (sagaRow, error) {
+func scanSaga(s store.RowScanner) (sagaRow, error) {
 	var (
 		g       sagaRow
 		started sql.NullTime
@@ -450,7 +439,7 @@ func detailText(d reasonDetail) string {
 	if d.Message == "" && len(d.Errors) == 0 {
 		return ""
 	}
-	return jsonText(d)
+	return store.JSONText(d)
 }
 
 func insertSaga(ctx context.Context, tx *store.Tx, g sagaRow) error {

@@ -23,8 +23,6 @@ var Migrations = store.Migrations{Name: "payments", FS: migrationsFS}
 // missing row is a false "found", and a conditional write that matched
 // nothing a false "changed".
 
-type rowScanner interface{ Scan(dest ...any) error }
-
 // --- payments ---
 
 // paymentRow is a payment with the columns the API does not show.
@@ -40,7 +38,7 @@ type paymentRow struct {
 const paymentColumns = `id, order_id, provider, provider_ref, status, currency, amount, captured, refunded, refund_pending,
 	op_key, authorize_key, failure_code, customer_id, email, version, created_at, updated_at`
 
-func scanPayment(r rowScanner) (paymentRow, error) {
+func scanPayment(r store.RowScanner) (paymentRow, error) {
 	var p paymentRow
 	var cur string
 	if err := r.Scan(&p.ID, &p.OrderID, &p.Provider, &p.ProviderRef, &p.Status, &cur, &p.Amount.Amount, &p.Captured.Amount,
@@ -55,7 +53,7 @@ func scanPayment(r rowScanner) (paymentRow, error) {
 
 // scanPaymentFound scans a row that may not be there: a read of one
 // payment, or a conditional write returning it.
-func scanPaymentFound(r rowScanner) (paymentRow, bool, error) {
+func scanPaymentFound(r store.RowScanner) (paymentRow, bool, error) {
 	p, err := scanPayment(r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return paymentRow{}, false, nil
@@ -192,7 +190,7 @@ func (o opRow) record() OperationRecord {
 const opColumns = `idempotency_key, kind, payment_id, provider, request, state, currency, amount, provider_ref,
 	failure_code, last_error, attempts, lease_until, created_at, updated_at`
 
-func scanOp(r rowScanner) (opRow, error) {
+func scanOp(r store.RowScanner) (opRow, error) {
 	var o opRow
 	if err := r.Scan(&o.Key, &o.Kind, &o.PaymentID, &o.Provider, &o.Request, &o.State, &o.Amount.Currency, &o.Amount.Amount,
 		&o.ProviderRef, &o.FailureCode, &o.LastError, &o.Attempts, &o.LeaseUntil, &o.CreatedAt, &o.UpdatedAt); err != nil {

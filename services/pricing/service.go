@@ -107,12 +107,7 @@ const idKeyPrefix = "id:"
 // list after.
 func pageParams(limit int, cursor string) (int, string, error) {
 	var v apperr.Validation
-	switch {
-	case limit == 0:
-		limit = httpx.DefaultLimit
-	case limit < 1 || limit > httpx.MaxLimit:
-		v.Addf("limit", "out_of_range", "limit must be an integer from 1 to %d", httpx.MaxLimit)
-	}
+	limit = httpx.CheckLimit(&v, limit)
 	var after string
 	if cursor != "" {
 		key, err := httpx.DecodeCursor(cursor)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/money"
@@ -27,22 +26,6 @@ var Migrations = store.Migrations{Name: "pricing", FS: migrationsFS}
 // row is an apperr NotFound, or a false "changed" result for the
 // conditional writes. Booleans and times are always passed as arguments,
 // never as literals, so the same text runs on both engines.
-
-type rowScanner interface{ Scan(dest ...any) error }
-
-// marshalJSON encodes a JSON column; only plain data reaches it.
-func marshalJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
-func nullTime(t sql.NullTime) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	u := t.Time.UTC()
-	return &u
-}
 
 func nullString(s sql.NullString) *string {
 	if !s.Valid {
@@ -92,7 +75,7 @@ func lockRow(ctx context.Context, tx *store.Tx, table, id string) error {
 
 const priceListColumns = `id, name, currency, prices_include_tax, customer_group, starts_at, ends_at, priority, version, created_at, updated_at`
 
-func scanPriceList(r rowScanner, extra ...any) (PriceList, error) {
+func scanPriceList(r store.RowScanner, extra ...any) (PriceList, error) {
 	var (
 		pl           PriceList
 		group        sql.NullString
@@ -103,7 +86,7 @@ func scanPriceList(r rowScanner, extra ...any) (PriceList, error) {
 	if err := r.Scan(dest...); err != nil {
 		return PriceList{}, err
 	}
-	pl.CustomerGroup, pl.StartsAt, pl.EndsAt = nullString(group), nullTime(starts), nullTime(ends)
+	pl.CustomerGroup, pl.StartsAt, pl.EndsAt = nullString(group), store.TimeOrNil(starts), store.TimeOrNil(ends)
 	pl.CreatedAt, pl.UpdatedAt = pl.CreatedAt.UTC(), pl.UpdatedAt.UTC()
 	pl.Prices = []Price{}
 	return pl, nil
@@ -266,14 +249,14 @@ func promotionArgs(p Promotion) []any {
 	}
 	var bxgy sql.NullString
 	if p.BuyXGetY != nil {
-		bxgy = sql.NullString{String: marshalJSON(p.BuyXGetY), Valid: true}
+		bxgy = sql.NullString{String: store.JSONText(p.BuyXGetY), Valid: true}
 	}
-	return []any{p.ID, p.Name, string(p.Type), pct, amount, cur, string(p.Target), marshalJSON(p.TargetIDs), len(p.Codes) > 0,
-		p.UsageLimit, p.UsageLimitPerCustomer, p.StartsAt, p.EndsAt, p.Combinable, p.Priority, marshalJSON(p.Conditions), bxgy, p.Active,
+	return []any{p.ID, p.Name, string(p.Type), pct, amount, cur, string(p.Target), store.JSONText(p.TargetIDs), len(p.Codes) > 0,
+		p.UsageLimit, p.UsageLimitPerCustomer, p.StartsAt, p.EndsAt, p.Combinable, p.Priority, store.JSONText(p.Conditions), bxgy, p.Active,
 		p.Version, p.CreatedAt, p.UpdatedAt}
 }
 
-func scanPromotion(r rowScanner) (Promotion, error) {
+func scanPromotion(r store.RowScanner) (Promotion, error) {
 	var (
 		p                     Promotion
 		pct, amount           sql.NullInt64
@@ -310,7 +293,7 @@ func scanPromotion(r rowScanner) (Promotion, error) {
 		}
 	}
 	p.UsageLimit, p.UsageLimitPerCustomer = nullInt(limit), nullInt(perCustomer)
-	p.StartsAt, p.EndsAt = nullTime(starts), nullTime(ends)
+	p.StartsAt, p.EndsAt = store.TimeOrNil(starts), store.TimeOrNil(ends)
 	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
 	p.Codes, p.Usage = []string{}, []CodeUsage{}
 	return p, nil
@@ -577,7 +560,7 @@ type redeemedCode struct {
 
 const taxRateColumns = `id, country, region, rate_bps, name, version, created_at, updated_at`
 
-func scanTaxRate(r rowScanner) (TaxRate, error) {
+func scanTaxRate(r store.RowScanner) (TaxRate, error) {
 	var t TaxRate
 	var region string
 	if err := r.Scan(&t.ID, &t.Country, &region, &t.RateBps, &t.Name, &t.Version, &t.CreatedAt, &t.UpdatedAt); err != nil {
@@ -661,7 +644,7 @@ func queryTaxRates(ctx context.Context, q store.Querier, query string, args ...a
 
 const shippingColumns = `id, name, countries, rates, free_over, active, version, created_at, updated_at`
 
-func scanShippingMethod(r rowScanner) (ShippingMethod, error) {
+func scanShippingMethod(r store.RowScanner) (ShippingMethod, error) {
 	var (
 		m                ShippingMethod
 		countries, rates string
@@ -689,9 +672,9 @@ func scanShippingMethod(r rowScanner) (ShippingMethod, error) {
 func shippingArgs(m ShippingMethod) []any {
 	var freeOver sql.NullString
 	if m.FreeOver != nil {
-		freeOver = sql.NullString{String: marshalJSON(m.FreeOver), Valid: true}
+		freeOver = sql.NullString{String: store.JSONText(m.FreeOver), Valid: true}
 	}
-	return []any{m.ID, m.Name, marshalJSON(m.Countries), marshalJSON(m.Rates), freeOver, m.Active, m.Version, m.CreatedAt, m.UpdatedAt}
+	return []any{m.ID, m.Name, store.JSONText(m.Countries), store.JSONText(m.Rates), freeOver, m.Active, m.Version, m.CreatedAt, m.UpdatedAt}
 }
 
 func insertShippingMethod(ctx context.Context, tx *store.Tx, m ShippingMethod) error {
