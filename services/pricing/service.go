@@ -132,6 +132,125 @@ func page[T any](items []T, limit int, idOf func(T) string) httpx.Page[T] {
 	return httpx.NewPage(items, next)
 }
 
+// kind is how the admin API reaches one kind of definition (price lists,
+// promotions, tax rates, shipping methods), so that their Get, List and
+// Update share one read, one paging and one If-Match protocol.
+type kind[T any] struct {
+	name   string // as errors and messages name it: "price list"
+	prefix string // of its ids
+	// lockTable, when set, is the table whose row an update without
+	// If-Match locks before reading (lockRow); without it, such an update
+	// that races another is retried from a fresh read.
+	lockTable string
+	get       func(ctx context.Context, q store.Querier, id string) (T, error)
+	list      func(ctx context.Context, q store.Querier, afterID string, limit int) ([]T, error)
+	save      func(ctx context.Context, tx *store.Tx, next T, prev int64) (bool, error)
+	// meta points at the id, version and update time of a value.
+	meta func(*T) (id string, version *int64, updatedAt *time.Time)
+}
+
+var (
+	priceListKind = kind[PriceList]{name: "price list", prefix: priceListPrefix, lockTable: "pricing_price_lists",
+		get: getPriceList, list: listPriceLists, save: updatePriceListRow,
+		meta: func(pl *PriceList) (string, *int64, *time.Time) { return pl.ID, &pl.Version, &pl.UpdatedAt }}
+	promotionKind = kind[Promotion]{name: "promotion", prefix: promotionPrefix, lockTable: "pricing_promotions",
+		get: getPromotion, list: listPromotions, save: updatePromotionRow,
+		meta: func(p *Promotion) (string, *int64, *time.Time) { return p.ID, &p.Version, &p.UpdatedAt }}
+	taxRateKind = kind[TaxRate]{name: "tax rate", prefix: taxRatePrefix,
+		get: getTaxRate, list: listTaxRates, save: updateTaxRateRow,
+		meta: func(t *TaxRate) (string, *int64, *time.Time) { return t.ID, &t.Version, &t.UpdatedAt }}
+	shippingMethodKind = kind[ShippingMethod]{name: "shipping method", prefix: shippingPrefix,
+		get: getShippingMethod, list: listShippingMethods, save: updateShippingMethodRow,
+		meta: func(m *ShippingMethod) (string, *int64, *time.Time) { return m.ID, &m.Version, &m.UpdatedAt }}
+)
+
+// getOne returns the row rowID of kind k; not_found when there is none.
+func getOne[T any](ctx context.Context, s *Service, k kind[T], rowID string) (T, error) {
+	var zero T
+	if !id.Valid(k.prefix, rowID) {
+		return zero, notFound(k.name, rowID)
+	}
+	v, err := k.get(ctx, s.db, rowID)
+	if err != nil {
+		return zero, fmt.Errorf("get %s: %w", k.name, err)
+	}
+	return v, nil
+}
+
+// listPage returns a page of the rows of kind k in creation order.
+func listPage[T any](ctx context.Context, s *Service, k kind[T], limit int, cursor string) (httpx.Page[T], error) {
+	limit, after, err := pageParams(limit, cursor)
+	if err != nil {
+		return httpx.Page[T]{}, fmt.Errorf("list %ss: %w", k.name, err)
+	}
+	items, err := k.list(ctx, s.db, after, limit+1)
+	if err != nil {
+		return httpx.Page[T]{}, err
+	}
+	return page(items, limit, func(v T) string { rowID, _, _ := k.meta(&v); return rowID }), nil
+}
+
+// updateOne changes the row rowID of kind k at ifMatch (0: whatever the
+// version). edit makes the next value from the current one, which it
+// receives as a shallow copy (it clones a slice before changing it in
+// place), and validates it. A next value that encodes like the current one
+// keeps the version and skips after; otherwise the row is written at the
+// next version and after, when set, runs in the same transaction. Errors:
+// not_found, version_conflict, and edit's and after's.
+func updateOne[T any](ctx context.Context, s *Service, k kind[T], rowID string, ifMatch int64,
+	edit func(next T) (T, error), after func(tx *store.Tx, cur, next T) error) (T, error) {
+	var zero T
+	if !id.Valid(k.prefix, rowID) {
+		return zero, fmt.Errorf("update %s: %w", k.name, notFound(k.name, rowID))
+	}
+	var out T
+	err := s.write(ctx, func(tx *store.Tx) error {
+		if ifMatch == 0 && k.lockTable != "" {
+			if err := lockRow(ctx, tx, k.lockTable, rowID); err != nil {
+				return err
+			}
+		}
+		cur, err := k.get(ctx, tx, rowID)
+		if err != nil {
+			return err
+		}
+		_, version, _ := k.meta(&cur)
+		prev := *version
+		if ifMatch > 0 && prev != ifMatch {
+			return versionConflict(k.name, ifMatch, prev)
+		}
+		next, err := edit(cur)
+		if err != nil {
+			return err
+		}
+		if sameJSON(cur, next) {
+			out = cur
+			return nil
+		}
+		_, version, updatedAt := k.meta(&next)
+		*version, *updatedAt = prev+1, s.now()
+		ok, err := k.save(ctx, tx, next, prev)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if ifMatch > 0 {
+				return versionConflict(k.name, ifMatch, prev+1)
+			}
+			return errConcurrentChange
+		}
+		out = next
+		if after == nil {
+			return nil
+		}
+		return after(tx, cur, next)
+	})
+	if err != nil {
+		return zero, fmt.Errorf("update %s %s: %w", k.name, rowID, err)
+	}
+	return out, nil
+}
+
 // sameJSON reports whether two values encode alike: a patch that changes
 // nothing keeps the version.
 func sameJSON(a, b any) bool {
@@ -177,27 +296,12 @@ func (s *Service) CreatePriceList(ctx context.Context, in PriceListInput) (Price
 
 // GetPriceList returns a price list with its prices; not_found otherwise.
 func (s *Service) GetPriceList(ctx context.Context, listID string) (PriceList, error) {
-	if !id.Valid(priceListPrefix, listID) {
-		return PriceList{}, notFound("price list", listID)
-	}
-	pl, err := getPriceList(ctx, s.db, listID)
-	if err != nil {
-		return PriceList{}, fmt.Errorf("get price list: %w", err)
-	}
-	return pl, nil
+	return getOne(ctx, s, priceListKind, listID)
 }
 
 // ListPriceLists returns a page of price lists in creation order.
 func (s *Service) ListPriceLists(ctx context.Context, limit int, cursor string) (httpx.Page[PriceList], error) {
-	limit, after, err := pageParams(limit, cursor)
-	if err != nil {
-		return httpx.Page[PriceList]{}, fmt.Errorf("list price lists: %w", err)
-	}
-	items, err := listPriceLists(ctx, s.db, after, limit+1)
-	if err != nil {
-		return httpx.Page[PriceList]{}, err
-	}
-	return page(items, limit, func(pl PriceList) string { return pl.ID }), nil
+	return listPage(ctx, s, priceListKind, limit, cursor)
 }
 
 // UpdatePriceList applies a patch at ifMatch (0: whatever the version) and
@@ -205,25 +309,8 @@ func (s *Service) ListPriceLists(ctx context.Context, limit int, cursor string) 
 // changes nothing keeps the version. Errors: not_found, version_conflict,
 // validation_failed.
 func (s *Service) UpdatePriceList(ctx context.Context, listID string, patch PriceListPatch, ifMatch int64) (PriceList, error) {
-	if !id.Valid(priceListPrefix, listID) {
-		return PriceList{}, fmt.Errorf("update price list: %w", notFound("price list", listID))
-	}
-	var out PriceList
-	err := s.write(ctx, func(tx *store.Tx) error {
-		if ifMatch == 0 {
-			if err := lockRow(ctx, tx, "pricing_price_lists", listID); err != nil {
-				return err
-			}
-		}
-		cur, err := getPriceList(ctx, tx, listID)
-		if err != nil {
-			return err
-		}
-		if ifMatch > 0 && cur.Version != ifMatch {
-			return versionConflict("price list", ifMatch, cur.Version)
-		}
-		next := cur
-		next.Prices = slices.Clone(cur.Prices)
+	return updateOne(ctx, s, priceListKind, listID, ifMatch, func(next PriceList) (PriceList, error) {
+		next.Prices = slices.Clone(next.Prices)
 		if patch.Name != nil {
 			next.Name = strings.TrimSpace(*patch.Name)
 		}
@@ -251,35 +338,17 @@ func (s *Service) UpdatePriceList(ctx context.Context, listID string, patch Pric
 		var v apperr.Validation
 		validatePriceList(&v, &next)
 		if err := v.Err(); err != nil {
-			return err
+			return next, err
 		}
-		if sameJSON(cur, next) {
-			out = cur
-			return nil
-		}
-		next.Version, next.UpdatedAt = cur.Version+1, s.now()
-		ok, err := updatePriceListRow(ctx, tx, next, cur.Version)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if ifMatch > 0 {
-				return versionConflict("price list", ifMatch, cur.Version+1)
-			}
-			return errConcurrentChange
-		}
+		return next, nil
+	}, func(tx *store.Tx, cur, next PriceList) error {
 		if patch.Prices != nil {
 			if err := replacePrices(ctx, tx, next.ID, next.Prices); err != nil {
 				return err
 			}
 		}
-		out = next
 		return s.announcePriceChange(ctx, tx, &cur, next)
 	})
-	if err != nil {
-		return PriceList{}, fmt.Errorf("update price list %s: %w", listID, err)
-	}
-	return out, nil
 }
 
 func truncPtr(t *time.Time) *time.Time {
@@ -356,52 +425,20 @@ func usageOf(codes []string, prev []CodeUsage) []CodeUsage {
 
 // GetPromotion returns a promotion with its codes and their usage.
 func (s *Service) GetPromotion(ctx context.Context, promoID string) (Promotion, error) {
-	if !id.Valid(promotionPrefix, promoID) {
-		return Promotion{}, notFound("promotion", promoID)
-	}
-	p, err := getPromotion(ctx, s.db, promoID)
-	if err != nil {
-		return Promotion{}, fmt.Errorf("get promotion: %w", err)
-	}
-	return p, nil
+	return getOne(ctx, s, promotionKind, promoID)
 }
 
 // ListPromotions returns a page of promotions in creation order.
 func (s *Service) ListPromotions(ctx context.Context, limit int, cursor string) (httpx.Page[Promotion], error) {
-	limit, after, err := pageParams(limit, cursor)
-	if err != nil {
-		return httpx.Page[Promotion]{}, fmt.Errorf("list promotions: %w", err)
-	}
-	items, err := listPromotions(ctx, s.db, after, limit+1)
-	if err != nil {
-		return httpx.Page[Promotion]{}, err
-	}
-	return page(items, limit, func(p Promotion) string { return p.ID }), nil
+	return listPage(ctx, s, promotionKind, limit, cursor)
 }
 
 // UpdatePromotion applies a patch at ifMatch (0: whatever the version);
 // `active: false` deactivates the promotion and its codes at once. Errors:
 // not_found, version_conflict, validation_failed, conflict (codes[i]).
 func (s *Service) UpdatePromotion(ctx context.Context, promoID string, patch PromotionPatch, ifMatch int64) (Promotion, error) {
-	if !id.Valid(promotionPrefix, promoID) {
-		return Promotion{}, fmt.Errorf("update promotion: %w", notFound("promotion", promoID))
-	}
-	var out Promotion
-	err := s.write(ctx, func(tx *store.Tx) error {
-		if ifMatch == 0 {
-			if err := lockRow(ctx, tx, "pricing_promotions", promoID); err != nil {
-				return err
-			}
-		}
-		cur, err := getPromotion(ctx, tx, promoID)
-		if err != nil {
-			return err
-		}
-		if ifMatch > 0 && cur.Version != ifMatch {
-			return versionConflict("promotion", ifMatch, cur.Version)
-		}
-		next := cur
-		next.TargetIDs, next.Codes = slices.Clone(cur.TargetIDs), slices.Clone(cur.Codes)
+	return updateOne(ctx, s, promotionKind, promoID, ifMatch, func(next Promotion) (Promotion, error) {
+		next.TargetIDs, next.Codes = slices.Clone(next.TargetIDs), slices.Clone(next.Codes)
 		if patch.Name != nil {
 			next.Name = strings.TrimSpace(*patch.Name)
 		}
@@ -450,34 +487,13 @@ func (s *Service) UpdatePromotion(ctx context.Context, promoID string, patch Pro
 		var v apperr.Validation
 		validatePromotion(&v, &next)
 		if err := v.Err(); err != nil {
-			return err
+			return next, err
 		}
-		next.Usage = usageOf(next.Codes, cur.Usage)
-		if sameJSON(cur, next) {
-			out = cur
-			return nil
-		}
-		next.Version, next.UpdatedAt = cur.Version+1, s.now()
-		ok, err := updatePromotionRow(ctx, tx, next, cur.Version)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if ifMatch > 0 {
-				return versionConflict("promotion", ifMatch, cur.Version+1)
-			}
-			return errConcurrentChange
-		}
-		if err := writeCodes(ctx, tx, next); err != nil {
-			return err
-		}
-		out = next
-		return nil
+		next.Usage = usageOf(next.Codes, next.Usage)
+		return next, nil
+	}, func(tx *store.Tx, _, next Promotion) error {
+		return writeCodes(ctx, tx, next)
 	})
-	if err != nil {
-		return Promotion{}, fmt.Errorf("update promotion %s: %w", promoID, err)
-	}
-	return out, nil
 }
 
 // --- tax rates ---
@@ -518,44 +534,17 @@ func validateTaxRate(v *apperr.Validation, t TaxRate) {
 
 // GetTaxRate returns a tax rate.
 func (s *Service) GetTaxRate(ctx context.Context, rateID string) (TaxRate, error) {
-	if !id.Valid(taxRatePrefix, rateID) {
-		return TaxRate{}, notFound("tax rate", rateID)
-	}
-	t, err := getTaxRate(ctx, s.db, rateID)
-	if err != nil {
-		return TaxRate{}, fmt.Errorf("get tax rate: %w", err)
-	}
-	return t, nil
+	return getOne(ctx, s, taxRateKind, rateID)
 }
 
 // ListTaxRates returns a page of tax rates in creation order.
 func (s *Service) ListTaxRates(ctx context.Context, limit int, cursor string) (httpx.Page[TaxRate], error) {
-	limit, after, err := pageParams(limit, cursor)
-	if err != nil {
-		return httpx.Page[TaxRate]{}, fmt.Errorf("list tax rates: %w", err)
-	}
-	items, err := listTaxRates(ctx, s.db, after, limit+1)
-	if err != nil {
-		return httpx.Page[TaxRate]{}, err
-	}
-	return page(items, limit, func(t TaxRate) string { return t.ID }), nil
+	return listPage(ctx, s, taxRateKind, limit, cursor)
 }
 
 // UpdateTaxRate changes a rate's rate_bps or name at ifMatch (0: any).
 func (s *Service) UpdateTaxRate(ctx context.Context, rateID string, patch TaxRatePatch, ifMatch int64) (TaxRate, error) {
-	if !id.Valid(taxRatePrefix, rateID) {
-		return TaxRate{}, fmt.Errorf("update tax rate: %w", notFound("tax rate", rateID))
-	}
-	var out TaxRate
-	err := s.write(ctx, func(tx *store.Tx) error {
-		cur, err := getTaxRate(ctx, tx, rateID)
-		if err != nil {
-			return err
-		}
-		if ifMatch > 0 && cur.Version != ifMatch {
-			return versionConflict("tax rate", ifMatch, cur.Version)
-		}
-		next := cur
+	return updateOne(ctx, s, taxRateKind, rateID, ifMatch, func(next TaxRate) (TaxRate, error) {
 		if patch.RateBps != nil {
 			next.RateBps = *patch.RateBps
 		}
@@ -565,30 +554,10 @@ func (s *Service) UpdateTaxRate(ctx context.Context, rateID string, patch TaxRat
 		var v apperr.Validation
 		validateTaxRate(&v, next)
 		if err := v.Err(); err != nil {
-			return err
+			return next, err
 		}
-		if sameJSON(cur, next) {
-			out = cur
-			return nil
-		}
-		next.Version, next.UpdatedAt = cur.Version+1, s.now()
-		ok, err := updateTaxRateRow(ctx, tx, next, cur.Version)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if ifMatch > 0 {
-				return versionConflict("tax rate", ifMatch, cur.Version+1)
-			}
-			return errConcurrentChange
-		}
-		out = next
-		return nil
-	})
-	if err != nil {
-		return TaxRate{}, fmt.Errorf("update tax rate %s: %w", rateID, err)
-	}
-	return out, nil
+		return next, nil
+	}, nil)
 }
 
 // --- shipping methods ---
@@ -621,44 +590,17 @@ func (s *Service) CreateShippingMethod(ctx context.Context, in ShippingMethodInp
 
 // GetShippingMethod returns a shipping method.
 func (s *Service) GetShippingMethod(ctx context.Context, methodID string) (ShippingMethod, error) {
-	if !id.Valid(shippingPrefix, methodID) {
-		return ShippingMethod{}, notFound("shipping method", methodID)
-	}
-	m, err := getShippingMethod(ctx, s.db, methodID)
-	if err != nil {
-		return ShippingMethod{}, fmt.Errorf("get shipping method: %w", err)
-	}
-	return m, nil
+	return getOne(ctx, s, shippingMethodKind, methodID)
 }
 
 // ListShippingMethods returns a page of shipping methods in creation order.
 func (s *Service) ListShippingMethods(ctx context.Context, limit int, cursor string) (httpx.Page[ShippingMethod], error) {
-	limit, after, err := pageParams(limit, cursor)
-	if err != nil {
-		return httpx.Page[ShippingMethod]{}, fmt.Errorf("list shipping methods: %w", err)
-	}
-	items, err := listShippingMethods(ctx, s.db, after, limit+1)
-	if err != nil {
-		return httpx.Page[ShippingMethod]{}, err
-	}
-	return page(items, limit, func(m ShippingMethod) string { return m.ID }), nil
+	return listPage(ctx, s, shippingMethodKind, limit, cursor)
 }
 
 // UpdateShippingMethod applies a patch at ifMatch (0: any).
 func (s *Service) UpdateShippingMethod(ctx context.Context, methodID string, patch ShippingMethodPatch, ifMatch int64) (ShippingMethod, error) {
-	if !id.Valid(shippingPrefix, methodID) {
-		return ShippingMethod{}, fmt.Errorf("update shipping method: %w", notFound("shipping method", methodID))
-	}
-	var out ShippingMethod
-	err := s.write(ctx, func(tx *store.Tx) error {
-		cur, err := getShippingMethod(ctx, tx, methodID)
-		if err != nil {
-			return err
-		}
-		if ifMatch > 0 && cur.Version != ifMatch {
-			return versionConflict("shipping method", ifMatch, cur.Version)
-		}
-		next := cur
+	return updateOne(ctx, s, shippingMethodKind, methodID, ifMatch, func(next ShippingMethod) (ShippingMethod, error) {
 		if patch.Name != nil {
 			next.Name = strings.TrimSpace(*patch.Name)
 		}
@@ -680,28 +622,8 @@ func (s *Service) UpdateShippingMethod(ctx context.Context, methodID string, pat
 		var v apperr.Validation
 		validateShippingMethod(&v, &next)
 		if err := v.Err(); err != nil {
-			return err
+			return next, err
 		}
-		if sameJSON(cur, next) {
-			out = cur
-			return nil
-		}
-		next.Version, next.UpdatedAt = cur.Version+1, s.now()
-		ok, err := updateShippingMethodRow(ctx, tx, next, cur.Version)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if ifMatch > 0 {
-				return versionConflict("shipping method", ifMatch, cur.Version+1)
-			}
-			return errConcurrentChange
-		}
-		out = next
-		return nil
-	})
-	if err != nil {
-		return ShippingMethod{}, fmt.Errorf("update shipping method %s: %w", methodID, err)
-	}
-	return out, nil
+		return next, nil
+	}, nil)
 }
