@@ -186,7 +186,7 @@ func (r *txRequest) runAlone() (panicked any, err error) {
 // fails or panics; aborted when the savepoint could not be undone.
 func (r *txRequest) runInSavepoint() (ok, aborted bool) {
 	ctx := context.Background()
-	if _, err := r.tx.tx.ExecContext(ctx, `SAVEPOINT souk_group`); err != nil {
+	if _, err := r.tx.Exec(ctx, `SAVEPOINT souk_group`); err != nil {
 		r.err = fmt.Errorf("begin transaction: %w", err)
 		return false, true
 	}
@@ -199,16 +199,16 @@ func (r *txRequest) runInSavepoint() (ok, aborted bool) {
 		r.err = r.fn(r.tx)
 	}()
 	if r.err == nil && r.panicked == nil {
-		if _, err := r.tx.tx.ExecContext(ctx, `RELEASE souk_group`); err != nil {
+		if _, err := r.tx.Exec(ctx, `RELEASE souk_group`); err != nil {
 			r.err = fmt.Errorf("commit: %w", err)
 			return false, true
 		}
 		return true, false
 	}
-	if _, err := r.tx.tx.ExecContext(ctx, `ROLLBACK TO souk_group`); err != nil {
+	if _, err := r.tx.Exec(ctx, `ROLLBACK TO souk_group`); err != nil {
 		return false, true
 	}
-	if _, err := r.tx.tx.ExecContext(ctx, `RELEASE souk_group`); err != nil {
+	if _, err := r.tx.Exec(ctx, `RELEASE souk_group`); err != nil {
 		return false, true
 	}
 	return false, false
