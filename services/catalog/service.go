@@ -108,16 +108,21 @@ const maxWriteAttempts = 5
 
 // write runs fn in a transaction, again (from a fresh read) when it reports
 // errConcurrentChange. Only requests without If-Match get here: with one, a
-// lost race is the caller's version_conflict.
-func (s *Service) write(ctx context.Context, fn func(tx *store.Tx) error) error {
+// lost race is the caller's version_conflict. Its error is wrapped as
+// "<what>: …".
+func (s *Service) write(ctx context.Context, what string, fn func(tx *store.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := s.inTx(ctx, fn)
-		if !errors.Is(err, errConcurrentChange) {
-			return err
+		if errors.Is(err, errConcurrentChange) {
+			if attempt < maxWriteAttempts {
+				continue
+			}
+			err = apperr.New(apperr.Conflict, "the resource is being changed by others; retry")
 		}
-		if attempt == maxWriteAttempts {
-			return apperr.New(apperr.Conflict, "the resource is being changed by others; retry")
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
+		return nil
 	}
 }
 
@@ -137,6 +142,81 @@ func (s *Service) inTx(ctx context.Context, fn func(tx *store.Tx) error) error {
 	})
 }
 
+// writeOne runs fn in write and returns what it made.
+func writeOne[T any](ctx context.Context, s *Service, what string, fn func(tx *store.Tx) (T, error)) (T, error) {
+	var out T
+	err := s.write(ctx, what, func(tx *store.Tx) error {
+		var err error
+		out, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return out, nil
+}
+
+// kind is how the admin writes reach one kind of row (products,
+// categories), so that their updates and deletes share one If-Match
+// protocol: readForWrite before the change, lostRace after a conditional
+// write that matched no row.
+type kind[T any] struct {
+	name     string // as errors name it: "product"
+	prefix   string // of its ids
+	table    string
+	notFound func(ref string) error
+	get      func(ctx context.Context, q store.Querier, id string) (T, error)
+	version  func(T) int64
+}
+
+var (
+	productKind = kind[Product]{name: "product", prefix: productPrefix, table: "catalog_products",
+		notFound: productNotFound, get: getProduct, version: func(p Product) int64 { return p.Version }}
+	categoryKind = kind[Category]{name: "category", prefix: categoryPrefix, table: "catalog_categories",
+		notFound: categoryNotFound, get: getCategory, version: func(c Category) int64 { return c.Version }}
+)
+
+// readForWrite reads the row rowID in tx for a change at ifMatch (0:
+// whatever the version). Without If-Match it first locks the row, so that
+// concurrent writers queue on it. Errors: not_found, version_conflict.
+func (k kind[T]) readForWrite(ctx context.Context, tx *store.Tx, rowID string, ifMatch int64) (T, error) {
+	var zero T
+	if !id.Valid(k.prefix, rowID) {
+		return zero, k.notFound(rowID)
+	}
+	if ifMatch == 0 {
+		if err := lockRow(ctx, tx, k.table, rowID); err != nil {
+			return zero, err
+		}
+	}
+	cur, err := k.get(ctx, tx, rowID)
+	if err != nil {
+		return zero, err
+	}
+	if have := k.version(cur); ifMatch > 0 && have != ifMatch {
+		return zero, versionConflict(k.name, ifMatch, have)
+	}
+	return cur, nil
+}
+
+// lostRace is the error of a conditional write that matched no row: the
+// row changed (or went) since it was read in this transaction.
+func (k kind[T]) lostRace(ctx context.Context, tx *store.Tx, rowID string, ifMatch int64) error {
+	if ifMatch == 0 {
+		return errConcurrentChange
+	}
+	var have int64
+	err := tx.QueryRow(ctx, `SELECT version FROM `+k.table+` WHERE id = ?`, rowID).Scan(&have)
+	if errors.Is(err, sql.ErrNoRows) {
+		return apperr.New(apperr.NotFound, "%s %q was deleted meanwhile", k.name, rowID)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s version: %w", k.name, err)
+	}
+	return versionConflict(k.name, ifMatch, have)
+}
+
 // --- products: admin ---
 
 // CreateProduct validates and stores a new product at version 1, and
@@ -145,16 +225,9 @@ func (s *Service) inTx(ctx context.Context, fn func(tx *store.Tx) error) error {
 // conflict naming "handle" or "variants[i].sku" when another product holds
 // the value.
 func (s *Service) CreateProduct(ctx context.Context, in ProductInput) (Product, error) {
-	var out Product
-	err := s.write(ctx, func(tx *store.Tx) error {
-		p, err := s.createProduct(ctx, tx, in)
-		out = p
-		return err
+	return writeOne(ctx, s, "create product", func(tx *store.Tx) (Product, error) {
+		return s.createProduct(ctx, tx, in)
 	})
-	if err != nil {
-		return Product{}, fmt.Errorf("create product: %w", err)
-	}
-	return out, nil
 }
 
 func (s *Service) createProduct(ctx context.Context, tx *store.Tx, in ProductInput) (Product, error) {
@@ -316,33 +389,15 @@ func (s *Service) writeProductParts(ctx context.Context, tx *store.Tx, p Product
 // Errors as CreateProduct, plus not_found, and validation_failed
 // "variants[i].id" for an id that is not one of the product's variants.
 func (s *Service) UpdateProduct(ctx context.Context, productID string, patch ProductPatch, ifMatch int64) (Product, error) {
-	var out Product
-	err := s.write(ctx, func(tx *store.Tx) error {
-		p, err := s.updateProduct(ctx, tx, productID, patch, ifMatch)
-		out = p
-		return err
+	return writeOne(ctx, s, "update product "+productID, func(tx *store.Tx) (Product, error) {
+		return s.updateProduct(ctx, tx, productID, patch, ifMatch)
 	})
-	if err != nil {
-		return Product{}, fmt.Errorf("update product %s: %w", productID, err)
-	}
-	return out, nil
 }
 
 func (s *Service) updateProduct(ctx context.Context, tx *store.Tx, productID string, patch ProductPatch, ifMatch int64) (Product, error) {
-	if !id.Valid(productPrefix, productID) {
-		return Product{}, productNotFound(productID)
-	}
-	if ifMatch == 0 {
-		if err := lockRow(ctx, tx, "catalog_products", productID); err != nil {
-			return Product{}, err
-		}
-	}
-	cur, err := getProduct(ctx, tx, productID)
+	cur, err := productKind.readForWrite(ctx, tx, productID, ifMatch)
 	if err != nil {
 		return Product{}, err
-	}
-	if ifMatch > 0 && cur.Version != ifMatch {
-		return Product{}, versionConflict("product", ifMatch, cur.Version)
 	}
 	next := cur.clone()
 	var v apperr.Validation
@@ -410,30 +465,9 @@ func (s *Service) saveProductRow(ctx context.Context, tx *store.Tx, p Product, e
 		return err
 	}
 	if !ok {
-		return s.lostRace(ctx, tx, "product", p.ID, ifMatch)
+		return productKind.lostRace(ctx, tx, p.ID, ifMatch)
 	}
 	return nil
-}
-
-// lostRace is the error of a conditional write that matched no row: the
-// row changed (or went) since it was read in this transaction.
-func (s *Service) lostRace(ctx context.Context, tx *store.Tx, kind, rowID string, ifMatch int64) error {
-	if ifMatch == 0 {
-		return errConcurrentChange
-	}
-	table := "catalog_products"
-	if kind == "category" {
-		table = "catalog_categories"
-	}
-	var have int64
-	err := tx.QueryRow(ctx, `SELECT version FROM `+table+` WHERE id = ?`, rowID).Scan(&have)
-	if errors.Is(err, sql.ErrNoRows) {
-		return apperr.New(apperr.NotFound, "%s %q was deleted meanwhile", kind, rowID)
-	}
-	if err != nil {
-		return fmt.Errorf("read %s version: %w", kind, err)
-	}
-	return versionConflict(kind, ifMatch, have)
 }
 
 // DeleteProduct removes a product that was never published. One that ever
@@ -441,30 +475,15 @@ func (s *Service) lostRace(ctx context.Context, tx *store.Tx, kind, rowID string
 // the orders that refer to it; an archived one stays as it is. ifMatch as
 // in UpdateProduct. Errors: not_found, version_conflict.
 func (s *Service) DeleteProduct(ctx context.Context, productID string, ifMatch int64) error {
-	err := s.write(ctx, func(tx *store.Tx) error {
+	return s.write(ctx, "delete product "+productID, func(tx *store.Tx) error {
 		return s.deleteProduct(ctx, tx, productID, ifMatch)
 	})
-	if err != nil {
-		return fmt.Errorf("delete product %s: %w", productID, err)
-	}
-	return nil
 }
 
 func (s *Service) deleteProduct(ctx context.Context, tx *store.Tx, productID string, ifMatch int64) error {
-	if !id.Valid(productPrefix, productID) {
-		return productNotFound(productID)
-	}
-	if ifMatch == 0 {
-		if err := lockRow(ctx, tx, "catalog_products", productID); err != nil {
-			return err
-		}
-	}
-	cur, err := getProduct(ctx, tx, productID)
+	cur, err := productKind.readForWrite(ctx, tx, productID, ifMatch)
 	if err != nil {
 		return err
-	}
-	if ifMatch > 0 && cur.Version != ifMatch {
-		return versionConflict("product", ifMatch, cur.Version)
 	}
 	if !cur.everPublished() {
 		if err := s.search.remove(ctx, tx, cur.ID); err != nil {
@@ -475,7 +494,7 @@ func (s *Service) deleteProduct(ctx context.Context, tx *store.Tx, productID str
 			return err
 		}
 		if !ok {
-			return s.lostRace(ctx, tx, "product", cur.ID, ifMatch)
+			return productKind.lostRace(ctx, tx, cur.ID, ifMatch)
 		}
 		return nil
 	}
@@ -755,16 +774,9 @@ func (s *Service) GetVariants(ctx context.Context, variantIDs []string) (map[str
 // validation_failed (an unknown parent as "parent_id", a tree deeper than
 // MaxCategoryDepth), conflict naming "handle".
 func (s *Service) CreateCategory(ctx context.Context, in CategoryInput) (Category, error) {
-	var out Category
-	err := s.write(ctx, func(tx *store.Tx) error {
-		c, err := s.createCategory(ctx, tx, in)
-		out = c
-		return err
+	return writeOne(ctx, s, "create category", func(tx *store.Tx) (Category, error) {
+		return s.createCategory(ctx, tx, in)
 	})
-	if err != nil {
-		return Category{}, fmt.Errorf("create category: %w", err)
-	}
-	return out, nil
 }
 
 func (s *Service) createCategory(ctx context.Context, tx *store.Tx, in CategoryInput) (Category, error) {
@@ -858,33 +870,15 @@ func checkParent(ctx context.Context, tx *store.Tx, v *apperr.Validation, c Cate
 // Errors as CreateCategory, plus not_found, version_conflict, and
 // validation_failed "parent_id" with code "cycle" for a move under itself.
 func (s *Service) UpdateCategory(ctx context.Context, categoryID string, patch CategoryPatch, ifMatch int64) (Category, error) {
-	var out Category
-	err := s.write(ctx, func(tx *store.Tx) error {
-		c, err := s.updateCategory(ctx, tx, categoryID, patch, ifMatch)
-		out = c
-		return err
+	return writeOne(ctx, s, "update category "+categoryID, func(tx *store.Tx) (Category, error) {
+		return s.updateCategory(ctx, tx, categoryID, patch, ifMatch)
 	})
-	if err != nil {
-		return Category{}, fmt.Errorf("update category %s: %w", categoryID, err)
-	}
-	return out, nil
 }
 
 func (s *Service) updateCategory(ctx context.Context, tx *store.Tx, categoryID string, patch CategoryPatch, ifMatch int64) (Category, error) {
-	if !id.Valid(categoryPrefix, categoryID) {
-		return Category{}, categoryNotFound(categoryID)
-	}
-	if ifMatch == 0 {
-		if err := lockRow(ctx, tx, "catalog_categories", categoryID); err != nil {
-			return Category{}, err
-		}
-	}
-	cur, err := getCategory(ctx, tx, categoryID)
+	cur, err := categoryKind.readForWrite(ctx, tx, categoryID, ifMatch)
 	if err != nil {
 		return Category{}, err
-	}
-	if ifMatch > 0 && cur.Version != ifMatch {
-		return Category{}, versionConflict("category", ifMatch, cur.Version)
 	}
 	next := cur
 	var v apperr.Validation
@@ -929,7 +923,7 @@ func (s *Service) updateCategory(ctx context.Context, tx *store.Tx, categoryID s
 		return Category{}, err
 	}
 	if !ok {
-		return Category{}, s.lostRace(ctx, tx, "category", cur.ID, ifMatch)
+		return Category{}, categoryKind.lostRace(ctx, tx, cur.ID, ifMatch)
 	}
 	return next, nil
 }
@@ -947,30 +941,15 @@ func samePtr(a, b *string) bool {
 // ifMatch as in UpdateProduct. Errors: not_found, version_conflict,
 // conflict.
 func (s *Service) DeleteCategory(ctx context.Context, categoryID string, ifMatch int64) error {
-	err := s.write(ctx, func(tx *store.Tx) error {
+	return s.write(ctx, "delete category "+categoryID, func(tx *store.Tx) error {
 		return s.deleteCategory(ctx, tx, categoryID, ifMatch)
 	})
-	if err != nil {
-		return fmt.Errorf("delete category %s: %w", categoryID, err)
-	}
-	return nil
 }
 
 func (s *Service) deleteCategory(ctx context.Context, tx *store.Tx, categoryID string, ifMatch int64) error {
-	if !id.Valid(categoryPrefix, categoryID) {
-		return categoryNotFound(categoryID)
-	}
-	if ifMatch == 0 {
-		if err := lockRow(ctx, tx, "catalog_categories", categoryID); err != nil {
-			return err
-		}
-	}
-	cur, err := getCategory(ctx, tx, categoryID)
+	cur, err := categoryKind.readForWrite(ctx, tx, categoryID, ifMatch)
 	if err != nil {
 		return err
-	}
-	if ifMatch > 0 && cur.Version != ifMatch {
-		return versionConflict("category", ifMatch, cur.Version)
 	}
 	n, err := countChildren(ctx, tx, cur.ID)
 	if err != nil {
@@ -1012,7 +991,7 @@ func (s *Service) deleteCategory(ctx context.Context, tx *store.Tx, categoryID s
 		return err
 	}
 	if !ok {
-		return s.lostRace(ctx, tx, "category", cur.ID, ifMatch)
+		return categoryKind.lostRace(ctx, tx, cur.ID, ifMatch)
 	}
 	return nil
 }

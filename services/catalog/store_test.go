@@ -994,3 +994,62 @@ func TestCategoryFilter(t *testing.T) {
 		apperrtest.Want(t, err, apperr.ValidationFailed, "category")
 	})
 }
+
+// Products and categories follow one If-Match protocol (kind.readForWrite
+// and kind.lostRace): a malformed or unknown id is not_found, a stale
+// If-Match a version conflict, a patch that changes nothing keeps the
+// version, a change without If-Match moves it on by one, and a delete at a
+// stale If-Match changes nothing.
+func TestIfMatchProtocol(t *testing.T) {
+	runStores(t, func(t *testing.T, s *Service) {
+		ctx := context.Background()
+		p := MustCreateProduct(t, s, simpleInput("Stoneware Mug", "MUG-1", StatusDraft))
+		c := MustCreateCategory(t, s, CategoryInput{Name: "Mugs"})
+		type result struct {
+			version int64
+			err     error
+		}
+		tests := []struct {
+			name    string
+			id      string
+			unknown string // a well-formed id of no row
+			rename  func(rowID, name string, ifMatch int64) result
+			remove  func(rowID string, ifMatch int64) error
+		}{
+			{"product", p.ID, productPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) result {
+				v, err := s.UpdateProduct(ctx, rowID, ProductPatch{Title: &name}, ifMatch)
+				return result{v.Version, err}
+			}, func(rowID string, ifMatch int64) error { return s.DeleteProduct(ctx, rowID, ifMatch) }},
+			{"category", c.ID, categoryPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) result {
+				v, err := s.UpdateCategory(ctx, rowID, CategoryPatch{Name: &name}, ifMatch)
+				return result{v.Version, err}
+			}, func(rowID string, ifMatch int64) error { return s.DeleteCategory(ctx, rowID, ifMatch) }},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				apperrtest.Want(t, tt.rename("nope", "X", 0).err, apperr.NotFound)
+				apperrtest.Want(t, tt.rename(tt.unknown, "X", 0).err, apperr.NotFound)
+				apperrtest.Want(t, tt.rename(tt.id, "X", 7).err, apperr.VersionConflict)
+				if r := tt.rename(tt.id, "Renamed", 1); r.err != nil || r.version != 2 {
+					t.Fatalf("rename at If-Match 1 = %+v", r)
+				}
+				if r := tt.rename(tt.id, "Renamed", 1); !apperr.Is(r.err, apperr.VersionConflict) {
+					t.Fatalf("a second rename at If-Match 1 = %+v, want version_conflict", r)
+				}
+				if r := tt.rename(tt.id, "Renamed", 0); r.err != nil || r.version != 2 {
+					t.Fatalf("no-op rename = %+v, want version 2 kept", r)
+				}
+				if r := tt.rename(tt.id, "Again", 0); r.err != nil || r.version != 3 {
+					t.Fatalf("rename without If-Match = %+v, want version 3", r)
+				}
+				apperrtest.Want(t, tt.remove("nope", 0), apperr.NotFound)
+				apperrtest.Want(t, tt.remove(tt.unknown, 0), apperr.NotFound)
+				apperrtest.Want(t, tt.remove(tt.id, 2), apperr.VersionConflict)
+				if err := tt.remove(tt.id, 3); err != nil {
+					t.Fatalf("delete at If-Match 3: %v", err)
+				}
+				apperrtest.Want(t, tt.rename(tt.id, "Gone", 0).err, apperr.NotFound)
+			})
+		}
+	})
+}
