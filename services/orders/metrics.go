@@ -29,6 +29,7 @@ const (
 //	souk_orders_confirmed_total                           counter
 //	souk_orders_cancelled_total{reason}                   counter
 //	souk_orders_revenue_minor_total{currency}             counter (confirmed orders' totals, minor units)
+//	souk_orders_saga_save_failures_total                  counter (saga saves the database failed)
 //
 // A nil *metrics records nothing, so call sites need no checks.
 type metrics struct {
@@ -40,6 +41,7 @@ type metrics struct {
 	confirmed     prometheus.Counter
 	cancelled     *prometheus.CounterVec
 	revenue       *prometheus.CounterVec
+	saveFailures  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -77,6 +79,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "souk_orders_revenue_minor_total",
 			Help: "Sum of the totals of confirmed orders, in minor units of the currency.",
 		}, []string{"currency"})),
+		saveFailures: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "souk_orders_saga_save_failures_total",
+			Help: "Saves of a saga's state that failed (its database did not answer); the saga is retried from its last recorded step.",
+		})),
 	}
 	for _, o := range []string{checkoutConfirmed, checkoutOutOfStock, checkoutDeclined, checkoutProcessing, checkoutCancelled, checkoutRefused} {
 		m.checkouts.WithLabelValues(o) // export zeros, so rates work from the start
@@ -95,6 +101,12 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 		panic("orders: register metrics: " + err.Error()) // a wiring mistake
 	}
 	return c
+}
+
+func (m *metrics) sagaSaveFailed() {
+	if m != nil {
+		m.saveFailures.Inc()
+	}
 }
 
 func (m *metrics) checkout(outcome string) {
