@@ -251,10 +251,19 @@ func (s *Service) runClaimed(ctx context.Context, ex *execution) {
 		if errors.Is(err, errCrashed) {
 			return
 		}
-		if err != nil {
-			// The lease expires and the saga is resumed (here or elsewhere).
-			s.log.WarnContext(ctx, "orders: saga step not recorded; it will be resumed", "order_id", orderID, "step", ex.g.step, "error", err)
+		if errors.Is(err, errLeaseLost) {
+			s.log.WarnContext(ctx, "orders: another process took this saga over; leaving it to it", "order_id", orderID, "step", ex.g.step)
 			return
+		}
+		if err != nil {
+			// The database failed under the save: the saga goes on from
+			// what the database holds, once it answers again.
+			s.metrics.sagaSaveFailed()
+			s.log.WarnContext(ctx, "orders: saga step not recorded; retrying from the last recorded step", "order_id", orderID, "step", ex.g.step, "error", err)
+			if ex = s.retake(ctx, orderID); ex == nil {
+				return
+			}
+			continue
 		}
 		switch n {
 		case nextLater:
@@ -264,6 +273,35 @@ func (s *Service) runClaimed(ctx context.Context, ex *execution) {
 			return
 		}
 		ex.resumed = false
+	}
+}
+
+// retake reads again a saga this process holds after a save of it failed.
+// The execution's copy may be ahead of the database (the step it could not
+// record), so the saga goes on from the database's copy, its step repeated
+// as a resumed one: every participant call is idempotent by key. Without
+// it the saga would wait for its own lease to expire (Config.LeaseTTL). nil
+// when ctx ends, the saga is finished, or another process holds it now.
+func (s *Service) retake(ctx context.Context, orderID string) *execution {
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return nil // the lease expires and the saga is resumed
+		case <-time.After(s.backoff(n)):
+		}
+		g, err := getSaga(ctx, s.db, orderID)
+		if err == nil && (g.status == sagaDone || g.leaseOwner != s.owner) {
+			return nil
+		}
+		if err == nil {
+			var r record
+			if r, err = getOrder(ctx, s.db, orderID); err == nil {
+				return &execution{s: s, g: g, r: r, resumed: true}
+			}
+		}
+		if n%10 == 0 && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "orders: still cannot read a saga to retry its step", "order_id", orderID, "attempts", n, "error", err)
+		}
 	}
 }
 
@@ -572,6 +610,11 @@ func (ex *execution) save(ctx context.Context, recs []stepRecord, change func(co
 		ex.g.leaseUntil = s.now().Add(s.cfg.LeaseTTL) // progress renews the lease
 	}
 	recs = append(ex.skipped, recs...)
+	if h := s.hooks.failSave; h != nil {
+		if err := h(ex.g.orderID); err != nil {
+			return err
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		var (
 			updated   *record

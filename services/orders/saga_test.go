@@ -3,6 +3,7 @@ package orders
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -10,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/platform/telemetry/telemetrytest"
 	"github.com/soukhq/souk/services/inventory"
 	"github.com/soukhq/souk/services/payments"
 )
@@ -115,6 +119,53 @@ func TestAmbiguousCrash(t *testing.T) {
 				co, err := e.carts.GetForCheckout(bg, sh.cartID)
 				if err != nil || co.OrderID != o.ID {
 					t.Fatalf("cart %+v, %v", co, err)
+				}
+			})
+		}
+	})
+}
+
+// TestSaveFailureRetried: when the database fails under a saga's save,
+// the process holding the saga retries it from the last recorded step at
+// once, instead of leaving it until its own lease expires (an hour here),
+// and nothing is done twice. Each case fails the n-th save twice in a row.
+func TestSaveFailureRetried(t *testing.T) {
+	engines(t, func(t *testing.T, engine store.Engine) {
+		for nth := 1; nth <= 5; nth++ {
+			t.Run(fmt.Sprintf("save %d", nth), func(t *testing.T) {
+				var saves, failed atomic.Int64
+				fail := func(string) error {
+					if n := saves.Add(1); n == int64(nth) || n == int64(nth)+1 {
+						failed.Add(1)
+						return errors.New("connection refused (test hook)")
+					}
+					return nil
+				}
+				reg := prometheus.NewRegistry()
+				e := newEnv(t, engine, withRegistry(reg), withTestHooks(hooks{failSave: fail}),
+					withConfig(func(c *Config) { c.LeaseTTL = time.Hour }))
+				e.MustProduct(t, "SKU-1", 1000, 10)
+				e.MustVoucher(t, "TEN", 10)
+				sh := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 2}, codes: []string{"TEN"}})
+				o, err := e.s.Checkout(bg, sh.cartID, sh.caller, pay(payments.TokenVisa), "")
+				if err != nil {
+					t.Fatalf("Checkout: %v", err)
+				}
+				if o.Status != StatusConfirmed {
+					o = e.awaitDone(t, o.ID)
+				}
+				if o.Status != StatusConfirmed || failed.Load() != 2 {
+					t.Fatalf("order %s after %d failed saves", o.Status, failed.Load())
+				}
+				wantActedOnce(t, e, o)
+				hist := steps(t, e.db, o.ID)
+				for _, st := range forwardSteps {
+					if n := countOf(hist, st+"/do/ok"); n != 1 {
+						t.Fatalf("%s recorded %d times: %v", st, n, hist)
+					}
+				}
+				if got := telemetrytest.MustMetric(t, reg, "souk_orders_saga_save_failures_total"); got != 2 {
+					t.Fatalf("souk_orders_saga_save_failures_total = %v, want 2", got)
 				}
 			})
 		}

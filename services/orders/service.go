@@ -65,9 +65,12 @@ type Service struct {
 // participant call returned, before its outcome is recorded; afterSave
 // once a step's outcome is committed. Returning true makes the worker stop
 // at once and keep its lease, as a process that died there would.
+// failSave, when it returns an error, fails a save of the saga's state
+// before it reaches the database, as a database that went away would.
 type hooks struct {
 	afterCall func(orderID, step string) bool
 	afterSave func(orderID, step string) bool
+	failSave  func(orderID string) error
 }
 
 // New returns the orders service on db, whose schema must have Migrations
