@@ -150,8 +150,9 @@ func (a *App) Addr() string {
 	return a.listener.Addr().String()
 }
 
-// Shutdown stops accepting requests, drains the in-flight ones and the
-// background work, then closes databases and the bus, in reverse start order.
+// Shutdown stops accepting requests, drains the in-flight ones, the
+// consumers and the background work, and closes the bus, in reverse start
+// order; then it closes the databases, which all of those may still use.
 func (a *App) Shutdown(ctx context.Context) error {
 	mods := a.modules()
 	var errs []error
@@ -162,6 +163,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("stop %s: %w", name, err))
 			}
 		}
+	}
+	for i := len(a.started) - 1; i >= 0; i-- {
+		name := a.started[i]
 		if u, ok := a.units[name]; ok {
 			if err := u.db.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close %s database: %w", name, err))

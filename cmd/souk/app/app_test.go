@@ -172,3 +172,39 @@ func TestMailsinkCommandRefusesNonLoopback(t *testing.T) {
 		t.Fatalf("mailsink on 0.0.0.0 started: %s", stderr.String())
 	}
 }
+
+// TestShutdownClosesDatabasesLast: consumers and background work stop
+// while every service's database is still open (they may be applying an
+// event or publishing the outbox when shutdown begins); before, a service's
+// database closed before the bus drained, and in-flight consumers logged
+// "database is closed" errors at every shutdown.
+func TestShutdownClosesDatabasesLast(t *testing.T) {
+	var stdout bytes.Buffer
+	a, err := New(testConfig(t), discardLogger(), &stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var closed []string
+	a.onStop(func(ctx context.Context) error {
+		for name, u := range a.units {
+			if err := u.db.SQL().PingContext(ctx); err != nil {
+				closed = append(closed, name+": "+err.Error())
+			}
+		}
+		return nil
+	})
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(closed) > 0 {
+		t.Fatalf("databases closed while consumers were still draining: %v", closed)
+	}
+	for name, u := range a.units {
+		if err := u.db.SQL().PingContext(context.Background()); err == nil {
+			t.Errorf("%s database still open after Shutdown", name)
+		}
+	}
+}
