@@ -263,7 +263,9 @@ func (a *App) stopBus(ctx context.Context) error {
 // openUnit opens a service's database, migrates it and starts its relay.
 func (a *App) openUnit(ctx context.Context, name string) (*unit, error) {
 	url, schema := a.cfg.DatabaseFor(name)
-	db, err := store.Open(ctx, store.Config{URL: url, Schema: schema, Logger: a.logger.With("component", name)})
+	services, _ := a.cfg.Selected() // validated by New
+	db, err := store.Open(ctx, store.Config{URL: url, Schema: schema, MaxOpenConns: a.cfg.DBPoolSize(len(services)),
+		Logger: a.logger.With("component", name)})
 	if err != nil {
 		return nil, err
 	}

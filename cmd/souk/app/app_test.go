@@ -26,6 +26,7 @@ func TestMainRejectsBadSettingsByName(t *testing.T) {
 		{"bad addr", []string{"serve", "--addr", "8080"}, nil, "--addr"},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, nil, "--log-level"},
 		{"bad nats url", []string{"serve", "--nats-url", "http://x"}, nil, "--nats-url"},
+		{"negative pool", []string{"serve", "--db-max-conns", "-1"}, nil, "--db-max-conns"},
 		{"unknown command", []string{"serv"}, nil, `unknown command "serv"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,6 +64,25 @@ func TestSelectedServices(t *testing.T) {
 	cfg = Config{Services: []string{"catalog"}, Remote: map[string]string{"catalog": "http://c"}}
 	if _, err := cfg.Selected(); err == nil {
 		t.Fatal("a service both local and remote must be refused")
+	}
+}
+
+// TestDBPoolSize: by default the services of one process share 80
+// PostgreSQL connections (PostgreSQL allows 100), so souk serve with every
+// service on one server does not run it out of connections.
+func TestDBPoolSize(t *testing.T) {
+	var cfg Config
+	for _, c := range []struct{ n, want int }{{len(ServiceNames), 10}, {1, 20}, {4, 20}, {5, 16}, {40, 4}} {
+		if got := cfg.DBPoolSize(c.n); got != c.want {
+			t.Errorf("%d services: pool of %d, want %d", c.n, got, c.want)
+		}
+	}
+	if got := len(ServiceNames) * cfg.DBPoolSize(len(ServiceNames)); got > 80 {
+		t.Errorf("every service in one process opens up to %d connections", got)
+	}
+	cfg.DBMaxConns = 7
+	if got := cfg.DBPoolSize(len(ServiceNames)); got != 7 {
+		t.Errorf("--db-max-conns 7: pool of %d", got)
 	}
 }
 

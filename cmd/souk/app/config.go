@@ -35,6 +35,9 @@ type Config struct {
 	// ServiceDatabaseURLs overrides DatabaseURL per service
 	// (SOUK_CATALOG_DATABASE_URL, …).
 	ServiceDatabaseURLs map[string]*string
+	// DBMaxConns caps each service's PostgreSQL connection pool; 0 shares
+	// dbConnBudget between the services of this process (see DBPoolSize).
+	DBMaxConns int
 	// NATSURL is an external NATS JetStream server; empty runs one embedded.
 	NATSURL string
 	// NATSListen exposes the embedded NATS server on host:port (for tools);
@@ -95,6 +98,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	for _, s := range ServiceNames {
 		c.ServiceDatabaseURLs[s] = fs.String(s+"-database-url", "", "database URL of the "+s+" service (overrides --database-url)")
 	}
+	fs.IntVar(&c.DBMaxConns, "db-max-conns", 0, "PostgreSQL connections per service's pool; 0: 80 shared by the services of this process (10 each when all run in it), at most 20 each")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL (nats://host:4222); empty: an embedded server")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "expose the embedded NATS server on host:port; empty: no port is opened")
 	fs.StringVar(&c.BusStream, "bus-stream", "SOUK", "JetStream stream holding the events")
@@ -165,6 +169,9 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", c.LogFormat))
 	}
+	if c.DBMaxConns < 0 {
+		errs = append(errs, fmt.Errorf("--db-max-conns %d: want 0 (automatic) or more", c.DBMaxConns))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
@@ -199,6 +206,21 @@ func (c *Config) Selected() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// dbConnBudget is how many PostgreSQL connections the services of one
+// process share by default: under the server's default max_connections
+// (100), leaving room for tools, migrations and a second process.
+const dbConnBudget = 80
+
+// DBPoolSize is the PostgreSQL pool size of each of the n services this
+// process runs: DBMaxConns when set, else an even share of dbConnBudget
+// between 4 and 20.
+func (c *Config) DBPoolSize(n int) int {
+	if c.DBMaxConns > 0 {
+		return c.DBMaxConns
+	}
+	return min(max(dbConnBudget/max(n, 1), 4), 20)
 }
 
 // DatabaseFor returns the database URL and PostgreSQL schema of a service.
