@@ -200,36 +200,28 @@ func (s *Service) change(ctx context.Context, cartID string, c Caller, ifMatch i
 		}
 		var out record
 		err = s.db.InTx(ctx, func(tx *store.Tx) error {
-			if ifMatch == 0 {
-				if err := lockCart(ctx, tx, cartID); err != nil {
-					return err
-				}
+			// Usually nobody changed the cart since it was read: the
+			// update conditional on that version needs no second read.
+			ok, err := s.applyTo(ctx, tx, cur, apply, &out)
+			if ok || err != nil {
+				return err
+			}
+			if ifMatch > 0 {
+				return s.lostRace(ctx, tx, cartID, ifMatch)
+			}
+			// Someone did: queue behind the other writers and apply the
+			// edit to the cart as it is now.
+			if err := lockCart(ctx, tx, cartID); err != nil {
+				return err
 			}
 			r, err := s.open(ctx, tx, cartID, c)
 			if err != nil {
 				return err
 			}
-			if ifMatch > 0 && r.Version != ifMatch {
-				return versionConflict(ifMatch, r.Version)
-			}
-			next := r.clone()
-			switch err := apply(&next); {
-			case errors.Is(err, errNoChange):
-				out = r
-				return nil
-			case err != nil:
+			if ok, err = s.applyTo(ctx, tx, r, apply, &out); ok || err != nil {
 				return err
 			}
-			s.touch(&next, r.Version)
-			ok, err := updateCart(ctx, tx, next, r.Version)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return s.lostRace(ctx, tx, cartID, ifMatch)
-			}
-			out = next
-			return nil
+			return errConcurrentChange
 		})
 		if errors.Is(err, errConcurrentChange) {
 			if attempt < maxWriteAttempts {
@@ -242,6 +234,26 @@ func (s *Service) change(ctx context.Context, cartID string, c Caller, ifMatch i
 		}
 		return out, nil
 	}
+}
+
+// applyTo applies an edit to the cart r and writes it conditionally on r's
+// version, setting *out to the cart written (or r, when the edit changes
+// nothing); false when the cart is no longer at that version.
+func (s *Service) applyTo(ctx context.Context, tx *store.Tx, r record, apply edit, out *record) (bool, error) {
+	next := r.clone()
+	switch err := apply(&next); {
+	case errors.Is(err, errNoChange):
+		*out = r
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	s.touch(&next, r.Version)
+	ok, err := updateCart(ctx, tx, next, r.Version)
+	if ok && err == nil {
+		*out = next
+	}
+	return ok, err
 }
 
 // lostRace is the error of a conditional write that matched no row.
