@@ -54,29 +54,99 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	httpx.Error(w, r, err)
 }
 
+// The handlers below share one shape: read the request (decode, patchOf,
+// servePage), call the service, and end with respond or noContent, which
+// write the error as problem+json or the result with its headers.
+
+// header sets a response header of a successful result.
+type header func(http.ResponseWriter)
+
 // noStore marks a response that carries credentials or personal data.
 func noStore(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 }
 
-// --- customers ---
+// etag sets the ETag of a resource at version.
+func etag(version int64) header {
+	return func(w http.ResponseWriter) { httpx.SetETag(w, version) }
+}
 
-func (s *Service) handleRegister(w http.ResponseWriter, r *http.Request) {
-	var p RegisterParams
-	if err := httpx.Decode(r, &p); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	p.ClientIP = ClientIP(r, s.cfg.TrustedProxies)
-	c, err := s.RegisterCustomer(r.Context(), p)
+// location sets the Location of a created resource.
+func location(path string) header {
+	return func(w http.ResponseWriter) { w.Header().Set("Location", path) }
+}
+
+// respond ends a handler: err, when there is one, through writeError;
+// otherwise the headers, in order, and v as JSON with status.
+func respond(w http.ResponseWriter, r *http.Request, status int, v any, err error, headers ...header) {
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	noStore(w)
-	w.Header().Set("Location", "/store/customers/me")
-	httpx.JSON(w, http.StatusCreated, c)
+	for _, h := range headers {
+		h(w)
+	}
+	httpx.JSON(w, status, v)
+}
+
+// noContent ends a handler whose success has no body: err through
+// writeError, or 204 No Content.
+func noContent(w http.ResponseWriter, r *http.Request, err error) {
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// decode reads the JSON body of r into a T; when it cannot, it writes the
+// error and returns false, and the handler returns.
+func decode[T any](w http.ResponseWriter, r *http.Request) (T, bool) {
+	var v T
+	if err := httpx.Decode(r, &v); err != nil {
+		writeError(w, r, err)
+		return v, false
+	}
+	return v, true
+}
+
+// patchOf reads a PATCH: the version of its If-Match header (0 without
+// one), then its JSON body into a P; when either is bad, it writes the error
+// and returns false, and the handler returns.
+func patchOf[P any](w http.ResponseWriter, r *http.Request) (int64, P, bool) {
+	version, _, err := httpx.IfMatch(r)
+	if err != nil {
+		writeError(w, r, err)
+		var zero P
+		return 0, zero, false
+	}
+	patch, ok := decode[P](w, r)
+	return version, patch, ok
+}
+
+// servePage serves a list: it reads ?limit= and ?cursor=, calls list with
+// them and writes the page it returns, with the headers.
+func servePage[T any](w http.ResponseWriter, r *http.Request, list func(httpx.ListParams) ([]T, string, error), headers ...header) {
+	lp, err := httpx.ParseList(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	items, next, err := list(lp)
+	respond(w, r, http.StatusOK, httpx.NewPage(items, next), err, headers...)
+}
+
+// --- customers ---
+
+func (s *Service) handleRegister(w http.ResponseWriter, r *http.Request) {
+	p, ok := decode[RegisterParams](w, r)
+	if !ok {
+		return
+	}
+	p.ClientIP = ClientIP(r, s.cfg.TrustedProxies)
+	c, err := s.RegisterCustomer(r.Context(), p)
+	respond(w, r, http.StatusCreated, c, err, noStore, location("/store/customers/me"))
 }
 
 func (s *Service) handleMe(w http.ResponseWriter, r *http.Request) {
@@ -91,143 +161,74 @@ func (s *Service) handleStoreGetCustomer(w http.ResponseWriter, r *http.Request)
 
 func (s *Service) serveCustomerFor(w http.ResponseWriter, r *http.Request, p auth.Principal, customerID string) {
 	c, err := s.CustomerFor(r.Context(), p, customerID)
-	if err != nil {
-		if apperr.Is(err, apperr.Unauthorized) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="souk"`)
-		}
-		writeError(w, r, err)
-		return
+	if apperr.Is(err, apperr.Unauthorized) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="souk"`)
 	}
-	noStore(w)
-	httpx.JSON(w, http.StatusOK, c)
+	respond(w, r, http.StatusOK, c, err, noStore)
 }
 
 func (s *Service) handleListCustomers(w http.ResponseWriter, r *http.Request) {
-	lp, err := httpx.ParseList(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	list, next, err := s.ListCustomers(r.Context(), CustomerQuery{Email: r.URL.Query().Get("email"), Limit: lp.Limit, After: lp.After})
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	noStore(w)
-	httpx.JSON(w, http.StatusOK, httpx.NewPage(list, next))
+	servePage(w, r, func(lp httpx.ListParams) ([]Customer, string, error) {
+		return s.ListCustomers(r.Context(), CustomerQuery{Email: r.URL.Query().Get("email"), Limit: lp.Limit, After: lp.After})
+	}, noStore)
 }
 
 func (s *Service) handleAdminGetCustomer(w http.ResponseWriter, r *http.Request) {
 	c, err := s.GetCustomer(r.Context(), r.PathValue("id"))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	noStore(w)
-	httpx.SetETag(w, c.Version)
-	httpx.JSON(w, http.StatusOK, c)
+	respond(w, r, http.StatusOK, c, err, noStore, etag(c.Version))
 }
 
 func (s *Service) handleUpdateCustomer(w http.ResponseWriter, r *http.Request) {
-	version, _, err := httpx.IfMatch(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	var patch CustomerPatch
-	if err := httpx.Decode(r, &patch); err != nil {
-		writeError(w, r, err)
+	version, patch, ok := patchOf[CustomerPatch](w, r)
+	if !ok {
 		return
 	}
 	c, err := s.UpdateCustomer(r.Context(), r.PathValue("id"), patch, version)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	noStore(w)
-	httpx.SetETag(w, c.Version)
-	httpx.JSON(w, http.StatusOK, c)
+	respond(w, r, http.StatusOK, c, err, noStore, etag(c.Version))
 }
 
 // --- staff ---
 
 func (s *Service) handleCreateStaff(w http.ResponseWriter, r *http.Request) {
-	var p CreateStaffParams
-	if err := httpx.Decode(r, &p); err != nil {
-		writeError(w, r, err)
+	p, ok := decode[CreateStaffParams](w, r)
+	if !ok {
 		return
 	}
 	u, err := s.CreateStaff(r.Context(), p)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	httpx.SetETag(w, u.Version)
-	w.Header().Set("Location", "/admin/staff/"+u.ID)
-	httpx.JSON(w, http.StatusCreated, u)
+	respond(w, r, http.StatusCreated, u, err, etag(u.Version), location("/admin/staff/"+u.ID))
 }
 
 func (s *Service) handleListStaff(w http.ResponseWriter, r *http.Request) {
-	lp, err := httpx.ParseList(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	list, next, err := s.ListStaff(r.Context(), lp.Limit, lp.After)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, httpx.NewPage(list, next))
+	servePage(w, r, func(lp httpx.ListParams) ([]Staff, string, error) {
+		return s.ListStaff(r.Context(), lp.Limit, lp.After)
+	})
 }
 
 func (s *Service) handleGetStaff(w http.ResponseWriter, r *http.Request) {
 	u, err := s.GetStaff(r.Context(), r.PathValue("id"))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	httpx.SetETag(w, u.Version)
-	httpx.JSON(w, http.StatusOK, u)
+	respond(w, r, http.StatusOK, u, err, etag(u.Version))
 }
 
 func (s *Service) handleUpdateStaff(w http.ResponseWriter, r *http.Request) {
-	version, _, err := httpx.IfMatch(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	var patch StaffPatch
-	if err := httpx.Decode(r, &patch); err != nil {
-		writeError(w, r, err)
+	version, patch, ok := patchOf[StaffPatch](w, r)
+	if !ok {
 		return
 	}
 	u, err := s.UpdateStaff(r.Context(), r.PathValue("id"), patch, version)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	httpx.SetETag(w, u.Version)
-	httpx.JSON(w, http.StatusOK, u)
+	respond(w, r, http.StatusOK, u, err, etag(u.Version))
 }
 
 // --- sessions ---
 
 func (s *Service) handleLogin(kind auth.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var p LoginParams
-		if err := httpx.Decode(r, &p); err != nil {
-			writeError(w, r, err)
+		p, ok := decode[LoginParams](w, r)
+		if !ok {
 			return
 		}
 		p.ClientIP = ClientIP(r, s.cfg.TrustedProxies)
 		pair, err := s.Login(r.Context(), kind, p)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		noStore(w)
-		httpx.JSON(w, http.StatusOK, pair)
+		respond(w, r, http.StatusOK, pair, err, noStore)
 	}
 }
 
@@ -238,92 +239,56 @@ type refreshRequest struct {
 
 func (s *Service) handleRefresh(kind auth.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var req refreshRequest
-		if err := httpx.Decode(r, &req); err != nil {
-			writeError(w, r, err)
+		req, ok := decode[refreshRequest](w, r)
+		if !ok {
 			return
 		}
 		pair, err := s.Refresh(r.Context(), kind, req.RefreshToken)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		noStore(w)
-		httpx.JSON(w, http.StatusOK, pair)
+		respond(w, r, http.StatusOK, pair, err, noStore)
 	}
 }
 
 func (s *Service) handleLogout(kind auth.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var req refreshRequest
-		if err := httpx.Decode(r, &req); err != nil {
-			writeError(w, r, err)
+		req, ok := decode[refreshRequest](w, r)
+		if !ok {
 			return
 		}
-		if err := s.Logout(r.Context(), kind, req.RefreshToken); err != nil {
-			writeError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		noContent(w, r, s.Logout(r.Context(), kind, req.RefreshToken))
 	}
 }
 
 func (s *Service) handleRotateKey(w http.ResponseWriter, r *http.Request) {
 	k, err := s.RotateSigningKey(r.Context())
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, k)
+	respond(w, r, http.StatusOK, k, err)
 }
 
 func (s *Service) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	set, err := s.JWKS(r.Context())
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.cfg.JWKSMaxAge.Seconds())))
-	httpx.JSON(w, http.StatusOK, set)
+	respond(w, r, http.StatusOK, set, err, func(w http.ResponseWriter) {
+		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.cfg.JWKSMaxAge.Seconds())))
+	})
 }
 
 // --- API keys ---
 
 func (s *Service) handleCreateKey(w http.ResponseWriter, r *http.Request) {
-	var p CreateAPIKeyParams
-	if err := httpx.Decode(r, &p); err != nil {
-		writeError(w, r, err)
+	p, ok := decode[CreateAPIKeyParams](w, r)
+	if !ok {
 		return
 	}
 	k, err := s.CreateAPIKey(r.Context(), p)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	noStore(w)
-	httpx.JSON(w, http.StatusCreated, k)
+	respond(w, r, http.StatusCreated, k, err, noStore)
 }
 
 func (s *Service) handleListKeys(w http.ResponseWriter, r *http.Request) {
-	lp, err := httpx.ParseList(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	keys, next, err := s.ListAPIKeys(r.Context(), lp.Limit, lp.After)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, httpx.NewPage(keys, next))
+	servePage(w, r, func(lp httpx.ListParams) ([]APIKey, string, error) {
+		return s.ListAPIKeys(r.Context(), lp.Limit, lp.After)
+	})
 }
 
 func (s *Service) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
-	if err := s.RevokeAPIKey(r.Context(), r.PathValue("id")); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	noContent(w, r, s.RevokeAPIKey(r.Context(), r.PathValue("id")))
 }
 
 // WhoAmI is the caller as the API sees it.
