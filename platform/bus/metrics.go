@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/soukhq/souk/platform/telemetry"
 )
 
 // Metrics are the bus's Prometheus metrics: publishes, the outbox relay and
@@ -77,43 +79,20 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1 ms … 65 s
 		}, []string{"consumer"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	var err error
-	register(reg, &m.published, &err)
-	register(reg, &m.outboxPending, &err)
-	register(reg, &m.outboxLag, &err)
-	register(reg, &m.outboxRelayed, &err)
-	register(reg, &m.relayFailures, &err)
-	register(reg, &m.deliveries, &err)
-	register(reg, &m.redeliveries, &err)
-	register(reg, &m.consumerPending, &err)
-	register(reg, &m.handlerDuration, &err)
-	if err != nil {
-		return nil, err
+	var errs [9]error
+	m.published, errs[0] = telemetry.Register(reg, m.published)
+	m.outboxPending, errs[1] = telemetry.Register(reg, m.outboxPending)
+	m.outboxLag, errs[2] = telemetry.Register(reg, m.outboxLag)
+	m.outboxRelayed, errs[3] = telemetry.Register(reg, m.outboxRelayed)
+	m.relayFailures, errs[4] = telemetry.Register(reg, m.relayFailures)
+	m.deliveries, errs[5] = telemetry.Register(reg, m.deliveries)
+	m.redeliveries, errs[6] = telemetry.Register(reg, m.redeliveries)
+	m.consumerPending, errs[7] = telemetry.Register(reg, m.consumerPending)
+	m.handlerDuration, errs[8] = telemetry.Register(reg, m.handlerDuration)
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
 	}
 	return m, nil
-}
-
-// register registers *c on reg, or swaps *c for the identical collector reg
-// already holds. The first failure is kept in *errp.
-func register[C prometheus.Collector](reg prometheus.Registerer, c *C, errp *error) {
-	if *errp != nil {
-		return
-	}
-	err := reg.Register(*c)
-	if err == nil {
-		return
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			*c = existing
-			return
-		}
-	}
-	*errp = fmt.Errorf("bus: register metrics: %w", err)
 }
 
 // orNew returns m, or unexported metrics when m is nil.

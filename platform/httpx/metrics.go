@@ -1,12 +1,13 @@
 package httpx
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/soukhq/souk/platform/telemetry"
 )
 
 // HTTPMetrics holds the RED metrics of HTTP routes:
@@ -31,33 +32,20 @@ type HTTPMetrics struct {
 // holds a different metric under one of the names: a wiring mistake.
 func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 	return &HTTPMetrics{
-		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_http_requests_total",
 			Help: "HTTP requests served, by service, route pattern, method and status code.",
 		}, []string{"service", "route", "method", "code"})),
-		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: telemetry.MustRegister(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "souk_http_request_duration_seconds",
 			Help:    "Time from receiving an HTTP request to its handler returning, by service, route pattern and method.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"service", "route", "method"})),
-		inFlight: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		inFlight: telemetry.MustRegister(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "souk_http_requests_in_flight",
 			Help: "HTTP requests being served, by service and route pattern.",
 		}, []string{"service", "route"})),
 	}
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("httpx.NewHTTPMetrics: " + err.Error())
-	}
-	return c
 }
 
 // Middleware measures the requests of one route of a service. route is the

@@ -1,9 +1,9 @@
 package resilience
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/soukhq/souk/platform/telemetry"
 )
 
 // Outcomes of souk_dependency_calls_total.
@@ -41,9 +41,9 @@ func newMetrics(reg prometheus.Registerer, name string) *metrics {
 	if reg == nil {
 		return nil
 	}
-	calls := register(reg, prometheus.NewCounterVec(callsOpts, []string{"name", "outcome"}))
-	attempts := register(reg, prometheus.NewCounterVec(attemptsOpts, []string{"name"}))
-	state := register(reg, prometheus.NewGaugeVec(stateOpts, []string{"name"}))
+	calls := telemetry.MustRegister(reg, prometheus.NewCounterVec(callsOpts, []string{"name", "outcome"}))
+	attempts := telemetry.MustRegister(reg, prometheus.NewCounterVec(attemptsOpts, []string{"name"}))
+	state := telemetry.MustRegister(reg, prometheus.NewGaugeVec(stateOpts, []string{"name"}))
 	for _, o := range []string{outcomeSuccess, outcomeFailure, outcomeError, outcomeTimeout, outcomeRejected} {
 		calls.WithLabelValues(name, o)
 	}
@@ -52,21 +52,6 @@ func newMetrics(reg prometheus.Registerer, name string) *metrics {
 		attempts: attempts.WithLabelValues(name),
 		state:    state.WithLabelValues(name),
 	}
-}
-
-// register registers c on reg, or returns the collector already registered
-// there, so several policies (and several services) share the series.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("resilience: register metrics: " + err.Error()) // a wiring mistake
-	}
-	return c
 }
 
 func (m *metrics) call(outcome string) {

@@ -1,9 +1,9 @@
 package inventory
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/soukhq/souk/platform/telemetry"
 )
 
 // Outcomes of souk_inventory_reservations_total.
@@ -34,15 +34,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return nil
 	}
 	m := &metrics{
-		reservations: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		reservations: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_inventory_reservations_total",
 			Help: "Reservation operations by outcome: reserved, out_of_stock, idempotent_replay, released, committed, expired.",
 		}, []string{"outcome"})),
-		conflicts: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		conflicts: telemetry.MustRegister(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "souk_inventory_reservation_conflicts_total",
 			Help: "Conditional stock updates that matched no row because the stock changed after it was read; the reservation was planned again.",
 		})),
-		stockLow: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		stockLow: telemetry.MustRegister(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "souk_inventory_stock_low_total",
 			Help: "souk.inventory.stock_low.v1 events published: a SKU's sellable stock fell to its threshold or below.",
 		})),
@@ -51,19 +51,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.reservations.WithLabelValues(o) // export zeros, so rates work from the start
 	}
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("inventory: register metrics: " + err.Error()) // a wiring mistake
-	}
-	return c
 }
 
 func (m *metrics) reservation(outcome string, n int) {

@@ -1,11 +1,12 @@
 package notify
 
 import (
-	"errors"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/soukhq/souk/platform/telemetry"
 )
 
 // Outcomes of souk_notify_emails_total.
@@ -48,30 +49,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return nil
 	}
 	m := &metrics{
-		emails: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		emails: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_notify_emails_total",
 			Help: "Email send attempts by outcome: sent, retried, failed (given up), invalid (no usable address).",
 		}, []string{"outcome"})),
-		emailDuration: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		emailDuration: telemetry.MustRegister(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "souk_notify_email_send_duration_seconds",
 			Help:    "Time of one SMTP exchange, connecting included, whatever its outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 9), // 10 ms … 66 s
 		})),
-		deliveries: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		deliveries: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_notify_webhook_deliveries_total",
 			Help: "Webhook POST attempts by outcome (succeeded, retried, failed) and status_code (HTTP status, timeout, refused, error).",
 		}, []string{"outcome", "status_code"})),
-		requestDuration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		requestDuration: telemetry.MustRegister(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "souk_notify_webhook_request_duration_seconds",
 			Help:    "Time of one webhook POST, connecting included, by outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 9), // 5 ms … 33 s
 		}, []string{"outcome"})),
-		latency: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		latency: telemetry.MustRegister(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "souk_notify_webhook_delivery_latency_seconds",
 			Help:    "Time from a delivery's creation (the event reached notify) to its successful attempt, retries included.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
 		})),
-		disabled: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		disabled: telemetry.MustRegister(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "souk_notify_webhooks_disabled_total",
 			Help: "Webhook subscriptions disabled automatically after repeated failures.",
 		})),
@@ -80,19 +81,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.emails.WithLabelValues(o) // export zeros, so rates work from the start
 	}
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("notify: register metrics: " + err.Error()) // a wiring mistake
-	}
-	return c
 }
 
 func (m *metrics) email(outcome string, d time.Duration) {

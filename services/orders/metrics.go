@@ -1,12 +1,12 @@
 package orders
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/soukhq/souk/platform/money"
+	"github.com/soukhq/souk/platform/telemetry"
 )
 
 // Outcomes of souk_orders_checkouts_total.
@@ -49,37 +49,37 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return nil
 	}
 	m := &metrics{
-		checkouts: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		checkouts: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_orders_checkouts_total",
 			Help: "Checkout requests by outcome: confirmed, out_of_stock, declined, cancelled (other reasons), processing (answered 202), refused (no order made).",
 		}, []string{"outcome"})),
-		steps: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		steps: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_orders_saga_steps_total",
 			Help: "Attempts of checkout saga steps by step, action (do, compensate) and outcome (ok, skipped, retry, failed).",
 		}, []string{"step", "action", "outcome"})),
-		stepDuration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		stepDuration: telemetry.MustRegister(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "souk_orders_saga_step_duration_seconds",
 			Help:    "Duration of one attempt of a checkout saga step, participant call included.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"step", "action"})),
-		compensations: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		compensations: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_orders_compensations_total",
 			Help: "Sagas that started compensating, by cancellation reason.",
 		}, []string{"reason"})),
-		placed: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		placed: telemetry.MustRegister(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "souk_orders_placed_total", Help: "Orders created (pending).",
 		})),
-		confirmed: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		confirmed: telemetry.MustRegister(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "souk_orders_confirmed_total", Help: "Orders confirmed.",
 		})),
-		cancelled: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		cancelled: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_orders_cancelled_total", Help: "Orders cancelled, by reason.",
 		}, []string{"reason"})),
-		revenue: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		revenue: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_orders_revenue_minor_total",
 			Help: "Sum of the totals of confirmed orders, in minor units of the currency.",
 		}, []string{"currency"})),
-		saveFailures: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		saveFailures: telemetry.MustRegister(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "souk_orders_saga_save_failures_total",
 			Help: "Saves of a saga's state that failed (its database did not answer); the saga is retried from its last recorded step.",
 		})),
@@ -88,19 +88,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.checkouts.WithLabelValues(o) // export zeros, so rates work from the start
 	}
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("orders: register metrics: " + err.Error()) // a wiring mistake
-	}
-	return c
 }
 
 func (m *metrics) sagaSaveFailed() {

@@ -1,10 +1,11 @@
 package payments
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/soukhq/souk/platform/telemetry"
 )
 
 // Outcomes of souk_payments_operations_total.
@@ -35,29 +36,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return nil
 	}
 	return &metrics{
-		ops: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		ops: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_payments_operations_total",
 			Help: "Payment operations by provider, operation (authorize, capture, void, refund) and outcome: succeeded, declined, unknown, abandoned, replayed, reconciled.",
 		}, []string{"provider", "op", "outcome"})),
-		latencies: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		latencies: telemetry.MustRegister(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "souk_payments_provider_latency_seconds",
 			Help:    "Duration of payment provider calls, retries included, by provider and operation.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30},
 		}, []string{"provider", "op"})),
 	}
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("payments: register metrics: " + err.Error()) // a wiring mistake
-	}
-	return c
 }
 
 func (m *metrics) operation(provider string, op Operation, outcome string) {
