@@ -119,23 +119,11 @@ func pageHits(ctx context.Context, db store.Querier, inner string, args []any, q
 	}
 	query += ` ORDER BY score, id LIMIT ?`
 	args = append(args, q.limit)
-	rows, err := db.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("search products: %w", err)
-	}
-	defer rows.Close()
-	var hits []searchHit
-	for rows.Next() {
+	return store.All(ctx, db, "search products", func(r store.RowScanner) (searchHit, error) {
 		var h searchHit
-		if err := rows.Scan(&h.id, &h.score); err != nil {
-			return nil, fmt.Errorf("scan search hit: %w", err)
-		}
-		hits = append(hits, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("search products: %w", err)
-	}
-	return hits, nil
+		err := r.Scan(&h.id, &h.score)
+		return h, err
+	}, query, args...)
 }
 
 // sqliteSearch is FTS5 over catalog_search (migrations/sqlite/00002).

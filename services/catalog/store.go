@@ -107,69 +107,53 @@ func loadProducts(ctx context.Context, q store.Querier, ids []string) ([]Product
 		return nil, nil
 	}
 	in := store.Placeholders(len(ids))
-	rows, err := q.Query(ctx, `SELECT `+productColumns+` FROM catalog_products WHERE id IN (`+in+`)`, store.Args(ids)...)
-	if err != nil {
-		return nil, fmt.Errorf("read products: %w", err)
-	}
 	byID := map[string]*Product{}
-	for rows.Next() {
-		p, err := scanProduct(rows)
+	err := store.Each(ctx, q, "read products", func(r store.RowScanner) error {
+		p, err := scanProduct(r)
 		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read product: %w", err)
+			return err
 		}
 		byID[p.ID] = &p
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read products: %w", err)
+		return nil
+	}, `SELECT `+productColumns+` FROM catalog_products WHERE id IN (`+in+`)`, store.Args(ids)...)
+	if err != nil {
+		return nil, err
 	}
 
-	rows, err = q.Query(ctx, `SELECT product_id, id, sku, title, options, weight_grams, attributes, position
-		FROM catalog_variants WHERE product_id IN (`+in+`) ORDER BY product_id, position`, store.Args(ids)...)
-	if err != nil {
-		return nil, fmt.Errorf("read variants: %w", err)
-	}
-	for rows.Next() {
+	err = store.Each(ctx, q, "read variants", func(r store.RowScanner) error {
 		var (
 			pid, options, attrs string
 			v                   Variant
 		)
-		if err := rows.Scan(&pid, &v.ID, &v.SKU, &v.Title, &options, &v.WeightGrams, &attrs, &v.Position); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read variant: %w", err)
+		if err := r.Scan(&pid, &v.ID, &v.SKU, &v.Title, &options, &v.WeightGrams, &attrs, &v.Position); err != nil {
+			return err
 		}
 		if err := decodeVariantJSON(&v, options, attrs); err != nil {
-			rows.Close()
-			return nil, err
+			return err
 		}
 		if p := byID[pid]; p != nil {
 			p.Variants = append(p.Variants, v)
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read variants: %w", err)
+		return nil
+	}, `SELECT product_id, id, sku, title, options, weight_grams, attributes, position
+		FROM catalog_variants WHERE product_id IN (`+in+`) ORDER BY product_id, position`, store.Args(ids)...)
+	if err != nil {
+		return nil, err
 	}
 
-	rows, err = q.Query(ctx, `SELECT product_id, category_id FROM catalog_product_categories
-		WHERE product_id IN (`+in+`) ORDER BY product_id, position`, store.Args(ids)...)
-	if err != nil {
-		return nil, fmt.Errorf("read product categories: %w", err)
-	}
-	for rows.Next() {
+	err = store.Each(ctx, q, "read product categories", func(r store.RowScanner) error {
 		var pid, cid string
-		if err := rows.Scan(&pid, &cid); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read product category: %w", err)
+		if err := r.Scan(&pid, &cid); err != nil {
+			return err
 		}
 		if p := byID[pid]; p != nil {
 			p.CategoryIDs = append(p.CategoryIDs, cid)
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read product categories: %w", err)
+		return nil
+	}, `SELECT product_id, category_id FROM catalog_product_categories
+		WHERE product_id IN (`+in+`) ORDER BY product_id, position`, store.Args(ids)...)
+	if err != nil {
+		return nil, err
 	}
 
 	out := make([]Product, 0, len(byID))
@@ -203,23 +187,19 @@ func productVersions(ctx context.Context, q store.Querier, ids []string) (map[st
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `SELECT id, version FROM catalog_products WHERE id IN (`+store.Placeholders(len(ids))+`)`, store.Args(ids)...)
-	if err != nil {
-		return nil, fmt.Errorf("read product versions: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	err := store.Each(ctx, q, "read product versions", func(r store.RowScanner) error {
 		var (
 			id string
 			v  int64
 		)
-		if err := rows.Scan(&id, &v); err != nil {
-			return nil, fmt.Errorf("read product version: %w", err)
+		if err := r.Scan(&id, &v); err != nil {
+			return err
 		}
 		out[id] = v
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read product versions: %w", err)
+		return nil
+	}, `SELECT id, version FROM catalog_products WHERE id IN (`+store.Placeholders(len(ids))+`)`, store.Args(ids)...)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -257,23 +237,7 @@ func listProductIDs(ctx context.Context, q store.Querier, f productFilter, after
 		args = append(args, afterID)
 	}
 	args = append(args, limit)
-	rows, err := q.Query(ctx, `SELECT p.id FROM catalog_products p WHERE `+where+` ORDER BY p.id LIMIT ?`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list products: %w", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list products: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list products: %w", err)
-	}
-	return ids, nil
+	return store.All(ctx, q, "list products", store.ScanString, `SELECT p.id FROM catalog_products p WHERE `+where+` ORDER BY p.id LIMIT ?`, args...)
 }
 
 func insertProductRow(ctx context.Context, tx *store.Tx, p Product) error {
@@ -388,41 +352,37 @@ func variantRefs(ctx context.Context, q store.Querier, ids []string) (map[string
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `SELECT v.id, v.sku, v.title, v.options, v.weight_grams, v.attributes, v.position,
-			p.id, p.title, p.handle, p.status, pc.category_id
-		FROM catalog_variants v JOIN catalog_products p ON p.id = v.product_id
-		LEFT JOIN catalog_product_categories pc ON pc.product_id = p.id
-		WHERE v.id IN (`+store.Placeholders(len(ids))+`) ORDER BY v.id, pc.position`, store.Args(ids)...)
-	if err != nil {
-		return nil, fmt.Errorf("read variants: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	err := store.Each(ctx, q, "read variants", func(row store.RowScanner) error {
 		var (
 			r              VariantRef
 			options, attrs string
 			category       sql.NullString
 		)
-		if err := rows.Scan(&r.ID, &r.SKU, &r.Title, &options, &r.WeightGrams, &attrs, &r.Position,
+		if err := row.Scan(&r.ID, &r.SKU, &r.Title, &options, &r.WeightGrams, &attrs, &r.Position,
 			&r.ProductID, &r.ProductTitle, &r.ProductHandle, &r.ProductStatus, &category); err != nil {
-			return nil, fmt.Errorf("read variant: %w", err)
+			return err
 		}
 		if seen, ok := out[r.ID]; ok { // the same variant, another category
 			seen.ProductCategoryIDs = append(seen.ProductCategoryIDs, category.String)
 			out[r.ID] = seen
-			continue
+			return nil
 		}
 		if err := decodeVariantJSON(&r.Variant, options, attrs); err != nil {
-			return nil, err
+			return err
 		}
 		r.ProductCategoryIDs = []string{}
 		if category.Valid {
 			r.ProductCategoryIDs = append(r.ProductCategoryIDs, category.String)
 		}
 		out[r.ID] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read variants: %w", err)
+		return nil
+	}, `SELECT v.id, v.sku, v.title, v.options, v.weight_grams, v.attributes, v.position,
+			p.id, p.title, p.handle, p.status, pc.category_id
+		FROM catalog_variants v JOIN catalog_products p ON p.id = v.product_id
+		LEFT JOIN catalog_product_categories pc ON pc.product_id = p.id
+		WHERE v.id IN (`+store.Placeholders(len(ids))+`) ORDER BY v.id, pc.position`, store.Args(ids)...)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -435,21 +395,13 @@ func freeHandle(ctx context.Context, q store.Querier, table, base string) (strin
 	if len(base) > MaxHandleLen-maxSuffixLen {
 		base = strings.TrimRight(base[:MaxHandleLen-maxSuffixLen], "-")
 	}
-	rows, err := q.Query(ctx, `SELECT handle FROM `+table+` WHERE handle = ? OR handle LIKE ?`, base, base+"-%")
+	handles, err := store.All(ctx, q, "find free handle", store.ScanString, `SELECT handle FROM `+table+` WHERE handle = ? OR handle LIKE ?`, base, base+"-%")
 	if err != nil {
-		return "", fmt.Errorf("find free handle: %w", err)
+		return "", err
 	}
-	defer rows.Close()
 	taken := map[string]bool{}
-	for rows.Next() {
-		var h string
-		if err := rows.Scan(&h); err != nil {
-			return "", fmt.Errorf("find free handle: %w", err)
-		}
+	for _, h := range handles {
 		taken[h] = true
-	}
-	if err := rows.Err(); err != nil {
-		return "", fmt.Errorf("find free handle: %w", err)
 	}
 	if !taken[base] {
 		return base, nil
@@ -515,44 +467,12 @@ func getCategory(ctx context.Context, q store.Querier, id string) (Category, err
 
 // allCategories reads the whole tree (categories are few) in sibling order.
 func allCategories(ctx context.Context, q store.Querier) ([]Category, error) {
-	rows, err := q.Query(ctx, `SELECT `+categoryColumns+` FROM catalog_categories ORDER BY position, name, id`)
-	if err != nil {
-		return nil, fmt.Errorf("read categories: %w", err)
-	}
-	defer rows.Close()
-	var out []Category
-	for rows.Next() {
-		c, err := scanCategory(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read category: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read categories: %w", err)
-	}
-	return out, nil
+	return store.All(ctx, q, "read categories", scanCategory, `SELECT `+categoryColumns+` FROM catalog_categories ORDER BY position, name, id`)
 }
 
 // listCategories pages through categories in id (creation) order.
 func listCategories(ctx context.Context, q store.Querier, afterID string, limit int) ([]Category, error) {
-	rows, err := q.Query(ctx, `SELECT `+categoryColumns+` FROM catalog_categories WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list categories: %w", err)
-	}
-	defer rows.Close()
-	var out []Category
-	for rows.Next() {
-		c, err := scanCategory(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list categories: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list categories: %w", err)
-	}
-	return out, nil
+	return store.All(ctx, q, "list categories", scanCategory, `SELECT `+categoryColumns+` FROM catalog_categories WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
 }
 
 func insertCategoryRow(ctx context.Context, tx *store.Tx, c Category) error {
@@ -614,23 +534,7 @@ func countChildren(ctx context.Context, q store.Querier, id string) (int, error)
 }
 
 func productIDsInCategory(ctx context.Context, q store.Querier, categoryID string) ([]string, error) {
-	rows, err := q.Query(ctx, `SELECT product_id FROM catalog_product_categories WHERE category_id = ? ORDER BY product_id`, categoryID)
-	if err != nil {
-		return nil, fmt.Errorf("list products of category: %w", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list products of category: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list products of category: %w", err)
-	}
-	return ids, nil
+	return store.All(ctx, q, "list products of category", store.ScanString, `SELECT product_id FROM catalog_product_categories WHERE category_id = ? ORDER BY product_id`, categoryID)
 }
 
 // existingCategories reports which of the ids name a category.
@@ -639,20 +543,12 @@ func existingCategories(ctx context.Context, q store.Querier, ids []string) (map
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `SELECT id FROM catalog_categories WHERE id IN (`+store.Placeholders(len(ids))+`)`, store.Args(ids)...)
+	found, err := store.All(ctx, q, "check categories", store.ScanString, `SELECT id FROM catalog_categories WHERE id IN (`+store.Placeholders(len(ids))+`)`, store.Args(ids)...)
 	if err != nil {
-		return nil, fmt.Errorf("check categories: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("check categories: %w", err)
-		}
+	for _, id := range found {
 		out[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("check categories: %w", err)
 	}
 	return out, nil
 }

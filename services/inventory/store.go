@@ -79,23 +79,7 @@ func listLocations(ctx context.Context, q store.Querier, afterPriority int, afte
 	}
 	query += ` ORDER BY priority, id LIMIT ?`
 	args = append(args, limit)
-	rows, err := q.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list locations: %w", err)
-	}
-	defer rows.Close()
-	var out []Location
-	for rows.Next() {
-		l, err := scanLocation(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read location: %w", err)
-		}
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list locations: %w", err)
-	}
-	return out, nil
+	return store.All(ctx, q, "list locations", scanLocation, query, args...)
 }
 
 // --- items and levels ---
@@ -240,23 +224,7 @@ func readStock(ctx context.Context, q store.Querier, skus []string) (map[string]
 
 // listItemSKUs returns the SKUs the inventory knows, in order, after after.
 func listItemSKUs(ctx context.Context, q store.Querier, after string, limit int) ([]string, error) {
-	rows, err := q.Query(ctx, `SELECT sku FROM inventory_items WHERE sku > ? ORDER BY sku LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list stock items: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var sku string
-		if err := rows.Scan(&sku); err != nil {
-			return nil, fmt.Errorf("list stock items: %w", err)
-		}
-		out = append(out, sku)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list stock items: %w", err)
-	}
-	return out, nil
+	return store.All(ctx, q, "list stock items", store.ScanString, `SELECT sku FROM inventory_items WHERE sku > ? ORDER BY sku LIMIT ?`, after, limit)
 }
 
 // updateItem writes a SKU's settings if it is still at version expected.
@@ -435,29 +403,22 @@ func listAdjustments(ctx context.Context, q store.Querier, sku, locationID, befo
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit)
-	rows, err := q.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list adjustments: %w", err)
+	return store.All(ctx, q, "list adjustments", scanAdjustment, query, args...)
+}
+
+// scanAdjustment reads a row of adjustmentColumns.
+func scanAdjustment(r store.RowScanner) (Adjustment, error) {
+	var (
+		a              Adjustment
+		reason         string
+		resID, orderID sql.NullString
+	)
+	if err := r.Scan(&a.ID, &a.SKU, &a.LocationID, &a.Delta, &a.OnHandBefore, &a.OnHandAfter, &reason, &a.Note, &a.Actor,
+		&resID, &orderID, &a.CreatedAt); err != nil {
+		return Adjustment{}, err
 	}
-	defer rows.Close()
-	var out []Adjustment
-	for rows.Next() {
-		var (
-			a              Adjustment
-			reason         string
-			resID, orderID sql.NullString
-		)
-		if err := rows.Scan(&a.ID, &a.SKU, &a.LocationID, &a.Delta, &a.OnHandBefore, &a.OnHandAfter, &reason, &a.Note, &a.Actor,
-			&resID, &orderID, &a.CreatedAt); err != nil {
-			return nil, fmt.Errorf("read adjustment: %w", err)
-		}
-		a.Reason, a.ReservationID, a.OrderID, a.CreatedAt = Reason(reason), ptrString(resID), ptrString(orderID), a.CreatedAt.UTC()
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list adjustments: %w", err)
-	}
-	return out, nil
+	a.Reason, a.ReservationID, a.OrderID, a.CreatedAt = Reason(reason), ptrString(resID), ptrString(orderID), a.CreatedAt.UTC()
+	return a, nil
 }
 
 // --- reservations ---
@@ -580,24 +541,8 @@ func closeReservation(ctx context.Context, tx *store.Tx, id string, to State, no
 // expiredIDs lists pending reservations whose time ran out by now, oldest
 // first.
 func expiredIDs(ctx context.Context, q store.Querier, now time.Time, limit int) ([]string, error) {
-	rows, err := q.Query(ctx, `SELECT id FROM inventory_reservations WHERE state = ? AND expires_at <= ? ORDER BY expires_at, id LIMIT ?`,
-		string(StatePending), now, limit)
-	if err != nil {
-		return nil, fmt.Errorf("find expired reservations: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("find expired reservations: %w", err)
-		}
-		out = append(out, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find expired reservations: %w", err)
-	}
-	return out, nil
+	return store.All(ctx, q, "find expired reservations", store.ScanString,
+		`SELECT id FROM inventory_reservations WHERE state = ? AND expires_at <= ? ORDER BY expires_at, id LIMIT ?`, string(StatePending), now, limit)
 }
 
 // --- meta ---

@@ -74,26 +74,13 @@ func getEmail(ctx context.Context, q store.Querier, emailID string) (Email, erro
 }
 
 func emailsOfEvent(ctx context.Context, q store.Querier, eventID string) ([]Email, error) {
-	rows, err := q.Query(ctx, `SELECT `+emailColumns+` FROM notify_emails WHERE event_id = ? ORDER BY id`, eventID)
-	if err != nil {
-		return nil, fmt.Errorf("read emails: %w", err)
-	}
-	defer rows.Close()
-	var out []Email
-	for rows.Next() {
-		e, err := scanEmail(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read emails: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return store.All(ctx, q, "read emails", scanEmail, `SELECT `+emailColumns+` FROM notify_emails WHERE event_id = ? ORDER BY id`, eventID)
 }
 
 // dueEmails returns ids of pending emails whose attempt is due and that
 // nobody holds a lease on, oldest due first.
 func dueEmails(ctx context.Context, q store.Querier, now time.Time, limit int) ([]string, error) {
-	return ids(ctx, q, `SELECT id FROM notify_emails
+	return store.All(ctx, q, "read due emails", store.ScanString, `SELECT id FROM notify_emails
 		WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
 		ORDER BY next_attempt_at, id LIMIT ?`, now, now, limit)
 }
@@ -116,23 +103,6 @@ func finishEmail(ctx context.Context, q store.Querier, emailID, owner string, st
 	return store.ChangedOne(q.Exec(ctx, `UPDATE notify_emails SET state = ?, last_error = ?, next_attempt_at = ?, sent_at = ?,
 		lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?`,
 		state, lastError, nullTime(next), sentAt, now, emailID, owner))
-}
-
-func ids(ctx context.Context, q store.Querier, query string, args ...any) ([]string, error) {
-	rows, err := q.Query(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }
 
 // --- webhooks ---
@@ -209,20 +179,7 @@ func deleteWebhook(ctx context.Context, tx *store.Tx, webhookID string) (bool, e
 }
 
 func listWebhooks(ctx context.Context, q store.Querier, afterID string, limit int) ([]Webhook, error) {
-	rows, err := q.Query(ctx, `SELECT `+webhookColumns+` FROM notify_webhooks WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list webhooks: %w", err)
-	}
-	defer rows.Close()
-	var out []Webhook
-	for rows.Next() {
-		w, err := scanWebhook(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list webhooks: %w", err)
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
+	return store.All(ctx, q, "list webhooks", scanWebhook, `SELECT `+webhookColumns+` FROM notify_webhooks WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
 }
 
 // subscription is what the fan-out needs of an enabled webhook.
@@ -232,26 +189,19 @@ type subscription struct {
 }
 
 func enabledSubscriptions(ctx context.Context, q store.Querier) ([]subscription, error) {
-	rows, err := q.Query(ctx, `SELECT id, event_types FROM notify_webhooks WHERE enabled = ? ORDER BY id`, true)
-	if err != nil {
-		return nil, fmt.Errorf("read subscriptions: %w", err)
-	}
-	defer rows.Close()
-	var out []subscription
-	for rows.Next() {
+	return store.All(ctx, q, "read subscriptions", func(r store.RowScanner) (subscription, error) {
 		var (
 			sub   subscription
 			types string
 		)
-		if err := rows.Scan(&sub.id, &types); err != nil {
-			return nil, fmt.Errorf("read subscriptions: %w", err)
+		if err := r.Scan(&sub.id, &types); err != nil {
+			return subscription{}, err
 		}
 		if err := json.Unmarshal([]byte(types), &sub.types); err != nil {
-			return nil, fmt.Errorf("webhook %s: event_types: %w", sub.id, err)
+			return subscription{}, fmt.Errorf("webhook %s: event_types: %w", sub.id, err)
 		}
-		out = append(out, sub)
-	}
-	return out, rows.Err()
+		return sub, nil
+	}, `SELECT id, event_types FROM notify_webhooks WHERE enabled = ? ORDER BY id`, true)
 }
 
 // webhookSucceeded records a successful attempt: the failure count starts
@@ -343,26 +293,13 @@ func listDeliveries(ctx context.Context, q store.Querier, webhookID string, stat
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limit)
-	rows, err := q.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list deliveries: %w", err)
-	}
-	defer rows.Close()
-	var out []Delivery
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list deliveries: %w", err)
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return store.All(ctx, q, "list deliveries", func(r store.RowScanner) (Delivery, error) { return scanDelivery(r) }, query, args...)
 }
 
 // dueDeliveries returns ids of deliveries of enabled webhooks whose attempt
 // is due and that nobody holds a lease on, oldest due first.
 func dueDeliveries(ctx context.Context, q store.Querier, now time.Time, limit int) ([]string, error) {
-	return ids(ctx, q, `SELECT d.id FROM notify_webhook_deliveries d JOIN notify_webhooks w ON w.id = d.webhook_id
+	return store.All(ctx, q, "read due deliveries", store.ScanString, `SELECT d.id FROM notify_webhook_deliveries d JOIN notify_webhooks w ON w.id = d.webhook_id
 		WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?) AND w.enabled = ?
 		ORDER BY d.next_attempt_at, d.id LIMIT ?`, now, now, true, limit)
 }

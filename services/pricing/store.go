@@ -146,22 +146,10 @@ func getPriceList(ctx context.Context, q store.Querier, listID string) (PriceLis
 }
 
 func listPriceLists(ctx context.Context, q store.Querier, afterID string, limit int) ([]PriceList, error) {
-	rows, err := q.Query(ctx, `SELECT `+priceListColumns+` FROM pricing_price_lists WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
+	out, err := store.All(ctx, q, "list price lists", func(r store.RowScanner) (PriceList, error) { return scanPriceList(r) },
+		`SELECT `+priceListColumns+` FROM pricing_price_lists WHERE id > ? ORDER BY id LIMIT ?`, afterID, limit)
 	if err != nil {
-		return nil, fmt.Errorf("list price lists: %w", err)
-	}
-	var out []PriceList
-	for rows.Next() {
-		pl, err := scanPriceList(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list price lists: %w", err)
-		}
-		out = append(out, pl)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list price lists: %w", err)
+		return nil, err
 	}
 	ptrs := make([]*PriceList, len(out))
 	for i := range out {
@@ -180,24 +168,16 @@ func loadPrices(ctx context.Context, q store.Querier, lists []*PriceList) error 
 	for i, pl := range lists {
 		byID[pl.ID], ids[i] = pl, pl.ID
 	}
-	rows, err := q.Query(ctx, `SELECT price_list_id, variant_id, amount FROM pricing_prices WHERE price_list_id IN (`+
-		store.Placeholders(len(ids))+`) ORDER BY price_list_id, variant_id`, store.Args(ids)...)
-	if err != nil {
-		return fmt.Errorf("load prices: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return store.Each(ctx, q, "load prices", func(r store.RowScanner) error {
 		var listID string
 		var p Price
-		if err := rows.Scan(&listID, &p.VariantID, &p.Amount); err != nil {
-			return fmt.Errorf("load prices: %w", err)
+		if err := r.Scan(&listID, &p.VariantID, &p.Amount); err != nil {
+			return err
 		}
 		byID[listID].Prices = append(byID[listID].Prices, p)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load prices: %w", err)
-	}
-	return nil
+		return nil
+	}, `SELECT price_list_id, variant_id, amount FROM pricing_prices WHERE price_list_id IN (`+
+		store.Placeholders(len(ids))+`) ORDER BY price_list_id, variant_id`, store.Args(ids)...)
 }
 
 // priceRows returns every price of the variants in lists of the currency,
@@ -206,27 +186,18 @@ func priceRows(ctx context.Context, q store.Querier, currency string, variantIDs
 	if len(variantIDs) == 0 {
 		return nil, nil
 	}
-	rows, err := q.Query(ctx, `SELECT l.id, l.name, l.currency, l.prices_include_tax, l.customer_group, l.starts_at, l.ends_at, l.priority,
+	return store.All(ctx, q, "load prices", func(row store.RowScanner) (priceRow, error) {
+		var (
+			r   priceRow
+			err error
+		)
+		r.list, err = scanPriceList(row, &r.variantID, &r.amount)
+		return r, err
+	}, `SELECT l.id, l.name, l.currency, l.prices_include_tax, l.customer_group, l.starts_at, l.ends_at, l.priority,
 		l.version, l.created_at, l.updated_at, p.variant_id, p.amount
 		FROM pricing_prices p JOIN pricing_price_lists l ON l.id = p.price_list_id
 		WHERE l.currency = ? AND p.variant_id IN (`+store.Placeholders(len(variantIDs))+`)`,
 		append([]any{currency}, store.Args(variantIDs)...)...)
-	if err != nil {
-		return nil, fmt.Errorf("load prices: %w", err)
-	}
-	defer rows.Close()
-	var out []priceRow
-	for rows.Next() {
-		var r priceRow
-		if r.list, err = scanPriceList(rows, &r.variantID, &r.amount); err != nil {
-			return nil, fmt.Errorf("load prices: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load prices: %w", err)
-	}
-	return out, nil
 }
 
 // --- promotions ---
@@ -320,22 +291,13 @@ func updatePromotionRow(ctx context.Context, tx *store.Tx, p Promotion, prev int
 // redemptions stay on record); a code another promotion holds is a
 // conflict naming codes[i].
 func writeCodes(ctx context.Context, tx *store.Tx, p Promotion) error {
-	existing := map[string]bool{}
-	rows, err := tx.Query(ctx, `SELECT code FROM pricing_promotion_codes WHERE promotion_id = ?`, p.ID)
+	codes, err := store.All(ctx, tx, "write codes", store.ScanString, `SELECT code FROM pricing_promotion_codes WHERE promotion_id = ?`, p.ID)
 	if err != nil {
-		return fmt.Errorf("write codes: %w", err)
+		return err
 	}
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return fmt.Errorf("write codes: %w", err)
-		}
+	existing := map[string]bool{}
+	for _, c := range codes {
 		existing[c] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("write codes: %w", err)
 	}
 	keep := map[string]bool{}
 	for i, c := range p.Codes {
@@ -394,22 +356,9 @@ func getPromotion(ctx context.Context, q store.Querier, promoID string) (Promoti
 
 // queryPromotions runs a query selecting promotionColumns, with codes.
 func queryPromotions(ctx context.Context, q store.Querier, query string, args ...any) ([]Promotion, error) {
-	rows, err := q.Query(ctx, query, args...)
+	out, err := store.All(ctx, q, "list promotions", scanPromotion, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list promotions: %w", err)
-	}
-	var out []Promotion
-	for rows.Next() {
-		p, err := scanPromotion(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list promotions: %w", err)
-		}
-		out = append(out, p)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list promotions: %w", err)
+		return nil, err
 	}
 	return out, loadCodes(ctx, q, out)
 }
@@ -440,26 +389,18 @@ func loadCodes(ctx context.Context, q store.Querier, ps []Promotion) error {
 	for i, p := range ps {
 		idx[p.ID], ids[i] = i, p.ID
 	}
-	rows, err := q.Query(ctx, `SELECT promotion_id, code, used FROM pricing_promotion_codes WHERE promotion_id IN (`+
-		store.Placeholders(len(ids))+`) ORDER BY promotion_id, position`, store.Args(ids)...)
-	if err != nil {
-		return fmt.Errorf("load codes: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return store.Each(ctx, q, "load codes", func(r store.RowScanner) error {
 		var pid string
 		var u CodeUsage
-		if err := rows.Scan(&pid, &u.Code, &u.Used); err != nil {
-			return fmt.Errorf("load codes: %w", err)
+		if err := r.Scan(&pid, &u.Code, &u.Used); err != nil {
+			return err
 		}
 		p := &ps[idx[pid]]
 		p.Codes = append(p.Codes, u.Code)
 		p.Usage = append(p.Usage, u)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load codes: %w", err)
-	}
-	return nil
+		return nil
+	}, `SELECT promotion_id, code, used FROM pricing_promotion_codes WHERE promotion_id IN (`+
+		store.Placeholders(len(ids))+`) ORDER BY promotion_id, position`, store.Args(ids)...)
 }
 
 // codeRow is a voucher code's row: its definition (promotion, usage limit)
@@ -476,23 +417,19 @@ func codeRows(ctx context.Context, q store.Querier, codes []string) (map[string]
 	if len(codes) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `SELECT code, promotion_id, usage_limit, used FROM pricing_promotion_codes WHERE code IN (`+
-		store.Placeholders(len(codes))+`)`, store.Args(codes)...)
-	if err != nil {
-		return nil, fmt.Errorf("load codes: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	err := store.Each(ctx, q, "load codes", func(row store.RowScanner) error {
 		var r codeRow
 		var limit sql.NullInt64
-		if err := rows.Scan(&r.code, &r.promotionID, &limit, &r.used); err != nil {
-			return nil, fmt.Errorf("load codes: %w", err)
+		if err := row.Scan(&r.code, &r.promotionID, &limit, &r.used); err != nil {
+			return err
 		}
 		r.usageLimit = nullInt(limit)
 		out[r.code] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load codes: %w", err)
+		return nil
+	}, `SELECT code, promotion_id, usage_limit, used FROM pricing_promotion_codes WHERE code IN (`+
+		store.Placeholders(len(codes))+`)`, store.Args(codes)...)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -525,22 +462,18 @@ func getRedemption(ctx context.Context, q store.Querier, key string) (Redemption
 	if err != nil {
 		return Redemption{}, ex, fmt.Errorf("get redemption: %w", err)
 	}
-	rows, err := q.Query(ctx, `SELECT code, promotion_id, per_customer FROM pricing_redemption_codes WHERE redemption_id = ? ORDER BY position`, r.ID)
-	if err != nil {
-		return Redemption{}, ex, fmt.Errorf("get redemption: %w", err)
-	}
-	defer rows.Close()
 	r.Codes = []string{}
-	for rows.Next() {
+	err = store.Each(ctx, q, "get redemption", func(row store.RowScanner) error {
 		var rc redeemedCode
-		if err := rows.Scan(&rc.code, &rc.promotionID, &rc.perCustomer); err != nil {
-			return Redemption{}, ex, fmt.Errorf("get redemption: %w", err)
+		if err := row.Scan(&rc.code, &rc.promotionID, &rc.perCustomer); err != nil {
+			return err
 		}
 		r.Codes = append(r.Codes, rc.code)
 		ex.codes = append(ex.codes, rc)
-	}
-	if err := rows.Err(); err != nil {
-		return Redemption{}, ex, fmt.Errorf("get redemption: %w", err)
+		return nil
+	}, `SELECT code, promotion_id, per_customer FROM pricing_redemption_codes WHERE redemption_id = ? ORDER BY position`, r.ID)
+	if err != nil {
+		return Redemption{}, ex, err
 	}
 	return r, ex, nil
 }
@@ -621,23 +554,7 @@ func allTaxRates(ctx context.Context, q store.Querier) ([]TaxRate, error) {
 
 // queryTaxRates runs a query selecting taxRateColumns.
 func queryTaxRates(ctx context.Context, q store.Querier, query string, args ...any) ([]TaxRate, error) {
-	rows, err := q.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list tax rates: %w", err)
-	}
-	defer rows.Close()
-	var out []TaxRate
-	for rows.Next() {
-		t, err := scanTaxRate(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tax rates: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list tax rates: %w", err)
-	}
-	return out, nil
+	return store.All(ctx, q, "list tax rates", scanTaxRate, query, args...)
 }
 
 // --- shipping methods ---
@@ -702,23 +619,7 @@ func getShippingMethod(ctx context.Context, q store.Querier, methodID string) (S
 }
 
 func queryShippingMethods(ctx context.Context, q store.Querier, query string, args ...any) ([]ShippingMethod, error) {
-	rows, err := q.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list shipping methods: %w", err)
-	}
-	defer rows.Close()
-	var out []ShippingMethod
-	for rows.Next() {
-		m, err := scanShippingMethod(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list shipping methods: %w", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list shipping methods: %w", err)
-	}
-	return out, nil
+	return store.All(ctx, q, "list shipping methods", scanShippingMethod, query, args...)
 }
 
 func listShippingMethods(ctx context.Context, q store.Querier, afterID string, limit int) ([]ShippingMethod, error) {
