@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // maxGroup bounds how many transactions one group commit holds, so that a
@@ -50,6 +51,8 @@ type txRequest struct {
 
 	err      error
 	panicked any
+	outcome  txOutcome
+	queued   time.Time // when it started waiting for the writer (with metrics only)
 	// lead is closed to hand the next group to this request's goroutine;
 	// done when its group finished.
 	lead, done chan struct{}
@@ -58,7 +61,7 @@ type txRequest struct {
 // run runs fn in the next group and returns its outcome; the caller's
 // goroutine may run groups (its own and the next ones) meanwhile.
 func (g *groupCommit) run(ctx context.Context, fn func(*Tx) error) (*Tx, error) {
-	req := &txRequest{ctx: ctx, fn: fn, lead: make(chan struct{}), done: make(chan struct{})}
+	req := &txRequest{ctx: ctx, fn: fn, queued: g.db.metrics.now(), lead: make(chan struct{}), done: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, req)
 	lead := !g.leading
@@ -94,6 +97,7 @@ func (g *groupCommit) runGroups(own *txRequest) {
 
 	g.commit(group)
 	g.groups.Add(1)
+	g.db.metrics.grouped(group)
 	for _, r := range group {
 		if r != own {
 			close(r.done)
@@ -110,7 +114,7 @@ func (g *groupCommit) runGroups(own *txRequest) {
 }
 
 // commit runs a group in one SQLite transaction and records each
-// request's outcome.
+// request's outcome (err, panicked and outcome).
 func (g *groupCommit) commit(group []*txRequest) {
 	db := g.db
 	// Not a request's context: one cancelled caller must not roll back
@@ -118,7 +122,7 @@ func (g *groupCommit) commit(group []*txRequest) {
 	sqlTx, err := db.write.BeginTx(context.Background(), nil)
 	if err != nil {
 		for _, r := range group {
-			r.err = fmt.Errorf("begin transaction: %w", err)
+			r.err, r.outcome = fmt.Errorf("begin transaction: %w", err), txFailed
 		}
 		return
 	}
@@ -128,7 +132,8 @@ func (g *groupCommit) commit(group []*txRequest) {
 	if len(group) == 1 {
 		r := group[0]
 		r.tx = &Tx{tx: sqlTx, db: db}
-		r.panicked, r.err = r.runAlone()
+		db.metrics.waited(r.queued)
+		r.runAlone()
 		unprepared = r.tx.unprepared
 		return
 	}
@@ -136,10 +141,11 @@ func (g *groupCommit) commit(group []*txRequest) {
 	committed := 0
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.err = err
+			r.err, r.outcome = err, txCancelled
 			continue
 		}
 		r.tx = &Tx{tx: sqlTx, db: db}
+		db.metrics.waited(r.queued)
 		ok, aborted := r.runInSavepoint()
 		unprepared = append(unprepared, r.tx.unprepared...)
 		if aborted {
@@ -148,7 +154,7 @@ func (g *groupCommit) commit(group []*txRequest) {
 			_ = sqlTx.Rollback()
 			for _, o := range group {
 				if o.err == nil && o.panicked == nil {
-					o.err = errGroupAborted
+					o.err, o.outcome = errGroupAborted, txAborted
 				}
 			}
 			return
@@ -164,21 +170,21 @@ func (g *groupCommit) commit(group []*txRequest) {
 	if err := sqlTx.Commit(); err != nil {
 		for _, r := range group {
 			if r.err == nil && r.panicked == nil {
-				r.err = fmt.Errorf("commit: %w", err)
+				r.err, r.outcome = fmt.Errorf("commit: %w", err), txFailed
 			}
 		}
 	}
 }
 
 // runAlone runs a group of one: the whole transaction is the request's.
-func (r *txRequest) runAlone() (panicked any, err error) {
+func (r *txRequest) runAlone() {
 	defer func() {
 		if p := recover(); p != nil {
 			_ = r.tx.tx.Rollback()
-			panicked = p
+			r.panicked, r.outcome = p, txRolledBack
 		}
 	}()
-	return nil, r.tx.run(r.fn)
+	r.outcome, r.err = r.tx.run(r.fn)
 }
 
 // runInSavepoint runs the request inside a savepoint of the group's
@@ -187,7 +193,7 @@ func (r *txRequest) runAlone() (panicked any, err error) {
 func (r *txRequest) runInSavepoint() (ok, aborted bool) {
 	ctx := context.Background()
 	if _, err := r.tx.Exec(ctx, `SAVEPOINT souk_group`); err != nil {
-		r.err = fmt.Errorf("begin transaction: %w", err)
+		r.err, r.outcome = fmt.Errorf("begin transaction: %w", err), txAborted
 		return false, true
 	}
 	func() {
@@ -200,11 +206,13 @@ func (r *txRequest) runInSavepoint() (ok, aborted bool) {
 	}()
 	if r.err == nil && r.panicked == nil {
 		if _, err := r.tx.Exec(ctx, `RELEASE souk_group`); err != nil {
-			r.err = fmt.Errorf("commit: %w", err)
+			r.err, r.outcome = fmt.Errorf("commit: %w", err), txAborted
 			return false, true
 		}
+		r.outcome = txCommitted // once the group commits
 		return true, false
 	}
+	r.outcome = txRolledBack
 	if _, err := r.tx.Exec(ctx, `ROLLBACK TO souk_group`); err != nil {
 		return false, true
 	}

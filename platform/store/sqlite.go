@@ -32,8 +32,8 @@ const (
 
 // openSQLite opens the file's writer connection and its read-only pool
 // (maxReaders connections; 0: twice GOMAXPROCS, at least 4), and starts the
-// background checkpointer.
-func openSQLite(ctx context.Context, path string, maxReaders int, log *slog.Logger) (*DB, error) {
+// background checkpointer; metrics may be nil.
+func openSQLite(ctx context.Context, path string, maxReaders int, log *slog.Logger, metrics *sqliteMetrics) (*DB, error) {
 	memory := path == ":memory:"
 	if !memory {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -44,12 +44,13 @@ func openSQLite(ctx context.Context, path string, maxReaders int, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{write: write, sql: write, engine: SQLite}
+	db := &DB{write: write, sql: write, engine: SQLite, metrics: metrics}
 	if err := write.PingContext(ctx); err != nil { // creates the file and turns WAL on
 		write.Close()
 		return nil, fmt.Errorf("open sqlite database: %w", err)
 	}
 	db.writeStmts = newStmtCache(write)
+	metrics.countStatements(db.writeStmts, "write")
 	db.group = &groupCommit{db: db}
 	if memory {
 		// Every connection to :memory: is a database of its own: one
@@ -71,6 +72,7 @@ func openSQLite(ctx context.Context, path string, maxReaders int, log *slog.Logg
 		return nil, fmt.Errorf("open sqlite database: %w", err)
 	}
 	db.sql, db.readStmts = read, newStmtCache(read)
+	metrics.countStatements(db.readStmts, "read")
 	db.stopCheckpoints = db.checkpointInBackground(log)
 	return db, nil
 }
@@ -99,7 +101,7 @@ func sqlitePool(path string, n int, txlock string, extra ...string) (*sql.DB, er
 // or the writer (PASSIVE), and restarts a WAL that grew past
 // walRestartFrames through the writer. SQLite would otherwise checkpoint
 // inside the commit that fills the WAL, holding the write lock through the
-// checkpoint's fsync. It returns the function that stops it.
+// checkpoint's fsync. It returns the function that stops it (once).
 func (db *DB) checkpointInBackground(log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -112,36 +114,58 @@ func (db *DB) checkpointInBackground(log *slog.Logger) func() {
 				return
 			case <-t.C:
 			}
-			mode := "PASSIVE"
-			frames, err := db.checkpoint(ctx, db.sql, mode)
-			if err == nil && frames > walRestartFrames {
-				mode = "RESTART"
-				_, err = db.checkpoint(ctx, db.write, mode)
-			}
-			if err == nil {
-				db.checkpoints.Add(1)
-			}
-			if err != nil && ctx.Err() == nil {
-				log.Warn("store: SQLite WAL checkpoint failed; the WAL keeps growing until one succeeds", "mode", mode, "error", err)
-			}
+			db.checkpointOnce(ctx, log)
 		}
 	})
+	var once sync.Once // a second Close must not checkpoint a closed pool
 	return func() {
-		cancel()
-		wg.Wait()
-		// A last full checkpoint, so the file is complete on its own.
-		ctx, cancel := context.WithTimeout(context.Background(), sqliteBusyTimeout)
-		defer cancel()
-		_, _ = db.checkpoint(ctx, db.write, "TRUNCATE")
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			// A last full checkpoint, so the file is complete on its own.
+			ctx, cancel := context.WithTimeout(context.Background(), sqliteBusyTimeout)
+			defer cancel()
+			_, _, _ = db.checkpoint(ctx, db.write, checkpointTruncate)
+		})
 	}
 }
 
-// checkpoint runs one WAL checkpoint and returns the WAL's size in pages.
-func (db *DB) checkpoint(ctx context.Context, pool *sql.DB, mode string) (int, error) {
-	var busy, frames, copied int
-	err := pool.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &frames, &copied)
+// checkpointOnce is one round of the background checkpointer: PASSIVE, and
+// RESTART when the WAL passed walRestartFrames. What keeps the WAL growing
+// — a failed checkpoint, a RESTART a reader kept busy — is logged.
+func (db *DB) checkpointOnce(ctx context.Context, log *slog.Logger) {
+	mode := checkpointPassive
+	frames, _, err := db.checkpoint(ctx, db.sql, mode)
+	complete := true // a PASSIVE checkpoint may leave what readers still use
+	if err == nil && frames > walRestartFrames {
+		mode = checkpointRestart
+		_, complete, err = db.checkpoint(ctx, db.write, mode)
+	}
+	switch {
+	case ctx.Err() != nil: // stopping
+	case err != nil:
+		log.Warn("store: SQLite WAL checkpoint failed; the WAL keeps growing until one succeeds", "mode", mode.String(), "error", err)
+	case !complete:
+		log.Warn("store: SQLite WAL restart blocked by a reader; the WAL keeps growing until one succeeds", "mode", mode.String(), "wal_pages", frames)
+	}
+	if err == nil {
+		db.checkpoints.Add(1)
+	}
+}
+
+// checkpoint runs one WAL checkpoint, records it in the metrics and returns
+// the WAL's size in pages and whether the whole WAL was copied back
+// (false: readers still needed part of it, or SQLite reported the
+// checkpoint busy). A checkpoint that ctx interrupted is not recorded.
+func (db *DB) checkpoint(ctx context.Context, pool *sql.DB, mode checkpointMode) (frames int, complete bool, err error) {
+	var busy, copied int
+	err = pool.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode.String()+`)`).Scan(&busy, &frames, &copied)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = nil
 	}
-	return frames, err
+	complete = err == nil && busy == 0 && copied >= frames
+	if ctx.Err() == nil {
+		db.metrics.checkpointed(mode, frames, complete, err)
+	}
+	return frames, complete, err
 }

@@ -9,12 +9,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func openTestSQLite(t *testing.T) (*DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "test.db")
-	db, err := Open(context.Background(), Config{URL: "sqlite:" + path})
+	// Metrics on, so every test runs their code too; assertions read db.metrics.
+	db, err := Open(context.Background(), Config{URL: "sqlite:" + path, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,6 +26,17 @@ func openTestSQLite(t *testing.T) (*DB, string) {
 		t.Fatal(err)
 	}
 	return db, path
+}
+
+// mustInsertCounters inserts n counters, ids prefix0 … prefix<n-1>, one
+// statement at a time.
+func mustInsertCounters(t testing.TB, db *DB, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := db.Exec(context.Background(), `INSERT INTO counters (id, n) VALUES (?, ?)`, fmt.Sprint(prefix, i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // Every transaction of the process queues for the one writer connection
@@ -159,11 +173,7 @@ func TestStatementCache(t *testing.T) {
 func TestSQLiteCloseCheckpoints(t *testing.T) {
 	db, path := openTestSQLite(t)
 	ctx := context.Background()
-	for i := range 200 {
-		if _, err := db.Exec(ctx, `INSERT INTO counters (id, n) VALUES (?, ?)`, fmt.Sprint("k", i), i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustInsertCounters(t, db, "k", 200)
 	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
 		t.Fatalf("no WAL after writes: %v", err)
 	}
@@ -172,6 +182,12 @@ func TestSQLiteCloseCheckpoints(t *testing.T) {
 	}
 	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() != 0 {
 		t.Fatalf("WAL of %d bytes after Close, want it checkpointed and truncated", fi.Size())
+	}
+	if n := mustCounter(t, db.metrics.checkpoints[checkpointTruncate][checkpointOK]); n != 1 {
+		t.Errorf("%v truncate checkpoints recorded, want 1", n)
+	}
+	if pages := mustGauge(t, db.metrics.walPages); pages != 0 {
+		t.Errorf("WAL of %v pages recorded after Close, want 0", pages)
 	}
 	again, err := Open(ctx, Config{URL: "sqlite:" + path})
 	if err != nil {
@@ -205,6 +221,10 @@ func TestSQLiteBackgroundCheckpoint(t *testing.T) {
 			t.Fatalf("%d background checkpoints in %v, want 2", db.checkpoints.Load()-before, 20*checkpointInterval)
 		}
 		time.Sleep(checkpointInterval / 10)
+	}
+	passive := db.metrics.checkpoints[checkpointPassive]
+	if n := mustCounter(t, passive[checkpointOK]) + mustCounter(t, passive[checkpointBusy]); n < 2 {
+		t.Errorf("%v passive checkpoints recorded, want at least the 2 done", n)
 	}
 }
 
@@ -303,6 +323,21 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if n := db.group.groups.Load() - groupsBefore; n != 2 {
 		t.Errorf("%d groups for the blocked transaction and the six queued behind it, want 2", n)
+	}
+	// The metrics saw both groups: one of 1, one of 6 (the cancelled one
+	// included), and each transaction's outcome; all but the cancelled one
+	// waited for the writer and ran.
+	if count, sum := mustHistogram(t, db.metrics.groupSize); count != 2 || sum != 7 {
+		t.Errorf("group sizes: %d groups of %v transactions in all, want 2 of 7", count, sum)
+	}
+	if count, _ := mustHistogram(t, db.metrics.writerWait); count != 6 {
+		t.Errorf("%d writer waits recorded, want 6", count)
+	}
+	wantOutcomes := map[txOutcome]float64{txCommitted: 4, txRolledBack: 2, txCancelled: 1}
+	for o, c := range db.metrics.transactions {
+		if got := mustCounter(t, c); got != wantOutcomes[txOutcome(o)] {
+			t.Errorf("%v transactions %s, want %v", got, txOutcomeLabels[o], wantOutcomes[txOutcome(o)])
+		}
 	}
 	rows, err := db.Query(ctx, `SELECT id FROM counters ORDER BY id`)
 	if err != nil {

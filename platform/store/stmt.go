@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // maxCachedStmts bounds a pool's prepared statements. Queries are constant
@@ -17,20 +19,29 @@ const maxCachedStmts = 2048
 // a quarter of the checkout's CPU (bench/RESULTS.md). Used on SQLite only;
 // pgx caches statements per connection itself. A nil cache caches nothing.
 type stmtCache struct {
-	pool *sql.DB
-	mu   sync.RWMutex
-	m    map[string]*sql.Stmt
+	pool         *sql.DB
+	hits, misses prometheus.Counter // lookups; nil: not counted
+	mu           sync.RWMutex
+	m            map[string]*sql.Stmt
 }
 
 func newStmtCache(pool *sql.DB) *stmtCache {
 	return &stmtCache{pool: pool, m: make(map[string]*sql.Stmt)}
 }
 
-// lookup returns query's statement when it is prepared.
+// lookup returns query's statement when it is prepared, and counts the
+// lookup.
 func (c *stmtCache) lookup(query string) (*sql.Stmt, bool) {
 	c.mu.RLock()
 	st, ok := c.m[query]
 	c.mu.RUnlock()
+	switch {
+	case c.hits == nil:
+	case ok:
+		c.hits.Inc()
+	default:
+		c.misses.Inc()
+	}
 	return st, ok
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -52,6 +53,14 @@ type Config struct {
 	// Logger receives what goes wrong in the background (SQLite
 	// checkpoints); nil discards it.
 	Logger *slog.Logger
+	// Name names the database in its metrics (their db label): the service
+	// it belongs to. Empty: the SQLite file's name without its extension.
+	Name string
+	// Registerer receives the SQLite machinery's metrics (souk_store_*, ADR
+	// 18): transactions and group commits, the wait for the writer, WAL
+	// checkpoints, the statement caches. Nil: no metrics. PostgreSQL
+	// reports none.
+	Registerer prometheus.Registerer
 }
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -85,10 +94,11 @@ type DB struct {
 	schema string
 	rebind sync.Map // query string -> rewritten query (PostgreSQL only)
 
-	readStmts, writeStmts *stmtCache    // SQLite only
-	stopCheckpoints       func()        // SQLite only
-	group                 *groupCommit  // SQLite only: transactions run in groups
-	checkpoints           atomic.Uint64 // background checkpoints done
+	readStmts, writeStmts *stmtCache     // SQLite only
+	stopCheckpoints       func()         // SQLite only
+	group                 *groupCommit   // SQLite only: transactions run in groups
+	checkpoints           atomic.Uint64  // background checkpoints done
+	metrics               *sqliteMetrics // SQLite only; nil: none
 }
 
 // Open connects to the database and checks that it answers. For SQLite it
@@ -105,7 +115,15 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		if log == nil {
 			log = slog.New(slog.DiscardHandler)
 		}
-		return openSQLite(ctx, target, cfg.MaxOpenConns, log.With("db", target))
+		name := cfg.Name
+		if name == "" {
+			name = metricsName(target)
+		}
+		metrics, err := newSQLiteMetrics(cfg.Registerer, name)
+		if err != nil {
+			return nil, err
+		}
+		return openSQLite(ctx, target, cfg.MaxOpenConns, log.With("db", target), metrics)
 	}
 	pool, err := openPostgres(ctx, target, cfg.Schema, cfg.MaxOpenConns)
 	if err != nil {
@@ -381,7 +399,7 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) error {
 			return fmt.Errorf("begin transaction: %w", err)
 		}
 		tx = &Tx{tx: sqlTx, db: db}
-		if err := tx.run(fn); err != nil {
+		if _, err := tx.run(fn); err != nil {
 			return err
 		}
 	}
@@ -391,8 +409,9 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
-// run runs fn and commits, or rolls back when fn fails or panics.
-func (tx *Tx) run(fn func(tx *Tx) error) error {
+// run runs fn and commits, or rolls back when fn fails or panics (and
+// panics again); the outcome tells fn's failure from the commit's.
+func (tx *Tx) run(fn func(tx *Tx) error) (txOutcome, error) {
 	defer func() {
 		if p := recover(); p != nil {
 			_ = tx.tx.Rollback()
@@ -401,12 +420,12 @@ func (tx *Tx) run(fn func(tx *Tx) error) error {
 	}()
 	if err := fn(tx); err != nil {
 		_ = tx.tx.Rollback()
-		return err
+		return txRolledBack, err
 	}
 	if err := tx.tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return txFailed, fmt.Errorf("commit: %w", err)
 	}
-	return nil
+	return txCommitted, nil
 }
 
 // IsUniqueViolation reports whether err is a unique or primary key violation.

@@ -265,7 +265,7 @@ func (a *App) openUnit(ctx context.Context, name string) (*unit, error) {
 	url, schema := a.cfg.DatabaseFor(name)
 	services, _ := a.cfg.Selected() // validated by New
 	db, err := store.Open(ctx, store.Config{URL: url, Schema: schema, MaxOpenConns: a.cfg.DBPoolSize(len(services)),
-		Logger: a.logger.With("component", name)})
+		Logger: a.logger.With("component", name), Name: name, Registerer: a.registry})
 	if err != nil {
 		return nil, err
 	}
