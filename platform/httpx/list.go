@@ -81,6 +81,44 @@ func CheckLimit(v *apperr.Validation, limit int) int {
 	return limit
 }
 
+// CursorKey returns the sort key a service's list method was given as its
+// cursor, a previous page's NextCursor: parse checks the decoded key and
+// converts it (strings.CutPrefix-like: false rejects it). An empty cursor,
+// the first page, is the zero K. A cursor that does not decode or that
+// parse rejects adds an invalid error for "cursor" to v and returns the
+// zero K; the caller reports v's error once it has checked the rest of the
+// request.
+func CursorKey[K any](v *apperr.Validation, cursor string, parse func(key string) (K, bool)) K {
+	var zero K
+	if cursor == "" {
+		return zero
+	}
+	key, err := DecodeCursor(cursor)
+	if err != nil {
+		v.Add("cursor", "invalid", "cursor is not one this list returned")
+		return zero
+	}
+	k, ok := parse(key)
+	if !ok {
+		v.Add("cursor", "invalid", "cursor is not one this list returned")
+		return zero
+	}
+	return k
+}
+
+// NextPage returns the first limit of items as a page. items are what a
+// list read with a limit of limit+1, one more than a page, to learn whether
+// another page follows: when one does, the page's cursor holds key of the
+// page's last item.
+func NextPage[T any](items []T, limit int, key func(T) string) Page[T] {
+	next := ""
+	if len(items) > limit {
+		items = items[:limit]
+		next = key(items[limit-1])
+	}
+	return NewPage(items, next)
+}
+
 // EncodeCursor makes an opaque cursor of a sort key.
 func EncodeCursor(key string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(key))

@@ -1014,17 +1014,7 @@ func (s *Service) AdminGetCategory(ctx context.Context, categoryID string) (Cate
 func (s *Service) AdminListCategories(ctx context.Context, limit int, cursor string) (httpx.Page[Category], error) {
 	var v apperr.Validation
 	limit = httpx.CheckLimit(&v, limit)
-	var afterID string
-	if cursor != "" {
-		key, err := httpx.DecodeCursor(cursor)
-		ok := err == nil
-		if ok {
-			afterID, ok = strings.CutPrefix(key, idKeyPrefix)
-		}
-		if !ok {
-			v.Add("cursor", "invalid", "cursor is not one this list returned")
-		}
-	}
+	afterID := httpx.CursorKey(&v, cursor, func(key string) (string, bool) { return strings.CutPrefix(key, idKeyPrefix) })
 	if err := v.Err(); err != nil {
 		return httpx.Page[Category]{}, fmt.Errorf("list categories: %w", err)
 	}
@@ -1032,12 +1022,7 @@ func (s *Service) AdminListCategories(ctx context.Context, limit int, cursor str
 	if err != nil {
 		return httpx.Page[Category]{}, fmt.Errorf("list categories: %w", err)
 	}
-	next := ""
-	if len(cs) > limit {
-		next = idKeyPrefix + cs[limit-1].ID
-		cs = cs[:limit]
-	}
-	return httpx.NewPage(cs, next), nil
+	return httpx.NextPage(cs, limit, func(c Category) string { return idKeyPrefix + c.ID }), nil
 }
 
 // CategoryTree returns every category as a forest: roots in sibling order

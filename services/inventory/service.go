@@ -223,37 +223,30 @@ func (s *Service) GetLocation(ctx context.Context, locationID string) (Location,
 func (s *Service) ListLocations(ctx context.Context, limit int, cursor string) (httpx.Page[Location], error) {
 	var v apperr.Validation
 	limit = httpx.CheckLimit(&v, limit)
-	var (
-		afterPrio int
-		afterID   string
-	)
-	if cursor != "" {
-		key, err := httpx.DecodeCursor(cursor)
-		ok := err == nil
-		if ok {
-			prio, lid, cut := strings.Cut(key, ":")
-			n, perr := strconv.Atoi(prio)
-			ok = cut && perr == nil && id.Valid(locationPrefix, lid)
-			afterPrio, afterID = n, lid
-		}
-		if !ok {
-			v.Add("cursor", "invalid", "cursor is not one this list returned")
-		}
-	}
+	after := httpx.CursorKey(&v, cursor, parseLocationKey)
 	if err := v.Err(); err != nil {
 		return httpx.Page[Location]{}, fmt.Errorf("list stock locations: %w", err)
 	}
-	ls, err := listLocations(ctx, s.db, afterPrio, afterID, limit+1)
+	ls, err := listLocations(ctx, s.db, after.priority, after.id, limit+1)
 	if err != nil {
 		return httpx.Page[Location]{}, fmt.Errorf("list stock locations: %w", err)
 	}
-	next := ""
-	if len(ls) > limit {
-		last := ls[limit-1]
-		next = strconv.Itoa(last.Priority) + ":" + last.ID
-		ls = ls[:limit]
+	return httpx.NextPage(ls, limit, func(l Location) string { return strconv.Itoa(l.Priority) + ":" + l.ID }), nil
+}
+
+// locationKey is the sort key of a location, "<priority>:<id>" in a cursor.
+type locationKey struct {
+	priority int
+	id       string
+}
+
+func parseLocationKey(key string) (locationKey, bool) {
+	prio, lid, cut := strings.Cut(key, ":")
+	n, err := strconv.Atoi(prio)
+	if !cut || err != nil || !id.Valid(locationPrefix, lid) {
+		return locationKey{}, false
 	}
-	return httpx.NewPage(ls, next), nil
+	return locationKey{priority: n, id: lid}, true
 }
 
 // --- stock ---
@@ -281,15 +274,7 @@ func (s *Service) GetStock(ctx context.Context, sku string) (StockItem, error) {
 func (s *Service) ListStock(ctx context.Context, skus []string, limit int, cursor string) (httpx.Page[StockItem], error) {
 	var v apperr.Validation
 	limit = httpx.CheckLimit(&v, limit)
-	after := ""
-	if cursor != "" {
-		key, err := httpx.DecodeCursor(cursor)
-		if err == nil && validSKU(key) {
-			after = key
-		} else {
-			v.Add("cursor", "invalid", "cursor is not one this list returned")
-		}
-	}
+	after := httpx.CursorKey(&v, cursor, func(key string) (string, bool) { return key, validSKU(key) })
 	if len(skus) > MaxSKUsPerRequest {
 		v.Addf("sku", "too_many", "at most %d SKUs at once", MaxSKUsPerRequest)
 	}
@@ -603,15 +588,7 @@ func levelLess(a, b levelRow) bool {
 func (s *Service) ListAdjustments(ctx context.Context, sku, locationID string, limit int, cursor string) (httpx.Page[Adjustment], error) {
 	var v apperr.Validation
 	limit = httpx.CheckLimit(&v, limit)
-	before := ""
-	if cursor != "" {
-		key, err := httpx.DecodeCursor(cursor)
-		if err == nil && id.Valid(adjustmentPrefix, key) {
-			before = key
-		} else {
-			v.Add("cursor", "invalid", "cursor is not one this list returned")
-		}
-	}
+	before := httpx.CursorKey(&v, cursor, func(key string) (string, bool) { return key, id.Valid(adjustmentPrefix, key) })
 	if locationID != "" && !id.Valid(locationPrefix, locationID) {
 		v.Addf("location_id", "invalid", "%q is not a stock location id", locationID)
 	}
@@ -625,10 +602,5 @@ func (s *Service) ListAdjustments(ctx context.Context, sku, locationID string, l
 	if err != nil {
 		return httpx.Page[Adjustment]{}, fmt.Errorf("list adjustments of %s: %w", sku, err)
 	}
-	next := ""
-	if len(as) > limit {
-		next = as[limit-1].ID
-		as = as[:limit]
-	}
-	return httpx.NewPage(as, next), nil
+	return httpx.NextPage(as, limit, func(a Adjustment) string { return a.ID }), nil
 }

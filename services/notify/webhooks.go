@@ -115,7 +115,7 @@ func (s *Service) GetWebhook(ctx context.Context, webhookID string) (Webhook, er
 func (s *Service) ListWebhooks(ctx context.Context, limit int, cursor string) (httpx.Page[Webhook], error) {
 	var v apperr.Validation
 	limit = checkLimit(&v, limit)
-	after := decodeIDCursor(&v, webhookPrefix, cursor)
+	after := httpx.CursorKey(&v, cursor, idOf(webhookPrefix))
 	if err := v.Err(); err != nil {
 		return httpx.Page[Webhook]{}, fmt.Errorf("list webhooks: %w", err)
 	}
@@ -123,11 +123,7 @@ func (s *Service) ListWebhooks(ctx context.Context, limit int, cursor string) (h
 	if err != nil {
 		return httpx.Page[Webhook]{}, fmt.Errorf("list webhooks: %w", err)
 	}
-	next := ""
-	if len(ws) > limit {
-		ws, next = ws[:limit], ws[limit-1].ID
-	}
-	return httpx.NewPage(ws, next), nil
+	return httpx.NextPage(ws, limit, func(w Webhook) string { return w.ID }), nil
 }
 
 // UpdateWebhook applies a partial update. With ifMatch > 0 the
@@ -279,7 +275,7 @@ func (s *Service) ListDeliveries(ctx context.Context, webhookID string, status D
 		v.Add("status", "invalid", "must be pending, retrying, succeeded or failed")
 	}
 	limit = checkLimit(&v, limit)
-	before := decodeIDCursor(&v, deliveryPrefix, cursor)
+	before := httpx.CursorKey(&v, cursor, idOf(deliveryPrefix))
 	if err := v.Err(); err != nil {
 		return httpx.Page[Delivery]{}, fmt.Errorf("list deliveries: %w", err)
 	}
@@ -287,11 +283,7 @@ func (s *Service) ListDeliveries(ctx context.Context, webhookID string, status D
 	if err != nil {
 		return httpx.Page[Delivery]{}, fmt.Errorf("list deliveries: %w", err)
 	}
-	next := ""
-	if len(ds) > limit {
-		ds, next = ds[:limit], ds[limit-1].ID
-	}
-	return httpx.NewPage(ds, next), nil
+	return httpx.NextPage(ds, limit, func(d Delivery) string { return d.ID }), nil
 }
 
 // GetDelivery returns one delivery of a subscription. Errors: not_found.
@@ -369,17 +361,9 @@ func checkLimit(v *apperr.Validation, limit int) int {
 	return limit
 }
 
-// decodeIDCursor decodes a cursor that holds an id with the prefix.
-func decodeIDCursor(v *apperr.Validation, prefix, cursor string) string {
-	if cursor == "" {
-		return ""
-	}
-	key, err := httpx.DecodeCursor(cursor)
-	if err != nil || !id.Valid(prefix, key) {
-		v.Add("cursor", "invalid", "cursor is not one this list returned")
-		return ""
-	}
-	return key
+// idOf parses the key of a cursor that holds an id with the prefix.
+func idOf(prefix string) func(key string) (string, bool) {
+	return func(key string) (string, bool) { return key, id.Valid(prefix, key) }
 }
 
 // actor names who made a change, for logs: the caller's principal, or

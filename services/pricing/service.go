@@ -108,28 +108,8 @@ const idKeyPrefix = "id:"
 func pageParams(limit int, cursor string) (int, string, error) {
 	var v apperr.Validation
 	limit = httpx.CheckLimit(&v, limit)
-	var after string
-	if cursor != "" {
-		key, err := httpx.DecodeCursor(cursor)
-		ok := err == nil
-		if ok {
-			after, ok = strings.CutPrefix(key, idKeyPrefix)
-		}
-		if !ok {
-			v.Add("cursor", "invalid", "cursor is not one this list returned")
-		}
-	}
+	after := httpx.CursorKey(&v, cursor, func(key string) (string, bool) { return strings.CutPrefix(key, idKeyPrefix) })
 	return limit, after, v.Err()
-}
-
-// page cuts one extra item off and makes the page.
-func page[T any](items []T, limit int, idOf func(T) string) httpx.Page[T] {
-	next := ""
-	if len(items) > limit {
-		items = items[:limit]
-		next = idKeyPrefix + idOf(items[limit-1])
-	}
-	return httpx.NewPage(items, next)
 }
 
 // kind is how the admin API reaches one kind of definition (price lists,
@@ -187,7 +167,7 @@ func listPage[T any](ctx context.Context, s *Service, k kind[T], limit int, curs
 	if err != nil {
 		return httpx.Page[T]{}, err
 	}
-	return page(items, limit, func(v T) string { rowID, _, _ := k.meta(&v); return rowID }), nil
+	return httpx.NextPage(items, limit, func(v T) string { rowID, _, _ := k.meta(&v); return idKeyPrefix + rowID }), nil
 }
 
 // updateOne changes the row rowID of kind k at ifMatch (0: whatever the
