@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -139,7 +140,7 @@ func (db *DB) checkpointOnce(ctx context.Context, log *slog.Logger) {
 	complete := true // a PASSIVE checkpoint may leave what readers still use
 	if err == nil && frames > walRestartFrames {
 		mode = checkpointRestart
-		_, complete, err = db.checkpoint(ctx, db.write, mode)
+		complete, err = db.restart(ctx)
 	}
 	switch {
 	case ctx.Err() != nil: // stopping
@@ -153,11 +154,43 @@ func (db *DB) checkpointOnce(ctx context.Context, log *slog.Logger) {
 	}
 }
 
+// restartBusyTimeout is how long a RESTART checkpoint waits for readers to
+// leave the WAL. It holds the writer meanwhile, so it gives up quickly (and
+// is tried again at the next round) rather than stall every write for
+// sqliteBusyTimeout behind a long-lived reader.
+const restartBusyTimeout = 100 * time.Millisecond
+
+// restart runs a RESTART checkpoint on the writer connection with a short
+// busy timeout, restoring the usual one after it.
+func (db *DB) restart(ctx context.Context) (complete bool, err error) {
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", restartBusyTimeout.Milliseconds())); err != nil {
+		return false, err
+	}
+	_, complete, err = db.checkpoint(ctx, conn, checkpointRestart)
+	// The writer must not keep the short timeout (it waits for another
+	// process's writer with it); if the pragma fails, the connection goes.
+	if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout = %d", sqliteBusyTimeout.Milliseconds())); rerr != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		return complete, errors.Join(err, rerr)
+	}
+	return complete, err
+}
+
+// rowQuerier is a pool or one of its connections.
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // checkpoint runs one WAL checkpoint, records it in the metrics and returns
 // the WAL's size in pages and whether the whole WAL was copied back
 // (false: readers still needed part of it, or SQLite reported the
 // checkpoint busy). A checkpoint that ctx interrupted is not recorded.
-func (db *DB) checkpoint(ctx context.Context, pool *sql.DB, mode checkpointMode) (frames int, complete bool, err error) {
+func (db *DB) checkpoint(ctx context.Context, pool rowQuerier, mode checkpointMode) (frames int, complete bool, err error) {
 	var busy, copied int
 	err = pool.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode.String()+`)`).Scan(&busy, &frames, &copied)
 	if errors.Is(err, sql.ErrNoRows) {

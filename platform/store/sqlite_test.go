@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -354,5 +355,41 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if want := []string{"first", "g0", "g2", "g4"}; fmt.Sprint(ids) != fmt.Sprint(want) {
 		t.Fatalf("rows %v, want %v (the failed, panicked and cancelled ones left nothing)", ids, want)
+	}
+}
+
+// A RESTART checkpoint that a reader keeps busy gives up (reported
+// incomplete, tried again at the next round) instead of holding the writer
+// for the whole busy timeout, and leaves the writer's busy timeout as it
+// was; once the reader is gone it completes.
+func TestSQLiteRestartBlockedByReader(t *testing.T) {
+	db, _ := openTestSQLite(t)
+	ctx := context.Background()
+	// No background checkpoint may empty the WAL before the reader starts:
+	// a reader of a fully checkpointed WAL reads the file and blocks nothing.
+	db.stopCheckpoints()
+	mustInsertCounters(t, db, "r", 50)
+	reader, err := db.sql.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := reader.QueryRowContext(ctx, `SELECT COUNT(*) FROM counters`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	mustInsertCounters(t, db, "s", 50) // frames the reader's snapshot predates
+	complete, err := db.restart(ctx)
+	if err != nil || complete {
+		t.Fatalf("restart under a reader: complete %v, %v; want an incomplete one", complete, err)
+	}
+	var timeout int64
+	if err := db.write.QueryRowContext(ctx, `PRAGMA busy_timeout`).Scan(&timeout); err != nil || timeout != sqliteBusyTimeout.Milliseconds() {
+		t.Fatalf("writer's busy_timeout after restart = %d, %v; want %d", timeout, err, sqliteBusyTimeout.Milliseconds())
+	}
+	if err := reader.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if complete, err := db.restart(ctx); err != nil || !complete {
+		t.Fatalf("restart without readers: complete %v, %v", complete, err)
 	}
 }
