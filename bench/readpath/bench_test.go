@@ -3,20 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/soukhq/souk/cmd/souk/app"
+	"github.com/soukhq/souk/bench/internal/inprocess"
 )
 
 // The go test benchmarks are the in-process companion of the load run: the
@@ -38,8 +34,7 @@ const benchConcurrency = 32
 var fixture struct {
 	once        sync.Once
 	err         error
-	app         *app.App
-	dataDir     string
+	app         *inprocess.Souk
 	souk        string // base URL
 	bare        *httptest.Server
 	productPath string
@@ -58,31 +53,13 @@ func mustFixture(tb testing.TB) {
 }
 
 func startFixture() error {
-	dir, err := os.MkdirTemp("", "souk-readpath-bench-")
-	if err != nil {
-		return err
-	}
-	fixture.dataDir = dir
-	var cfg app.Config
-	fs := flag.NewFlagSet("souk serve", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	if err := fs.Parse([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--demo", "--log-level", "error"}); err != nil {
-		return err
-	}
-	// As `souk serve --log-level error` would: records below the level are
-	// dropped before they are formatted.
-	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
-	a, err := app.New(cfg, logger, io.Discard)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		return fmt.Errorf("start souk: %w", err)
+	a, err := inprocess.Start(ctx, "souk-readpath-bench-", slog.LevelError)
+	if err != nil {
+		return err
 	}
-	fixture.app = a
-	fixture.souk = "http://" + a.Addr()
+	fixture.app, fixture.souk = a, a.URL
 	if fixture.list, err = fetch(ctx, fixture.souk+"/store/products"); err != nil {
 		return err
 	}
@@ -111,14 +88,7 @@ func closeFixture() {
 		fixture.bare.Close()
 	}
 	if fixture.app != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := fixture.app.Shutdown(ctx); err != nil {
-			fmt.Fprintf(os.Stderr, "shut down souk: %v\n", err)
-		}
-	}
-	if fixture.dataDir != "" {
-		_ = os.RemoveAll(fixture.dataDir)
+		fixture.app.Close()
 	}
 }
 

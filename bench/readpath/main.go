@@ -26,19 +26,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	harness.Main(func(ctx context.Context) int { return run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr) })
 }
 
 // options are the command-line flags.
@@ -110,13 +105,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := harness.Command{Name: "readpath", Stderr: stderr, Cleaned: "servers stopped"}
 	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "readpath: %v\n", err)
-		return 2
+	if code, stop := cmd.FlagsExit(err); stop {
+		return code
 	}
 	if o.bareServe != "" {
 		if err := serveBare(ctx, o.bareServe, stdin, stdout); err != nil {
@@ -125,20 +117,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 0
 	}
-	if err := bench(ctx, o, args, stdout, stderr); err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "readpath: interrupted; servers stopped")
-			return 130
-		}
-		fmt.Fprintf(stderr, "readpath: %v\n", err)
-		return 1
-	}
-	return 0
+	return cmd.Exit(ctx, bench(ctx, o, args, stdout, cmd.Logf))
 }
 
 // bench is the whole measurement: set up both servers, load them, report.
-func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writer) (err error) {
-	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "readpath: "+format+"\n", a...) }
+func bench(ctx context.Context, o options, args []string, stdout io.Writer, logf func(format string, a ...any)) (err error) {
 	work, removeWork, err := harness.WorkDir("souk-readpath-", o.Keep, logf)
 	if err != nil {
 		return err
@@ -264,15 +247,8 @@ func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writ
 	}
 	rep.LoadAfter = harness.LoadAverage()
 
-	md := rep.markdown()
-	if _, err := io.WriteString(stdout, md); err != nil {
+	if err := section.Publish(rep.markdown(), stdout, o.Output, logf); err != nil {
 		return err
-	}
-	if o.Output != "" {
-		if err := writeReport(o.Output, md); err != nil {
-			return err
-		}
-		logf("report written to %s", o.Output)
 	}
 	if rep.failures() > 0 {
 		return fmt.Errorf("%d requests failed; the numbers above are not trustworthy", rep.failures())

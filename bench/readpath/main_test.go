@@ -133,14 +133,14 @@ func TestFirstProductID(t *testing.T) {
 func TestWriteReportKeepsProseAroundMarkers(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "RESULTS.md")
 	gen := func(s string) string { return beginMarker + "\n" + s + "\n" + endMarker + "\n" }
-	if err := writeReport(path, gen("first")); err != nil {
+	if err := section.Write(path, gen("first")); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
 	if err := os.WriteFile(path, []byte("# Title\n\nintro\n\n"+string(b)+"\n## Reading\n\nprose\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeReport(path, gen("second")); err != nil {
+	if err := section.Write(path, gen("second")); err != nil {
 		t.Fatal(err)
 	}
 	b, _ = os.ReadFile(path)

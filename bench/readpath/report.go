@@ -176,9 +176,7 @@ func (r *report) markdown() string {
 	return b.String()
 }
 
-// writeReport writes md to path, replacing only the text between the
-// markers when the file already has them (and keeping other tools'
-// sections: without the markers, md is appended).
-func writeReport(path, md string) error {
-	return harness.Section{Begin: beginMarker, End: endMarker}.Write(path, md)
-}
+// section is readpath's block of a results file: -o replaces only the text
+// between the markers when the file already has them (keeping other tools'
+// sections); without the markers, the report is appended.
+var section = harness.Section{Begin: beginMarker, End: endMarker}

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -16,7 +13,7 @@ import (
 	"time"
 
 	"github.com/soukhq/souk/bench/internal/harness"
-	"github.com/soukhq/souk/cmd/souk/app"
+	"github.com/soukhq/souk/bench/internal/inprocess"
 )
 
 // The go test benchmarks are the in-process companion of the load run: the
@@ -36,8 +33,7 @@ import (
 var fixture struct {
 	once     sync.Once
 	err      error
-	app      *app.App
-	dataDir  string
+	app      *inprocess.Souk
 	base     string
 	variants []variant
 }
@@ -52,31 +48,14 @@ func mustFixture(tb testing.TB) {
 }
 
 func startFixture() error {
-	dir, err := os.MkdirTemp("", "souk-shopper-bench-")
-	if err != nil {
-		return err
-	}
-	fixture.dataDir = dir
 	adminKey := "sk_bench_" + randomSuffix(20)
-	var cfg app.Config
-	fs := flag.NewFlagSet("souk serve", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	if err := fs.Parse([]string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--demo", "--log-level", "warn", "--admin-api-key", adminKey}); err != nil {
-		return err
-	}
-	// As `souk serve --log-level warn` would, minus the output.
-	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := app.New(cfg, logger, io.Discard)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		return fmt.Errorf("start souk: %w", err)
+	a, err := inprocess.Start(ctx, "souk-shopper-bench-", slog.LevelWarn, "--admin-api-key", adminKey)
+	if err != nil {
+		return err
 	}
-	fixture.app = a
-	fixture.base = "http://" + a.Addr()
+	fixture.app, fixture.base = a, a.URL
 	c := newClient(fixture.base, 4)
 	defer c.close()
 	fixture.variants, err = c.prepareCatalogue(ctx, adminKey, 16)
@@ -86,14 +65,7 @@ func startFixture() error {
 // closeFixture stops whatever startFixture started.
 func closeFixture() {
 	if fixture.app != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := fixture.app.Shutdown(ctx); err != nil {
-			fmt.Fprintf(os.Stderr, "shut down souk: %v\n", err)
-		}
-	}
-	if fixture.dataDir != "" {
-		_ = os.RemoveAll(fixture.dataDir)
+		fixture.app.Close()
 	}
 }
 

@@ -33,22 +33,17 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/soukhq/souk/bench/internal/harness"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	harness.Main(func(ctx context.Context) int { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }
 
 // Topology names, as -topology takes them.
@@ -192,29 +187,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := harness.Command{Name: "shopper", Stderr: stderr, Cleaned: "souk stopped and cleaned up"}
 	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+	if code, stop := cmd.FlagsExit(err); stop {
+		return code
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "shopper: %v\n", err)
-		return 2
-	}
-	if err := bench(ctx, o, args, stdout, stderr); err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(stderr, "shopper: interrupted; souk stopped and cleaned up")
-			return 130
-		}
-		fmt.Fprintf(stderr, "shopper: %v\n", err)
-		return 1
-	}
-	return 0
+	return cmd.Exit(ctx, bench(ctx, o, args, stdout, cmd.Logf))
 }
 
 // bench is the whole measurement: build, then per topology and level start
 // souk (or reuse it), load it, read its memory; then report.
-func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writer) (err error) {
-	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "shopper: "+format+"\n", a...) }
+func bench(ctx context.Context, o options, args []string, stdout io.Writer, logf func(format string, a ...any)) (err error) {
 	work, removeWork, err := harness.WorkDir("souk-shopper-", o.Keep, logf)
 	if err != nil {
 		return err
@@ -244,15 +227,8 @@ func bench(ctx context.Context, o options, args []string, stdout, stderr io.Writ
 	}
 	rep.LoadAfter = harness.LoadAverage()
 
-	md := rep.markdown()
-	if _, err := io.WriteString(stdout, md); err != nil {
+	if err := section.Publish(rep.markdown(), stdout, o.Output, logf); err != nil {
 		return err
-	}
-	if o.Output != "" {
-		if err := writeReport(o.Output, md); err != nil {
-			return err
-		}
-		logf("report written to %s", o.Output)
 	}
 	if n := rep.errors(); n > 0 {
 		return fmt.Errorf("%d flows failed (see the error table); the throughput above counts only completed ones", n)

@@ -163,7 +163,7 @@ func TestWriteReport(t *testing.T) {
 
 	t.Run("new file gets the header", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "RESULTS.md")
-		if err := writeReport(path, block("first")); err != nil {
+		if err := section.Write(path, block("first")); err != nil {
 			t.Fatal(err)
 		}
 		if got := mustRead(t, path); got != sectionHeader+block("first") {
@@ -177,7 +177,7 @@ func TestWriteReport(t *testing.T) {
 		if err := os.WriteFile(path, []byte(other), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeReport(path, block("RUN-ONE")); err != nil {
+		if err := section.Write(path, block("RUN-ONE")); err != nil {
 			t.Fatal(err)
 		}
 		want := strings.TrimRight(other, "\n") + "\n\n" + sectionHeader + block("RUN-ONE")
@@ -190,7 +190,7 @@ func TestWriteReport(t *testing.T) {
 		if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := writeReport(path, block("RUN-TWO")); err != nil {
+		if err := section.Write(path, block("RUN-TWO")); err != nil {
 			t.Fatal(err)
 		}
 		got := mustRead(t, path)

@@ -273,12 +273,10 @@ func mdCode(s string) string {
 	return s
 }
 
-// writeReport writes md (a block from beginMarker to endMarker) to path:
-// in place of the marked block when the file has one; otherwise appended
+// section is shopper's block of a results file: -o writes the report in
+// place of the marked block when the file has one; otherwise appended
 // under sectionHeader, to the file or to a new one.
-func writeReport(path, md string) error {
-	return harness.Section{Begin: beginMarker, End: endMarker, Header: sectionHeader}.Write(path, md)
-}
+var section = harness.Section{Begin: beginMarker, End: endMarker, Header: sectionHeader}
 
 // fmtTriple is "p50 / p95 / p99" of sorted latencies, "—" without any.
 func fmtTriple(sorted []time.Duration) string {

@@ -4,8 +4,10 @@
 // subprocesses on free loopback ports and waiting for them to be ready,
 // reading their memory and CPU time, the closed-loop client's transport,
 // percentiles and latency formatting, the facts of the run (command,
-// commit, machine, load average) and the writer that replaces a report's
-// block between its markers in a results file.
+// commit, machine, load average), the writer that replaces a report's
+// block between its markers in a results file, and how a command logs,
+// takes an interrupt and exits (Main, Command). The in-process souk of the
+// go test benchmarks is in package inprocess.
 //
 // Nothing here asserts a time or sends load anywhere but 127.0.0.1.
 package harness

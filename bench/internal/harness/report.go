@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -51,6 +52,22 @@ func (s Section) Write(path, md string) error {
 		out.WriteString("\n")
 	}
 	return os.WriteFile(path, out.Bytes(), 0o644)
+}
+
+// Publish prints md, a run's report, on stdout and, when path is not "",
+// writes it into the file at path as Write does, saying so through logf.
+func (s Section) Publish(md string, stdout io.Writer, path string, logf func(format string, a ...any)) error {
+	if _, err := io.WriteString(stdout, md); err != nil {
+		return err
+	}
+	if path == "" {
+		return nil
+	}
+	if err := s.Write(path, md); err != nil {
+		return err
+	}
+	logf("report written to %s", path)
+	return nil
 }
 
 // Machine describes where the numbers were taken.
