@@ -178,7 +178,7 @@ func (s *Service) buildMessage(e Email, date time.Time) ([]byte, error) {
 	var head bytes.Buffer
 	header := func(k, v string) {
 		// Values are ours or encoded; no line break may smuggle a header in.
-		head.WriteString(k + ": " + strings.NewReplacer("\r", "", "\n", "").Replace(v) + "\r\n")
+		head.WriteString(k + ": " + strings.Map(dropLineBreaks, v) + "\r\n")
 	}
 	header("From", s.from.String())
 	header("To", to.String())
@@ -242,4 +242,12 @@ func (s *Service) smtpSend(ctx context.Context, to string, msg []byte) error {
 	// The server has the message; a failed QUIT changes nothing.
 	_ = c.Quit()
 	return nil
+}
+
+// dropLineBreaks is a strings.Map mapping that removes CR and LF.
+func dropLineBreaks(r rune) rune {
+	if r == '\r' || r == '\n' {
+		return -1
+	}
+	return r
 }
