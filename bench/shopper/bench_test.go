@@ -14,6 +14,7 @@ import (
 
 	"github.com/soukhq/souk/bench/internal/harness"
 	"github.com/soukhq/souk/bench/internal/inprocess"
+	"github.com/soukhq/souk/services/notify/mailsink"
 )
 
 // The go test benchmarks are the in-process companion of the load run: the
@@ -34,6 +35,7 @@ var fixture struct {
 	once     sync.Once
 	err      error
 	app      *inprocess.Souk
+	mail     *mailsink.Sink
 	base     string
 	variants []variant
 }
@@ -51,7 +53,14 @@ func startFixture() error {
 	adminKey := "sk_bench_" + randomSuffix(20)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	a, err := inprocess.Start(ctx, "souk-shopper-bench-", slog.LevelWarn, "--admin-api-key", adminKey)
+	// The confirmations go to a mail sink, as in the load run: without one
+	// every e-mail would fail to connect and be retried.
+	mail, err := mailsink.Start("127.0.0.1:0", mailsink.WithMaxMessages(16))
+	if err != nil {
+		return fmt.Errorf("start the mail sink: %w", err)
+	}
+	fixture.mail = mail
+	a, err := inprocess.Start(ctx, "souk-shopper-bench-", slog.LevelWarn, "--admin-api-key", adminKey, "--smtp-addr", mail.Addr())
 	if err != nil {
 		return err
 	}
@@ -66,6 +75,9 @@ func startFixture() error {
 func closeFixture() {
 	if fixture.app != nil {
 		fixture.app.Close()
+	}
+	if fixture.mail != nil {
+		_ = fixture.mail.Close()
 	}
 }
 
