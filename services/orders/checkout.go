@@ -307,12 +307,13 @@ func (s *Service) newOrder(co cart.CheckoutCart, customerID, cartToken string, q
 	return r, nil
 }
 
+// addressOf is the order's own copy of a cart's address.
 func addressOf(a *cart.Address) *Address {
 	if a == nil {
 		return nil
 	}
-	return &Address{FirstName: a.FirstName, LastName: a.LastName, Company: a.Company, Line1: a.Line1, Line2: a.Line2,
-		City: a.City, PostalCode: a.PostalCode, Country: a.Country, Region: a.Region, Phone: a.Phone}
+	c := *a
+	return &c
 }
 
 // dependencyError passes a participant's coded refusals on as they are and

@@ -28,6 +28,7 @@ import (
 	"github.com/soukhq/souk/platform/apperr"
 	"github.com/soukhq/souk/platform/auth"
 	"github.com/soukhq/souk/platform/money"
+	"github.com/soukhq/souk/services/cart"
 )
 
 // The permissions of the Admin API routes. identity's role matrix grants
@@ -131,19 +132,9 @@ const (
 	maxCarrierLen  = 100
 )
 
-// Address is a postal address of an order, as the cart held it.
-type Address struct {
-	FirstName  string `json:"first_name"`
-	LastName   string `json:"last_name"`
-	Company    string `json:"company,omitempty"`
-	Line1      string `json:"line1"`
-	Line2      string `json:"line2,omitempty"`
-	City       string `json:"city"`
-	PostalCode string `json:"postal_code"`
-	Country    string `json:"country"`
-	Region     string `json:"region,omitempty"`
-	Phone      string `json:"phone,omitempty"`
-}
+// Address is a postal address of an order: the cart's, copied when the
+// order is placed (same fields, same validation — the cart checked it).
+type Address = cart.Address
 
 // Item is a line of an order: what was bought, described and priced as it
 // was when the order was placed (frozen), and how much of it has shipped.
