@@ -106,7 +106,7 @@ func (s *Service) checkout(ctx context.Context, cartID string, c cart.Caller, in
 	}
 	var q pricing.Quote
 	err = s.pol.pricing.Do(resilience.Idempotent(ctx), func(ctx context.Context) (err error) {
-		q, err = s.deps.Pricing.Quote(ctx, quoteRequest(co, customerID))
+		q, err = s.deps.Pricing.Quote(ctx, quoteRequest(co, cart.PricingCustomerKey(customerID, co.Email)))
 		return err
 	})
 	if err != nil {
@@ -225,10 +225,11 @@ func checkComplete(co cart.CheckoutCart) error {
 	return &apperr.Error{Code: CodeCheckoutIncomplete, Message: msg, Fields: fields}
 }
 
-// quoteRequest is pricing's request for the cart, as the cart prices it.
-func quoteRequest(co cart.CheckoutCart, customerID string) pricing.QuoteRequest {
+// quoteRequest is pricing's request for the cart, as the cart prices it;
+// customerKey counts per-customer voucher uses (cart.PricingCustomerKey).
+func quoteRequest(co cart.CheckoutCart, customerKey string) pricing.QuoteRequest {
 	req := pricing.QuoteRequest{
-		Currency: co.Currency, CustomerID: customerID, CustomerGroups: slices.Clone(co.CustomerGroups),
+		Currency: co.Currency, CustomerID: customerKey, CustomerGroups: slices.Clone(co.CustomerGroups),
 		Codes: slices.Clone(co.DiscountCodes), ShippingMethodID: co.ShippingMethodID,
 	}
 	for _, it := range co.Items {

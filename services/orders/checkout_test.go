@@ -22,6 +22,7 @@ import (
 	"github.com/soukhq/souk/services/catalog"
 	"github.com/soukhq/souk/services/inventory"
 	"github.com/soukhq/souk/services/payments"
+	"github.com/soukhq/souk/services/pricing"
 )
 
 // engines runs test once per available engine, each with its own env.
@@ -113,6 +114,37 @@ func TestCheckoutConfirms(t *testing.T) {
 // cart of 1 unit of a SKU with 50 in stock, check out at once through the
 // HTTP handler against the real services. Exactly 50 orders are confirmed,
 // 450 answered out_of_stock, the stock ends at 0 on hand and 0 available,
+
+// TestGuestVoucherPerCustomer: a guest's voucher limited to one use per
+// customer is counted against the cart's e-mail, the key the cart quoted it
+// with: the guest's order gets the discount (before, orders quoted and
+// redeemed it for nobody, and refused the code the cart had shown as
+// applied), and the use counts for that e-mail only.
+func TestGuestVoucherPerCustomer(t *testing.T) {
+	engines(t, func(t *testing.T, engine store.Engine) {
+		e := newEnv(t, engine)
+		e.MustProduct(t, "SKU-1", 1000, 10)
+		total, perCustomer := int64(100), int64(1)
+		promo, err := e.pr.CreatePromotion(bg, pricing.PromotionInput{Name: "Welcome", Type: pricing.TypePercentage,
+			Value: &pricing.PromotionValue{Percent: 10}, Target: pricing.TargetOrder, Codes: []string{e.code("WELCOME")},
+			UsageLimit: &total, UsageLimitPerCustomer: &perCustomer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 2}, codes: []string{"WELCOME"}})
+		o := e.MustCheckout(t, sh, payments.TokenVisa)
+		if o.DiscountTotal.Amount != 200 || e.voucherUsed(t, promo.ID) != 1 {
+			t.Fatalf("order discount %v, voucher used %d times; want 2.00 off and one use", o.DiscountTotal, e.voucherUsed(t, promo.ID))
+		}
+		if err := e.pr.CheckCode(bg, e.code("WELCOME"), "EUR", cart.PricingCustomerKey("", "ada@example.com")); !apperr.Is(err, pricing.CodeExhausted) {
+			t.Fatalf("the same e-mail may use the code again: %v", err)
+		}
+		if err := e.pr.CheckCode(bg, e.code("WELCOME"), "EUR", cart.PricingCustomerKey("", "grace@example.com")); err != nil {
+			t.Fatalf("another e-mail may not use the code: %v", err)
+		}
+	})
+}
+
 // and money moved exactly 50 times each way (no double charge).
 func TestFlashSaleNeverOversells(t *testing.T) {
 	if testing.Short() {

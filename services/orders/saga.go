@@ -14,6 +14,7 @@ import (
 	"github.com/soukhq/souk/platform/id"
 	"github.com/soukhq/souk/platform/money"
 	"github.com/soukhq/souk/platform/store"
+	"github.com/soukhq/souk/services/cart"
 	"github.com/soukhq/souk/services/inventory"
 	"github.com/soukhq/souk/services/payments"
 	"github.com/soukhq/souk/services/pricing"
@@ -1025,7 +1026,9 @@ func reserveLines(items []Item) []inventory.ReserveLine {
 }
 
 // pricingCustomer is the customer key voucher limits count per customer.
-func pricingCustomer(r record) string { return deref(r.CustomerID) }
+// pricingCustomer is whom pricing counts the order's per-customer voucher
+// uses against: the key the checkout quoted it with.
+func pricingCustomer(r record) string { return cart.PricingCustomerKey(deref(r.CustomerID), r.Email) }
 
 func deref(s *string) string {
 	if s == nil {
