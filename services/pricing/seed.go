@@ -19,10 +19,11 @@ const seedKey = "demo_pricing_seeded"
 
 // SeedVariant is a catalogue variant the demo data prices.
 type SeedVariant struct {
-	VariantID   string
-	SKU         string
-	ProductID   string
-	CategoryIDs []string
+	VariantID     string
+	SKU           string
+	ProductID     string
+	ProductHandle string // picks the demo price, the same in every install
+	CategoryIDs   []string
 }
 
 // The demo's voucher and customer group.
@@ -78,12 +79,11 @@ var (
 	demoGBP         = []int64{1295, 1695, 2195, 2495, 2995, 3495, 4295, 4995, 5995, 6995, 7695, 8495, 10900, 12900, 15900}
 )
 
-// demoPriceIndex picks a product's price point from its id (or the SKU).
+// demoPriceIndex picks a product's price point from its handle (or id, or
+// the SKU): a handle gives every install the same prices, which the
+// README's walk-through relies on.
 func demoPriceIndex(v SeedVariant) int {
-	key := v.ProductID
-	if key == "" {
-		key = v.SKU
-	}
+	key := cmp.Or(v.ProductHandle, v.ProductID, v.SKU)
 	h := fnv.New32a()
 	h.Write([]byte(key))
 	return int(h.Sum32() % uint32(len(demoPricePoints)))

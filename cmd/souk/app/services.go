@@ -319,7 +319,7 @@ func (a *App) initDemo(ctx context.Context) error {
 		}
 		for _, p := range page.Data {
 			for _, v := range p.Variants {
-				variants = append(variants, pricing.SeedVariant{VariantID: v.ID, SKU: v.SKU, ProductID: p.ID, CategoryIDs: p.CategoryIDs})
+				variants = append(variants, pricing.SeedVariant{VariantID: v.ID, SKU: v.SKU, ProductID: p.ID, ProductHandle: p.Handle, CategoryIDs: p.CategoryIDs})
 				skus = append(skus, v.SKU)
 			}
 		}
