@@ -44,12 +44,30 @@ func (s *Service) Subscribe(ctx context.Context, b *bus.Bus) error {
 	if s.sub != nil {
 		return errors.New("orders: the read model's consumer is already subscribed")
 	}
-	sub, err := b.Subscribe(ctx, bus.ConsumerConfig{Name: ConsumerName, Subject: "souk.orders.>"}, s.db, s.applyEvent)
+	sub, err := b.Subscribe(ctx, bus.ConsumerConfig{Name: ConsumerName, Subject: "souk.orders.>", Wants: wantsEvent}, s.db, s.applyEvent)
 	if err != nil {
 		return fmt.Errorf("orders: subscribe the read model: %w", err)
 	}
 	s.sub = sub
 	return nil
+}
+
+// wantsEvent declines, before any transaction, the events the read model
+// has nothing to do with: a guest's order (no customer, no list) and types
+// it does not follow. Every order event names its customer_id.
+func wantsEvent(_ context.Context, e bus.Event) (bool, error) {
+	switch e.Type {
+	case EventOrderPlaced, EventOrderConfirmed, EventOrderShipped, EventOrderCancelled, EventOrderRefunded:
+	default:
+		return false, nil
+	}
+	var d struct {
+		CustomerID *string `json:"customer_id"`
+	}
+	if err := e.Decode(&d); err != nil {
+		return true, nil // the handler reports it (dead-lettered as permanent)
+	}
+	return d.CustomerID != nil, nil
 }
 
 // applyEvent applies one order event to the customers' read model, in tx.

@@ -117,6 +117,12 @@ func TestReadModel(t *testing.T) {
 		if n := countRows(t, e.db, `SELECT COUNT(*) FROM orders_customer_orders`); n != 3 {
 			t.Fatalf("%d rows in the read model (a guest's order must not be one)", n)
 		}
+		// The guest's events are declined before any transaction: no inbox
+		// row, counted as skipped.
+		eventually(t, "the guest's order_placed and order_confirmed skipped", func() bool { return deliveries(t, reg, "skipped") == 2 })
+		if n := countRows(t, e.db, `SELECT COUNT(*) FROM souk_inbox WHERE consumer = '`+ConsumerName+`'`); n != int(deliveries(t, reg, "processed")) {
+			t.Fatalf("%d inbox rows for %v processed events", n, deliveries(t, reg, "processed"))
+		}
 
 		if _, err := e.s.Fulfil(staffCtx("usr_pat"), first.ID, FulfilmentInput{}); err != nil {
 			t.Fatal(err)
