@@ -444,7 +444,19 @@ func assertRelayed(t *testing.T, b *Bus, db *store.DB, r *Relay, rec *recorder, 
 		t.Fatal(err)
 	}
 	events = append(slices.Clone(earlier), events...)
-	waitUntil(t, waitLong, "every event to be applied", func() bool { return rec.committedCount() == len(events) })
+	// A delivery is counted after its transaction's AfterCommit hooks ran:
+	// wait for both, or the last one may be seen committed but not counted.
+	waitUntil(t, waitLong, "every event to be applied and its delivery counted", func() bool {
+		if rec.committedCount() != len(events) {
+			return false
+		}
+		for _, e := range events {
+			if rec.deliveriesOf(e.ID) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	want := map[string][]int{}
 	for _, e := range events {
 		var p payload
