@@ -84,7 +84,7 @@ func testPublishConsume(t *testing.T, be backend, db *store.DB) {
 		t.Fatal(err)
 	}
 	waitUntil(t, waitLong, "both events to be applied", func() bool {
-		return rec.isCommitted(e.ID) && rec.isCommitted(sentinel.ID)
+		return rec.isCommitted(e.ID) && rec.isCommitted(sentinel.ID) && rec.deliveriesOf(e.ID) > 0
 	})
 
 	if n := rec.callsOf(e.ID); n != 1 {
@@ -172,7 +172,8 @@ func testDurableResume(t *testing.T, be backend, db *store.DB) {
 		t.Fatal(err)
 	}
 	waitUntil(t, waitLong, "the events published while away", func() bool {
-		return rec.isCommitted(away[0].ID) && rec.isCommitted(away[1].ID) && rec.isCommitted(sentinel.ID)
+		return rec.isCommitted(away[0].ID) && rec.isCommitted(away[1].ID) && rec.isCommitted(sentinel.ID) &&
+			rec.deliveriesOf(away[0].ID) > 0 && rec.deliveriesOf(away[1].ID) > 0
 	})
 	for _, e := range append([]Event{e1}, away...) {
 		if n := rec.deliveriesOf(e.ID); n != 1 {
