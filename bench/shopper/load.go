@@ -51,6 +51,9 @@ type levelResult struct {
 	Memory         harness.Memory // souk's, read after the level
 	LoadRSS        int64          // souk's largest sampled VmRSS during warm-up and window
 	Fresh          bool           // souk was started for this level alone
+	// Work is what souk counted in its /metrics over the window (nil when
+	// a scrape failed): deterministic where throughput is not.
+	Work *work
 }
 
 // errorTally counts one kind of failure.
@@ -133,13 +136,15 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 	measureEnd := measureStart.Add(cfg.Duration)
 	res := &levelResult{Concurrency: cfg.Concurrency, Window: cfg.Duration, Errors: map[string]*errorTally{}}
 
-	// CPU time of souk and of this process over exactly the window.
+	// CPU time of souk and of this process over exactly the window, and
+	// souk's counters over it.
 	var cpuWG sync.WaitGroup
 	cpuWG.Go(func() {
 		if !sleepUntil(ctx, measureStart) {
 			return
 		}
 		souk0, self0, all0 := harness.ProcessCPU(cfg.PID), harness.SelfCPU(), harness.MachineBusy()
+		before, berr := harness.ScrapeCounters(ctx, cfg.Base)
 		if !sleepUntil(ctx, measureEnd) {
 			return
 		}
@@ -148,6 +153,9 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 		}
 		res.ClientCPU = harness.SelfCPU() - self0
 		res.MachineCPU = harness.MachineBusy() - all0
+		if after, aerr := harness.ScrapeCounters(ctx, cfg.Base); berr == nil && aerr == nil {
+			res.Work = workBetween(before, after)
+		}
 	})
 
 	// souk's resident set, sampled through warm-up and window: VmHWM alone

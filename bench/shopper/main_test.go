@@ -263,6 +263,7 @@ func TestMarkdown(t *testing.T) {
 	l8.Memory, l8.LoadRSS = harness.Memory{HWM: 300 << 20, RSS: 120 << 20}, 150<<20
 	l8.SoukCPU, l8.ClientCPU, l8.MachineCPU = 15*time.Second, 4*time.Second, 20*time.Second
 	l8.Processing, l8.UntilConfirmed = 2, ms(80, 90)
+	l8.Work = &work{Transactions: 2100, Commits: 1500, Statements: 12000, Events: 700, Processed: 100, Skipped: 700}
 	r := report{
 		Command: "go run ./bench/shopper -c 8,32", Started: time.Date(2026, 11, 22, 1, 2, 0, 0, time.UTC),
 		Code: "built from commit abc", Machine: harness.Machine{NumCPU: 2, GOMAXPROCS: 2, CPUModel: "CPU", Kernel: "k", GoVersion: "go"},
@@ -276,6 +277,8 @@ func TestMarkdown(t *testing.T) {
 		"```sh\ngo run ./bench/shopper -c 8,32\n```",
 		"| 8 | **10.0** | 100 | 20.0 ms / 20.0 ms / 20.0 ms | 60.0 ms / 60.0 ms / 60.0 ms | 2 (90.0 ms) | 0 | 150 MiB | 300 MiB | 120 MiB | 1.50 cores | 0.40 cores | 0.10 cores |",
 		"| 32 | **200.0** | 2000 |",
+		"| embedded | 8 | 150 ms | 21.0 | 15.0 | 120.0 | 7.0 | 1.0 | 7.0 |",
+		"| embedded | 32 | — | — | — | — | — | — | — |",
 		"| embedded, 8 VUs: checkout p95 under 50.0 ms | p95 20.0 ms | met |",
 		"| embedded, 32 VUs: at least 300 completed flows/s with zero errors | 200.0 flows/s, 3 errors | **not met** |",
 		"| embedded | 32 | POST /store/carts/{id}/checkout → 409 out_of_stock | 3 | 0 | `{\"code\":\"out_of_stock\"}` |",
@@ -523,5 +526,33 @@ func TestRunLevelRefusesNonLoopback(t *testing.T) {
 		if _, err := runLevel(context.Background(), levelConfig{Base: base, Concurrency: 1, Duration: time.Millisecond, Variants: []variant{{ID: "a"}, {ID: "b"}}}); err == nil {
 			t.Errorf("%s: load allowed", base)
 		}
+	}
+}
+
+// TestWorkBetween: the work of a window is the difference of two scrapes;
+// what souk does not export in a topology stays unknown (-1).
+func TestWorkBetween(t *testing.T) {
+	scrape := func(committed, deliveries int) harness.Counters {
+		c, err := harness.ParseCounters(strings.NewReader(fmt.Sprintf(`# TYPE souk_store_transactions_total counter
+souk_store_transactions_total{db="cart",outcome="committed"} %d
+souk_store_transactions_total{db="cart",outcome="rolled_back"} 5
+# TYPE souk_bus_consumer_deliveries_total counter
+souk_bus_consumer_deliveries_total{consumer="a",outcome="processed"} %d
+souk_bus_consumer_deliveries_total{consumer="b",outcome="skipped"} %d
+`, committed, deliveries, 2*deliveries)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	w := workBetween(scrape(10, 3), scrape(31, 10))
+	if w.Transactions != 21 || w.Processed != 7 || w.Skipped != 14 {
+		t.Errorf("work = %+v, want 21 transactions, 7 applied, 14 declined", w)
+	}
+	if w.Commits != -1 || w.Events != -1 {
+		t.Errorf("families souk did not export: commits %v, events %v; want -1", w.Commits, w.Events)
+	}
+	if got := perFlow(w.Transactions, 7); got != "3.0" {
+		t.Errorf("perFlow = %s", got)
 	}
 }

@@ -207,6 +207,26 @@ func (r *report) markdown() string {
 		}
 	}
 
+	p("\n### Work per completed flow\n\n")
+	p("Counted by souk over each window (its `/metrics` read at the window's start and end) and by the kernel (CPU), divided by the flows completed in it. The counts move with the code only; the CPU per flow also moves with the machine's speed. SQLite counts are the embedded topology's only.\n\n")
+	p("| topology | VUs | souk CPU | SQLite transactions | SQLite commits | SQL statements | events published | deliveries applied | deliveries declined |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, t := range r.Topologies {
+		for _, l := range t.Levels {
+			cpu := "—"
+			if l.Completed > 0 && l.SoukCPU > 0 {
+				cpu = harness.FormatLatency(l.SoukCPU / time.Duration(l.Completed))
+			}
+			w := l.Work
+			if w == nil {
+				w = &work{-1, -1, -1, -1, -1, -1}
+			}
+			p("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", t.Name, l.Concurrency, cpu,
+				perFlow(w.Transactions, l.Completed), perFlow(w.Commits, l.Completed), perFlow(w.Statements, l.Completed),
+				perFlow(w.Events, l.Completed), perFlow(w.Processed, l.Completed), perFlow(w.Skipped, l.Completed))
+		}
+	}
+
 	p("\n### Targets\n\n| target (the issue; %d-core machine) | measured | verdict |\n|---|---|---|\n", targetCores)
 	for _, tc := range r.targets() {
 		verdict := "met"
