@@ -199,14 +199,7 @@ func TestMailsinkCommandRefusesNonLoopback(t *testing.T) {
 // database closed before the bus drained, and in-flight consumers logged
 // "database is closed" errors at every shutdown.
 func TestShutdownClosesDatabasesLast(t *testing.T) {
-	var stdout bytes.Buffer
-	a, err := New(testConfig(t), discardLogger(), &stdout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	a := mustStartApp(t) // its cleanup's second Shutdown finds nothing started
 	var closed []string
 	a.onStop(func(ctx context.Context) error {
 		for name, u := range a.units {
