@@ -1005,50 +1005,33 @@ func TestIfMatchProtocol(t *testing.T) {
 		ctx := context.Background()
 		p := MustCreateProduct(t, s, simpleInput("Stoneware Mug", "MUG-1", StatusDraft))
 		c := MustCreateCategory(t, s, CategoryInput{Name: "Mugs"})
-		type result struct {
-			version int64
-			err     error
-		}
 		tests := []struct {
 			name    string
 			id      string
 			unknown string // a well-formed id of no row
-			rename  func(rowID, name string, ifMatch int64) result
+			rename  func(rowID, name string, ifMatch int64) (int64, error)
 			remove  func(rowID string, ifMatch int64) error
 		}{
-			{"product", p.ID, productPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) result {
+			{"product", p.ID, productPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) (int64, error) {
 				v, err := s.UpdateProduct(ctx, rowID, ProductPatch{Title: &name}, ifMatch)
-				return result{v.Version, err}
+				return v.Version, err
 			}, func(rowID string, ifMatch int64) error { return s.DeleteProduct(ctx, rowID, ifMatch) }},
-			{"category", c.ID, categoryPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) result {
+			{"category", c.ID, categoryPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) (int64, error) {
 				v, err := s.UpdateCategory(ctx, rowID, CategoryPatch{Name: &name}, ifMatch)
-				return result{v.Version, err}
+				return v.Version, err
 			}, func(rowID string, ifMatch int64) error { return s.DeleteCategory(ctx, rowID, ifMatch) }},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				apperrtest.Want(t, tt.rename("nope", "X", 0).err, apperr.NotFound)
-				apperrtest.Want(t, tt.rename(tt.unknown, "X", 0).err, apperr.NotFound)
-				apperrtest.Want(t, tt.rename(tt.id, "X", 7).err, apperr.VersionConflict)
-				if r := tt.rename(tt.id, "Renamed", 1); r.err != nil || r.version != 2 {
-					t.Fatalf("rename at If-Match 1 = %+v", r)
-				}
-				if r := tt.rename(tt.id, "Renamed", 1); !apperr.Is(r.err, apperr.VersionConflict) {
-					t.Fatalf("a second rename at If-Match 1 = %+v, want version_conflict", r)
-				}
-				if r := tt.rename(tt.id, "Renamed", 0); r.err != nil || r.version != 2 {
-					t.Fatalf("no-op rename = %+v, want version 2 kept", r)
-				}
-				if r := tt.rename(tt.id, "Again", 0); r.err != nil || r.version != 3 {
-					t.Fatalf("rename without If-Match = %+v, want version 3", r)
-				}
+				apperrtest.WantIfMatchUpdates(t, tt.id, tt.unknown, tt.rename)
 				apperrtest.Want(t, tt.remove("nope", 0), apperr.NotFound)
 				apperrtest.Want(t, tt.remove(tt.unknown, 0), apperr.NotFound)
 				apperrtest.Want(t, tt.remove(tt.id, 2), apperr.VersionConflict)
 				if err := tt.remove(tt.id, 3); err != nil {
 					t.Fatalf("delete at If-Match 3: %v", err)
 				}
-				apperrtest.Want(t, tt.rename(tt.id, "Gone", 0).err, apperr.NotFound)
+				_, err := tt.rename(tt.id, "Gone", 0)
+				apperrtest.Want(t, err, apperr.NotFound)
 			})
 		}
 	})

@@ -679,50 +679,32 @@ func TestAdminUpdateProtocol(t *testing.T) {
 		promo := MustCreatePromotion(t, s, PromotionInput{Name: "Auto", Type: TypeFreeShipping})
 		tax := MustCreateTaxRate(t, s, TaxRateInput{Country: "NL", RateBps: 2100, Name: "BTW"})
 		ship := MustCreateShippingMethod(t, s, ShippingMethodInput{Name: "Standard", Rates: []ShippingRate{{Currency: "EUR", Amount: 495}}})
-		type result struct {
-			version int64
-			err     error
-		}
 		tests := []struct {
 			name    string
 			id      string
 			unknown string // a well-formed id of no row
-			rename  func(rowID, name string, ifMatch int64) result
+			rename  func(rowID, name string, ifMatch int64) (int64, error)
 		}{
-			{"price list", pl.ID, priceListPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) result {
+			{"price list", pl.ID, priceListPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) (int64, error) {
 				v, err := s.UpdatePriceList(ctx, rowID, PriceListPatch{Name: &name}, ifMatch)
-				return result{v.Version, err}
+				return v.Version, err
 			}},
-			{"promotion", promo.ID, promotionPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) result {
+			{"promotion", promo.ID, promotionPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) (int64, error) {
 				v, err := s.UpdatePromotion(ctx, rowID, PromotionPatch{Name: &name}, ifMatch)
-				return result{v.Version, err}
+				return v.Version, err
 			}},
-			{"tax rate", tax.ID, taxRatePrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) result {
+			{"tax rate", tax.ID, taxRatePrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) (int64, error) {
 				v, err := s.UpdateTaxRate(ctx, rowID, TaxRatePatch{Name: &name}, ifMatch)
-				return result{v.Version, err}
+				return v.Version, err
 			}},
-			{"shipping method", ship.ID, shippingPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) result {
+			{"shipping method", ship.ID, shippingPrefix + "_01JD3Q0000000000000000000Z", func(rowID, name string, ifMatch int64) (int64, error) {
 				v, err := s.UpdateShippingMethod(ctx, rowID, ShippingMethodPatch{Name: &name}, ifMatch)
-				return result{v.Version, err}
+				return v.Version, err
 			}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				apperrtest.Want(t, tt.rename("nope", "X", 0).err, apperr.NotFound)
-				apperrtest.Want(t, tt.rename(tt.unknown, "X", 0).err, apperr.NotFound)
-				apperrtest.Want(t, tt.rename(tt.id, "X", 7).err, apperr.VersionConflict)
-				if r := tt.rename(tt.id, "Renamed", 1); r.err != nil || r.version != 2 {
-					t.Fatalf("rename at If-Match 1 = %+v", r)
-				}
-				if r := tt.rename(tt.id, "Renamed", 1); !apperr.Is(r.err, apperr.VersionConflict) {
-					t.Fatalf("a second rename at If-Match 1 = %+v, want version_conflict", r)
-				}
-				if r := tt.rename(tt.id, "Renamed", 0); r.err != nil || r.version != 2 {
-					t.Fatalf("no-op rename = %+v, want version 2 kept", r)
-				}
-				if r := tt.rename(tt.id, "Again", 0); r.err != nil || r.version != 3 {
-					t.Fatalf("rename without If-Match = %+v, want version 3", r)
-				}
+				apperrtest.WantIfMatchUpdates(t, tt.id, tt.unknown, tt.rename)
 			})
 		}
 	})

@@ -52,3 +52,48 @@ func TestWant(t *testing.T) {
 		}
 	}
 }
+
+// memRow is a definition kept in memory that follows the If-Match protocol,
+// or, with bumpOnNoop, moves its version on for a change that changes
+// nothing.
+type memRow struct {
+	name       string
+	version    int64
+	bumpOnNoop bool
+}
+
+func (m *memRow) rename(rowID, name string, ifMatch int64) (int64, error) {
+	switch {
+	case rowID != "row_1":
+		return 0, apperr.New(apperr.NotFound, "no %s", rowID)
+	case ifMatch != 0 && ifMatch != m.version:
+		return 0, apperr.New(apperr.VersionConflict, "at %d", m.version)
+	case name == m.name && !m.bumpOnNoop:
+		return m.version, nil
+	}
+	m.name = name
+	m.version++
+	return m.version, nil
+}
+
+func TestWantIfMatchUpdates(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		row  *memRow
+		fail bool
+	}{
+		{"protocol kept", &memRow{name: "A", version: 1}, false},
+		{"no-op moves the version", &memRow{name: "A", version: 1, bumpOnNoop: true}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &recordingTB{}
+			func() {
+				defer func() { _ = recover() }()
+				apperrtest.WantIfMatchUpdates(r, "row_1", "row_2", tt.row.rename)
+			}()
+			if got := r.failed || r.fatal; got != tt.fail {
+				t.Fatalf("failed = %v, want %v", got, tt.fail)
+			}
+		})
+	}
+}
