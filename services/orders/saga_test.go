@@ -40,13 +40,7 @@ func resumeAfterCrash(t *testing.T, engine store.Engine, h hooks, crashed *atomi
 			d.Payments = counting
 			return d
 		}))
-	e.MustProduct(t, "SKU-1", 1000, 10)
-	e.MustVoucher(t, "TEN", 10)
-	sh := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 2}, codes: []string{"TEN"}})
-	o, err := e.s.Checkout(bg, sh.cartID, sh.caller, pay(payments.TokenVisa), "")
-	if err != nil {
-		t.Fatalf("Checkout: %v", err)
-	}
+	o, sh := e.checkoutTwoWithVoucher(t)
 	if o.Status != StatusPending {
 		t.Fatalf("the first process finished the saga (%s); the hook did not fire", o.Status)
 	}
@@ -144,13 +138,7 @@ func TestSaveFailureRetried(t *testing.T) {
 				reg := prometheus.NewRegistry()
 				e := newEnv(t, engine, withRegistry(reg), withTestHooks(hooks{failSave: fail}),
 					withConfig(func(c *Config) { c.LeaseTTL = time.Hour }))
-				e.MustProduct(t, "SKU-1", 1000, 10)
-				e.MustVoucher(t, "TEN", 10)
-				sh := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 2}, codes: []string{"TEN"}})
-				o, err := e.s.Checkout(bg, sh.cartID, sh.caller, pay(payments.TokenVisa), "")
-				if err != nil {
-					t.Fatalf("Checkout: %v", err)
-				}
+				o, _ := e.checkoutTwoWithVoucher(t)
 				if o.Status != StatusConfirmed {
 					o = e.awaitDone(t, o.ID)
 				}
@@ -170,6 +158,21 @@ func TestSaveFailureRetried(t *testing.T) {
 			})
 		}
 	})
+}
+
+// checkoutTwoWithVoucher stocks SKU-1 (10 at 10.00) and the voucher TEN,
+// and checks a guest's cart of two with the voucher out with tok_visa; the
+// order is as Checkout answered it (pending when a hook stopped the saga).
+func (e *env) checkoutTwoWithVoucher(t testing.TB) (Order, shopper) {
+	t.Helper()
+	e.MustProduct(t, "SKU-1", 1000, 10)
+	e.MustVoucher(t, "TEN", 10)
+	sh := e.MustCart(t, cartSpec{items: map[string]int64{"SKU-1": 2}, codes: []string{"TEN"}})
+	o, err := e.s.Checkout(bg, sh.cartID, sh.caller, pay(payments.TokenVisa), "")
+	if err != nil {
+		t.Fatalf("Checkout: %v", err)
+	}
+	return o, sh
 }
 
 // wantActedOnce checks every participant acted once for the order.
