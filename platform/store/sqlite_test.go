@@ -23,7 +23,9 @@ func openTestSQLite(t *testing.T) (*DB, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(context.Background(), `CREATE TABLE counters (id TEXT PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
+	// On the writer pool directly: the tests' counts of transactions and
+	// groups start at zero.
+	if _, err := db.write.Exec(`CREATE TABLE counters (id TEXT PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
 	return db, path
@@ -231,7 +233,8 @@ func TestSQLiteBackgroundCheckpoint(t *testing.T) {
 
 // Transactions queued while one runs commit together, each in its own
 // savepoint: a failing or panicking one leaves nothing and the others
-// commit; a cancelled one never runs.
+// commit; a cancelled one never runs. A statement run outside a
+// transaction (DB.Exec, number 4) joins the group as one of them.
 func TestGroupCommit(t *testing.T) {
 	db, _ := openTestSQLite(t)
 	ctx := context.Background()
@@ -267,6 +270,11 @@ func TestGroupCommit(t *testing.T) {
 					results[i] <- outcome{panicked: p}
 				}
 			}()
+			if i == 4 {
+				_, err := db.Exec(c, `INSERT INTO counters (id, n) VALUES (?, ?)`, fmt.Sprint("g", i), i)
+				results[i] <- outcome{err: err}
+				return
+			}
 			err := db.InTx(c, func(tx *Tx) error {
 				if _, err := tx.Exec(ctx, `INSERT INTO counters (id, n) VALUES (?, ?)`, fmt.Sprint("g", i), i); err != nil {
 					return err

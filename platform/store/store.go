@@ -235,10 +235,22 @@ var (
 	_ Querier = (*Tx)(nil)
 )
 
-// Exec runs a statement outside a transaction (on SQLite, queued for the
-// writer connection like a transaction). Never call it from inside InTx's
-// function: on SQLite it would wait for the transaction that waits for it.
+// Exec runs a statement outside a transaction. On SQLite it runs as a
+// transaction of its own in the group commit (ADR 18), so a lone write
+// shares the next group's COMMIT — and its WAL frames — with the
+// transactions queued beside it instead of paying for one of its own.
+// Never call it from inside InTx's function: on SQLite it would wait for
+// the transaction that waits for it.
 func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if db.group != nil {
+		var res sql.Result
+		err := db.InTx(ctx, func(tx *Tx) error {
+			var err error
+			res, err = tx.Exec(ctx, query, args...)
+			return err
+		})
+		return res, err
+	}
 	if st := db.writeStmts.get(ctx, query); st != nil {
 		return st.ExecContext(ctx, normalize(args)...)
 	}
