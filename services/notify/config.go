@@ -76,8 +76,11 @@ type Config struct {
 	// SMTPTLS is none, starttls or tls (default: none for a loopback
 	// SMTPAddr, starttls otherwise).
 	SMTPTLS TLSMode
-	// SMTPTimeout bounds one email's whole SMTP exchange, connecting
-	// included (default 30 s).
+	// SMTPTimeout bounds one SMTP session: connecting and the emails sent
+	// over the connection in one round (up to 20), and each command in it
+	// (default 30 s). Emails of the round not attempted when it passes are
+	// due again at once, their attempt not counted. A round's emails are
+	// leased for SMTPTimeout plus 30 s.
 	SMTPTimeout time.Duration
 	// EmailMaxAttempts is how often an email is tried before it is failed
 	// (default 8). A permanent refusal (5xx for the address) fails it at once.
@@ -239,7 +242,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.SMTPTLS = TLSMode(s)
 		return nil
 	})
-	fs.DurationVar(&c.SMTPTimeout, "notify-smtp-timeout", DefaultSMTPTimeout, "bound of one email's SMTP exchange")
+	fs.DurationVar(&c.SMTPTimeout, "notify-smtp-timeout", DefaultSMTPTimeout, "bound of one SMTP session: connecting and the emails sent over it in one round")
 	fs.StringVar(&c.StoreName, "notify-store-name", DefaultStoreName, "the shop's name in emails")
 	fs.DurationVar(&c.WebhookTimeout, "notify-webhook-timeout", DefaultWebhookTimeout, "bound of one webhook POST")
 	fs.BoolVar(&c.AllowPrivateNetworks, "notify-webhook-allow-private-networks", false, "let webhooks reach loopback, private and metadata addresses (development only)")

@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -457,25 +458,31 @@ func TestConcurrentSendersSendEachEmailOnce(t *testing.T) {
 		sink := MustSink(t)
 		a := MustNewService(t, db, Config{SMTPAddr: sink.Addr()})
 		b := MustNewService(t, db, Config{SMTPAddr: sink.Addr()})
-		const n = 12
+		// More than two batches, so that both claim while the other sends.
+		const n = 2*emailBatch + 5
 		for range n {
 			MustHandle(t, db, a.handleOrderConfirmed, MustOrderEvent(t, orderData("ada@example.com")))
 		}
-		done := make(chan error, 2)
-		for _, s := range []*Service{a, b} {
-			go func() {
-				for {
-					k, err := s.SendPending(context.Background())
-					if err != nil || k == 0 {
-						done <- err
-						return
-					}
-				}
-			}()
-		}
-		for range 2 {
-			if err := <-done; err != nil {
+		// Rounds in step, so that the two claim at the same time again and
+		// again.
+		for round := 0; ; round++ {
+			if round > n {
+				t.Fatal("the senders keep finding emails")
+			}
+			var (
+				wg   sync.WaitGroup
+				k    [2]int
+				errs [2]error
+			)
+			for i, s := range []*Service{a, b} {
+				wg.Go(func() { k[i], errs[i] = s.SendPending(context.Background()) })
+			}
+			wg.Wait()
+			if err := errors.Join(errs[:]...); err != nil {
 				t.Fatal(err)
+			}
+			if k[0]+k[1] == 0 {
+				break
 			}
 		}
 		msgs := sink.Messages()
@@ -487,8 +494,8 @@ func TestConcurrentSendersSendEachEmailOnce(t *testing.T) {
 		if len(msgs) != n || len(seen) != n {
 			t.Fatalf("sink got %d messages with %d distinct Message-IDs, want %d of each", len(msgs), len(seen), n)
 		}
-		if left := countRows(t, db, `SELECT COUNT(*) FROM notify_emails WHERE state <> 'sent'`); left != 0 {
-			t.Errorf("%d emails not sent", left)
+		if left := countRows(t, db, `SELECT COUNT(*) FROM notify_emails WHERE state <> 'sent' OR attempts <> 1`); left != 0 {
+			t.Errorf("%d emails not sent at their first attempt (claimed twice?)", left)
 		}
 	})
 }

@@ -19,111 +19,196 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/soukhq/souk/platform/id"
+	"github.com/soukhq/souk/platform/store"
 )
 
-// emailLeaseMargin is added to SMTPTimeout for an email's lease: the send
-// is over (or abandoned) well before another process may take the email.
+// emailLeaseMargin is added to SMTPTimeout for a batch's lease: the SMTP
+// session is over (or abandoned) and its outcomes are recorded well before
+// another process may take the batch's emails.
 const emailLeaseMargin = 30 * time.Second
 
-// SendPending sends the emails that are due, one at a time, each claimed
-// with a lease just before it is sent, and returns how many it attempted.
+// emailBatch bounds the emails one SendPending claims and sends over one
+// SMTP session.
+const emailBatch = 20
+
+// SendPending sends the emails that are due, oldest due first, and returns
+// how many it attempted. It claims up to emailBatch of them in one
+// statement, under one lease that ends SMTPTimeout + emailLeaseMargin from
+// now, sends them in order over one SMTP connection (dialled again after an
+// email failed), the session bounded as a whole by Config.SMTPTimeout, and
+// then records every outcome in one transaction. Cancelling ctx stops it
+// between emails (the one being sent finishes); the emails it did not get
+// to, because of that or because the session's time ran out, are released:
+// due again at once, without the attempt the claim counted.
+//
 // Several processes may call it at once: each email is attempted by one of
 // them. A failed attempt is scheduled again after Config.EmailBackoff, or
 // the email is failed once Config.EmailMaxAttempts are used or the server
 // refused it for good (5xx), with an error log line saying what to do. It
-// sends nothing when Config.SMTPAddr is empty. Run calls it; cancelling ctx
-// stops it between emails (the one being sent finishes, bounded by
-// SMTPTimeout).
+// sends nothing when Config.SMTPAddr is empty. Run calls it.
+//
+// Delivery is at least once: a process that stops after sending a batch
+// and before recording it sends that batch — at most one — again once its
+// lease expires, with the same Message-IDs, so receivers can drop the
+// repeats. The error is about claiming or recording, never about sending.
 func (s *Service) SendPending(ctx context.Context) (int, error) {
 	if s.cfg.SMTPAddr == "" {
 		return 0, nil
 	}
-	due, err := dueEmails(ctx, s.db, s.now(), emailBatch)
-	if err != nil {
-		return 0, fmt.Errorf("find due emails: %w", err)
+	owner := id.New("lease")
+	now := s.now()
+	var batch []Email
+	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		batch, err = claimEmails(ctx, tx, owner, now, now.Add(s.cfg.SMTPTimeout+emailLeaseMargin), emailBatch)
+		return err
+	})
+	if err != nil || len(batch) == 0 {
+		return 0, err
 	}
+	attempts := s.sendBatch(ctx, batch)
 	n := 0
-	var errs []error
-	for _, emailID := range due {
-		if ctx.Err() != nil {
-			break
-		}
-		now := s.now()
-		owner := id.New("lease")
-		ok, err := claimEmail(ctx, s.db, emailID, owner, now, now.Add(s.cfg.SMTPTimeout+emailLeaseMargin))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("claim email %s: %w", emailID, err))
-			continue
-		}
-		if !ok {
-			continue // another process has it
-		}
-		e, err := getEmail(ctx, s.db, emailID)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		n++
-		if err := s.sendEmail(context.WithoutCancel(ctx), e, owner); err != nil {
-			errs = append(errs, err)
+	for _, a := range attempts {
+		if a.tried {
+			n++
 		}
 	}
-	return n, errors.Join(errs...)
+	// What went out is recorded even when ctx is cancelled.
+	rctx := context.WithoutCancel(ctx)
+	if err := s.recordAttempts(rctx, owner, attempts); err != nil {
+		return n, err
+	}
+	s.report(rctx, attempts, ctx.Err() != nil)
+	return n, nil
 }
 
-// emailBatch bounds the emails one SendPending looks at.
-const emailBatch = 20
+// emailAttempt is what became of one email of a claimed batch, and the
+// outcome to record for it.
+type emailAttempt struct {
+	Email
+	tried bool // false: not attempted, to be released
+	err   error
+	took  time.Duration
 
-// sendEmail makes one attempt at e, which owner holds the lease on, and
-// records the outcome. The error is about recording, not sending.
-func (s *Service) sendEmail(ctx context.Context, e Email, owner string) error {
+	// Decided before the outcomes are recorded, so that a transaction run
+	// again records the same.
+	state     EmailState
+	reason    string
+	permanent bool
+	next      *time.Time
+	// recorded is whether the conditional UPDATE found the lease still
+	// held, and so changed the email.
+	recorded bool
+}
+
+// sendBatch attempts the claimed emails in order over one SMTP session,
+// until ctx is cancelled or the session's time is up.
+func (s *Service) sendBatch(ctx context.Context, batch []Email) []emailAttempt {
+	attempts := make([]emailAttempt, len(batch))
+	sess := s.newSMTPSession(ctx)
+	defer sess.close()
+	for i, e := range batch {
+		a := &attempts[i]
+		a.Email = e
+		if ctx.Err() != nil || sess.expired() {
+			continue
+		}
+		a.tried = true
+		msg, err := s.buildMessage(e, s.now())
+		start := time.Now()
+		if err == nil {
+			err = sess.send(e.To, msg)
+		}
+		a.took, a.err = time.Since(start), err
+	}
+	return attempts
+}
+
+// recordAttempts records the batch's outcomes in one transaction, each if
+// owner still holds its lease, and releases the emails not attempted.
+func (s *Service) recordAttempts(ctx context.Context, owner string, attempts []emailAttempt) error {
 	now := s.now()
-	msg, err := s.buildMessage(e, now)
-	start := time.Now()
-	if err == nil {
-		err = s.smtpSend(ctx, e.To, msg)
+	var release []string
+	for i := range attempts {
+		a := &attempts[i]
+		if !a.tried {
+			release = append(release, a.ID)
+			continue
+		}
+		if a.err == nil {
+			a.state = EmailSent
+			continue
+		}
+		a.reason, a.permanent = oneLine(a.err.Error()), isPermanentSMTP(a.err)
+		if a.permanent || a.Attempts >= s.cfg.EmailMaxAttempts {
+			a.state = EmailFailed
+			continue
+		}
+		a.state = EmailPending
+		next := now.Add(s.jitter(backoff(s.cfg.EmailBackoff, a.Attempts))).Truncate(time.Microsecond)
+		a.next = &next
 	}
-	took := time.Since(start)
-	if err == nil {
-		ok, rerr := finishEmail(ctx, s.db, e.ID, owner, EmailSent, "", nil, s.now())
-		if rerr != nil {
-			return fmt.Errorf("record email %s as sent: %w", e.ID, rerr)
+	return s.db.InTx(ctx, func(tx *store.Tx) error {
+		for i := range attempts {
+			a := &attempts[i]
+			if !a.tried {
+				continue
+			}
+			ok, err := finishEmail(ctx, tx, a.ID, owner, a.state, a.reason, a.next, now)
+			if err != nil {
+				return fmt.Errorf("record email %s as %s: %w", a.ID, a.state, err)
+			}
+			a.recorded = ok
 		}
-		s.metrics.email(emailSent, took)
-		if !ok {
-			s.log.WarnContext(ctx, "email sent after its lease expired; another process may send it again",
-				"email_id", e.ID, "kind", e.Kind, "reference", e.Reference)
-			return nil
+		if err := releaseEmails(ctx, tx, owner, release, now); err != nil {
+			return fmt.Errorf("release %d emails not attempted: %w", len(release), err)
 		}
-		s.log.InfoContext(ctx, "email sent", "email_id", e.ID, "kind", e.Kind, "reference", e.Reference, "attempt", e.Attempts)
 		return nil
-	}
+	})
+}
 
-	reason := oneLine(err.Error())
-	permanent := isPermanentSMTP(err)
-	if permanent || e.Attempts >= s.cfg.EmailMaxAttempts {
-		if _, rerr := finishEmail(ctx, s.db, e.ID, owner, EmailFailed, reason, nil, s.now()); rerr != nil {
-			return fmt.Errorf("record email %s as failed: %w", e.ID, rerr)
+// report emits the metrics and log lines of a recorded batch; stopped says
+// ctx was cancelled during it.
+func (s *Service) report(ctx context.Context, attempts []emailAttempt, stopped bool) {
+	released := 0
+	for _, a := range attempts {
+		if !a.tried {
+			released++
+			continue
 		}
-		s.metrics.email(emailFailed, took)
-		hint := fmt.Sprintf("gave up after %d attempts; check that the SMTP relay %s is up and accepts mail from %s (see notify SMTP settings), then resend it (ResendEmail)", e.Attempts, s.cfg.SMTPAddr, s.from.Address)
-		if permanent {
-			hint = "the SMTP server refused it for good; check the recipient address and the relay's policy, and contact the customer another way"
+		switch a.state {
+		case EmailSent:
+			s.metrics.email(emailSent, a.took)
+			if !a.recorded {
+				s.log.WarnContext(ctx, "email sent after its lease expired; another process may send it again",
+					"email_id", a.ID, "kind", a.Kind, "reference", a.Reference)
+				continue
+			}
+			s.log.InfoContext(ctx, "email sent", "email_id", a.ID, "kind", a.Kind, "reference", a.Reference, "attempt", a.Attempts)
+		case EmailFailed:
+			s.metrics.email(emailFailed, a.took)
+			hint := fmt.Sprintf("gave up after %d attempts; check that the SMTP relay %s is up and accepts mail from %s (see notify SMTP settings), then resend it (ResendEmail)", a.Attempts, s.cfg.SMTPAddr, s.from.Address)
+			if a.permanent {
+				hint = "the SMTP server refused it for good; check the recipient address and the relay's policy, and contact the customer another way"
+			}
+			s.log.ErrorContext(ctx, "email failed and will not be retried: "+hint,
+				"email_id", a.ID, "kind", a.Kind, "reference", a.Reference, "to", maskAddress(a.To),
+				"attempts", a.Attempts, "smtp_addr", s.cfg.SMTPAddr, "error", a.reason)
+		default:
+			s.metrics.email(emailRetried, a.took)
+			s.log.WarnContext(ctx, "email not sent; retrying later",
+				"email_id", a.ID, "kind", a.Kind, "reference", a.Reference, "attempt", a.Attempts, "max_attempts", s.cfg.EmailMaxAttempts,
+				"next_attempt_at", *a.next, "smtp_addr", s.cfg.SMTPAddr, "error", a.reason)
 		}
-		s.log.ErrorContext(ctx, "email failed and will not be retried: "+hint,
-			"email_id", e.ID, "kind", e.Kind, "reference", e.Reference, "to", maskAddress(e.To),
-			"attempts", e.Attempts, "smtp_addr", s.cfg.SMTPAddr, "error", reason)
-		return nil
 	}
-	next := s.now().Add(s.jitter(backoff(s.cfg.EmailBackoff, e.Attempts))).Truncate(time.Microsecond)
-	if _, rerr := finishEmail(ctx, s.db, e.ID, owner, EmailPending, reason, &next, s.now()); rerr != nil {
-		return fmt.Errorf("record email %s attempt: %w", e.ID, rerr)
+	switch {
+	case released == 0:
+	case stopped:
+		s.log.InfoContext(ctx, "email sender stopping; emails not attempted are due again", "released", released)
+	default:
+		s.log.WarnContext(ctx, "SMTP session used up its time (SMTPTimeout); emails not attempted are due again in the next round",
+			"released", released, "smtp_timeout", s.cfg.SMTPTimeout, "smtp_addr", s.cfg.SMTPAddr)
 	}
-	s.metrics.email(emailRetried, took)
-	s.log.WarnContext(ctx, "email not sent; retrying later",
-		"email_id", e.ID, "kind", e.Kind, "reference", e.Reference, "attempt", e.Attempts, "max_attempts", s.cfg.EmailMaxAttempts,
-		"next_attempt_at", next, "smtp_addr", s.cfg.SMTPAddr, "error", reason)
-	return nil
 }
 
 // backoff is the pause after the attempt-th failed attempt; the schedule's
@@ -192,23 +277,72 @@ func (s *Service) buildMessage(e Email, date time.Time) ([]byte, error) {
 	return append(head.Bytes(), buf.Bytes()...), nil
 }
 
-// smtpSend delivers msg to one recipient over a new SMTP connection,
-// bounded by Config.SMTPTimeout as a whole.
-func (s *Service) smtpSend(ctx context.Context, to string, msg []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SMTPTimeout)
-	defer cancel()
+// smtpSession sends emails over one SMTP connection, dialled when the
+// first email needs it and again after an email failed (the connection is
+// closed then rather than repaired). The session — connecting and every
+// email — ends at its deadline, Config.SMTPTimeout after it started; each
+// command is bounded by SMTPTimeout too. It is not safe for concurrent use.
+type smtpSession struct {
+	s      *Service
+	ctx    context.Context // ends at the deadline; dialling honours it
+	cancel context.CancelFunc
+	end    time.Time
+	c      *smtp.Client // nil: not connected
+}
+
+// newSMTPSession starts a session. Cancelling ctx does not cut an exchange
+// short: the caller stops between emails.
+func (s *Service) newSMTPSession(ctx context.Context) *smtpSession {
+	end := time.Now().Add(s.cfg.SMTPTimeout)
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end)
+	return &smtpSession{s: s, ctx: sctx, cancel: cancel, end: end}
+}
+
+// expired reports whether the session's time is up.
+func (ss *smtpSession) expired() bool { return !time.Now().Before(ss.end) }
+
+// send delivers msg to one recipient, connecting first when the session
+// has no connection. After an error the connection is closed.
+func (ss *smtpSession) send(to string, msg []byte) error {
+	if ss.c == nil {
+		c, err := ss.s.dialSMTP(ss.ctx, ss.end)
+		if err != nil {
+			return err
+		}
+		ss.c = c
+	}
+	if err := ss.c.SendMail(ss.s.from.Address, []string{to}, bytes.NewReader(msg)); err != nil {
+		_ = ss.c.Close()
+		ss.c = nil
+		return fmt.Errorf("SMTP send via %s: %w", ss.s.cfg.SMTPAddr, err)
+	}
+	return nil
+}
+
+// close ends the session with QUIT on an open connection. The server has
+// every message sent: a failed QUIT changes nothing.
+func (ss *smtpSession) close() {
+	if ss.c != nil {
+		if err := ss.c.Quit(); err != nil {
+			_ = ss.c.Close()
+		}
+		ss.c = nil
+	}
+	ss.cancel()
+}
+
+// dialSMTP connects to Config.SMTPAddr within ctx and gets the connection
+// ready for mail: TLS as configured, then AUTH when a user name is set.
+// No deadline on the connection passes end.
+func (s *Service) dialSMTP(ctx context.Context, end time.Time) (*smtp.Client, error) {
 	host, _, _ := net.SplitHostPort(s.cfg.SMTPAddr)
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", s.cfg.SMTPAddr)
+	raw, err := d.DialContext(ctx, "tcp", s.cfg.SMTPAddr)
 	if err != nil {
-		return fmt.Errorf("connect to SMTP server %s: %w", s.cfg.SMTPAddr, err)
+		return nil, fmt.Errorf("connect to SMTP server %s: %w", s.cfg.SMTPAddr, err)
 	}
-	// The whole exchange ends with ctx, whatever command is under way.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
+	conn := &deadlineConn{Conn: raw, end: end}
+	_ = conn.SetDeadline(end)
 
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if s.smtpTLS != nil {
@@ -224,24 +358,46 @@ func (s *Service) smtpSend(ctx context.Context, to string, msg []byte) error {
 	case TLSStartTLS:
 		if c, err = smtp.NewClientStartTLS(conn, tlsCfg); err != nil {
 			conn.Close()
-			return fmt.Errorf("STARTTLS with %s: %w", s.cfg.SMTPAddr, err)
+			return nil, fmt.Errorf("STARTTLS with %s: %w", s.cfg.SMTPAddr, err)
 		}
 	default:
 		c = smtp.NewClient(conn)
 	}
-	defer c.Close()
 	c.CommandTimeout, c.SubmissionTimeout = s.cfg.SMTPTimeout, s.cfg.SMTPTimeout
 	if s.cfg.SMTPUsername != "" {
 		if err := c.Auth(sasl.NewPlainClient("", s.cfg.SMTPUsername, s.cfg.SMTPPassword)); err != nil {
-			return fmt.Errorf("SMTP AUTH as %s at %s: %w", s.cfg.SMTPUsername, s.cfg.SMTPAddr, err)
+			c.Close()
+			return nil, fmt.Errorf("SMTP AUTH as %s at %s: %w", s.cfg.SMTPUsername, s.cfg.SMTPAddr, err)
 		}
 	}
-	if err := c.SendMail(s.from.Address, []string{to}, bytes.NewReader(msg)); err != nil {
-		return fmt.Errorf("SMTP send via %s: %w", s.cfg.SMTPAddr, err)
+	return c, nil
+}
+
+// deadlineConn is a connection whose deadlines never pass end. go-smtp
+// sets a deadline for each command and clears it afterwards (and writes a
+// message's body with none), which alone would let a session outlast its
+// bound.
+type deadlineConn struct {
+	net.Conn
+	end time.Time
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error { return c.Conn.SetDeadline(c.capped(t)) }
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	return c.Conn.SetReadDeadline(c.capped(t))
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	return c.Conn.SetWriteDeadline(c.capped(t))
+}
+
+// capped is t, or end when t is later or zero (no deadline).
+func (c *deadlineConn) capped(t time.Time) time.Time {
+	if t.IsZero() || t.After(c.end) {
+		return c.end
 	}
-	// The server has the message; a failed QUIT changes nothing.
-	_ = c.Quit()
-	return nil
+	return t
 }
 
 // dropLineBreaks is a strings.Map mapping that removes CR and LF.

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/soukhq/souk/platform/store"
@@ -77,20 +79,51 @@ func emailsOfEvent(ctx context.Context, q store.Querier, eventID string) ([]Emai
 	return store.All(ctx, q, "read emails", scanEmail, `SELECT `+emailColumns+` FROM notify_emails WHERE event_id = ? ORDER BY id`, eventID)
 }
 
-// dueEmails returns ids of pending emails whose attempt is due and that
-// nobody holds a lease on, oldest due first.
-func dueEmails(ctx context.Context, q store.Querier, now time.Time, limit int) ([]string, error) {
-	return store.All(ctx, q, "read due emails", store.ScanString, `SELECT id FROM notify_emails
-		WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
-		ORDER BY next_attempt_at, id LIMIT ?`, now, now, limit)
+// dueEmailsWhere is the condition of an email that is due and that nobody
+// holds a lease on, with now as its two arguments.
+const dueEmailsWhere = `next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)`
+
+// claimEmails takes a lease for owner, until until, on at most limit due
+// emails, oldest due first, counts the attempt on each, and returns them
+// (attempts counted) in that order. The inner SELECT walks the index
+// notify_emails_due; the condition is repeated on the UPDATE so that two
+// processes never claim one email: on SQLite the write lock makes claims
+// take turns, and on PostgreSQL (READ COMMITTED) an UPDATE that waited for
+// another's lock on a row checks the condition again on the row as that one
+// left it, and skips it. Run it in a transaction: on SQLite a statement
+// outside one would go to the read-only pool.
+func claimEmails(ctx context.Context, tx *store.Tx, owner string, now, until time.Time, limit int) ([]Email, error) {
+	emails, err := store.All(ctx, tx, "claim due emails", scanEmail, `UPDATE notify_emails
+		SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+		WHERE id IN (SELECT id FROM notify_emails WHERE `+dueEmailsWhere+` ORDER BY next_attempt_at, id LIMIT ?)
+		AND `+dueEmailsWhere+`
+		RETURNING `+emailColumns,
+		owner, until, now, now, now, limit, now, now)
+	if err != nil {
+		return nil, err
+	}
+	// RETURNING gives no order.
+	slices.SortFunc(emails, func(a, b Email) int {
+		if c := a.NextAttemptAt.Compare(*b.NextAttemptAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return emails, nil
 }
 
-// claimEmail takes a lease on a due email and counts the attempt: the
-// conditional UPDATE lets exactly one of several processes have it.
-func claimEmail(ctx context.Context, q store.Querier, emailID, owner string, now, until time.Time) (bool, error) {
-	return store.ChangedOne(q.Exec(ctx, `UPDATE notify_emails SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
-		WHERE id = ? AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)`,
-		owner, until, now, emailID, now, now))
+// releaseEmails gives back the leases owner holds on emails it claimed but
+// did not attempt, and the attempts the claim counted: they are due again
+// at once, as if never claimed. An email whose lease owner lost is left
+// alone.
+func releaseEmails(ctx context.Context, tx *store.Tx, owner string, emailIDs []string, now time.Time) error {
+	if len(emailIDs) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE notify_emails SET lease_owner = NULL, lease_until = NULL, attempts = attempts - 1, updated_at = ?
+		WHERE lease_owner = ? AND id IN (`+store.Placeholders(len(emailIDs))+`)`,
+		append([]any{now, owner}, store.Args(emailIDs)...)...)
+	return err
 }
 
 // finishEmail records an attempt's outcome if owner still holds the lease:

@@ -95,6 +95,13 @@ func WithRejectRecipient(reject func(address string) bool) Option {
 	return func(s *Sink) { s.reject = reject }
 }
 
+// WithDelay makes the sink wait d before it takes each message's data
+// (it keeps the message, and answers, afterwards): a slow relay, for
+// trying out a sender's timeouts.
+func WithDelay(d time.Duration) Option {
+	return func(s *Sink) { s.delay = d }
+}
+
 // WithMaxMessages keeps at most n messages (default DefaultMaxMessages).
 func WithMaxMessages(n int) Option {
 	return func(s *Sink) { s.max = n }
@@ -110,11 +117,13 @@ type Sink struct {
 	pass      string
 	max       int
 	reject    func(string) bool
+	delay     time.Duration
 	done      chan struct{}
 
 	mu       sync.Mutex
 	messages []Message
 	nextID   int
+	conns    int
 	notify   chan struct{} // closed and replaced on every message
 	logMu    sync.Mutex
 }
@@ -155,7 +164,7 @@ func Start(addr string, opts ...Option) (*Sink, error) {
 	s.srv, s.ln = srv, ln
 	go func() {
 		defer close(s.done)
-		_ = srv.Serve(ln)
+		_ = srv.Serve(countingListener{ln, s})
 	}()
 	return s, nil
 }
@@ -204,6 +213,14 @@ func (s *Sink) Received() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.nextID
+}
+
+// Connections is how many connections the sink accepted since it started:
+// whether a sender keeps one connection for several messages shows here.
+func (s *Sink) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
 }
 
 // Reset forgets every message received.
@@ -284,6 +301,22 @@ func (s *Sink) Handler() http.Handler {
 	})
 }
 
+// countingListener counts the connections it accepts in sink.conns.
+type countingListener struct {
+	net.Listener
+	sink *Sink
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.sink.mu.Lock()
+		l.sink.conns++
+		l.sink.mu.Unlock()
+	}
+	return c, err
+}
+
 // session is one SMTP conversation.
 type session struct {
 	sink *Sink
@@ -332,6 +365,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	time.Sleep(ss.sink.delay)
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return err

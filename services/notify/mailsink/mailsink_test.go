@@ -182,6 +182,45 @@ func TestSinkKeepsTheNewest(t *testing.T) {
 	}
 }
 
+func TestSinkCountsConnections(t *testing.T) {
+	s := MustStart(t)
+	if err := send(s.Addr(), "a@example.com", []string{"b@example.com"}, testMessage, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Two messages over one connection.
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 2 {
+		if err := c.SendMail("a@example.com", []string{"b@example.com"}, strings.NewReader(testMessage)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	if n, got := s.Connections(), s.Received(); n != 2 || got != 3 {
+		t.Errorf("Connections() = %d and Received() = %d, want 2 and 3", n, got)
+	}
+}
+
+func TestSinkWithDelayAnswersLate(t *testing.T) {
+	const delay = 200 * time.Millisecond
+	s := MustStart(t, WithDelay(delay))
+	start := time.Now()
+	if err := send(s.Addr(), "a@example.com", []string{"b@example.com"}, testMessage, nil); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < delay {
+		t.Errorf("the message was accepted after %v, want at least %v", took, delay)
+	}
+	if n := len(s.Messages()); n != 1 {
+		t.Errorf("%d messages kept, want 1", n)
+	}
+}
+
 func TestSinkListensOnLoopbackOnly(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", ":0", "192.0.2.1:25", "example.com:25", "nonsense"} {
 		if s, err := Start(addr); err == nil {
