@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"})),
 		emailDuration: telemetry.MustRegister(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "souk_notify_email_send_duration_seconds",
-			Help:    "Time of one SMTP exchange, connecting included, whatever its outcome.",
+			Help:    "Time of one e-mail's SMTP exchange, whatever its outcome; connecting included for the first e-mail of a session.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 9), // 10 ms … 66 s
 		})),
 		deliveries: telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
