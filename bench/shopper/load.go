@@ -46,6 +46,7 @@ type levelResult struct {
 	Errors         map[string]*errorTally
 	Conns          int64          // TCP connections opened, warm-up included
 	SoukCPU        time.Duration  // souk's CPU time during the window
+	SoukIO         *harness.IO    // souk's I/O calls during the window; nil: unknown
 	ClientCPU      time.Duration  // this process's CPU time during the window
 	MachineCPU     time.Duration  // every process's CPU time during the window
 	Memory         harness.Memory // souk's, read after the level
@@ -144,12 +145,17 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 			return
 		}
 		souk0, self0, all0 := harness.ProcessCPU(cfg.PID), harness.SelfCPU(), harness.MachineBusy()
+		io0, io0ok := harness.ProcessIO(cfg.PID)
 		before, berr := harness.ScrapeCounters(ctx, cfg.Base)
 		if !sleepUntil(ctx, measureEnd) {
 			return
 		}
 		if cfg.PID > 0 {
 			res.SoukCPU = harness.ProcessCPU(cfg.PID) - souk0
+			if io1, ok := harness.ProcessIO(cfg.PID); ok && io0ok {
+				d := io1.Sub(io0)
+				res.SoukIO = &d
+			}
 		}
 		res.ClientCPU = harness.SelfCPU() - self0
 		res.MachineCPU = harness.MachineBusy() - all0

@@ -275,3 +275,17 @@ func TestUntarRefusesPathsOutsideDir(t *testing.T) {
 		t.Error("file written outside the directory")
 	}
 }
+
+func TestParseIO(t *testing.T) {
+	const text = "rchar: 6976\nwchar: 4096\nsyscr: 10\nsyscw: 3\nread_bytes: 0\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n"
+	got, ok := parseIO(text)
+	if want := (IO{ReadCalls: 10, WriteCalls: 3, WriteBytes: 4096}); !ok || got != want {
+		t.Errorf("parseIO = %+v, %v; want %+v, true", got, ok, want)
+	}
+	if _, ok := parseIO("rchar: 1\nsyscr: 2\n"); ok {
+		t.Error("parseIO of a text without syscw and wchar reported them known")
+	}
+	if d := (IO{5, 7, 900}).Sub(IO{1, 2, 100}); d != (IO{4, 5, 800}) {
+		t.Errorf("Sub = %+v", d)
+	}
+}

@@ -119,3 +119,52 @@ func parseProcStat(s string) time.Duration {
 	}
 	return time.Duration(busy) * clockTick
 }
+
+// IO is what /proc/<pid>/io counts of a process's I/O system calls so far:
+// the read and write calls (syscr, syscw) and the bytes handed to write
+// calls (wchar: files and sockets alike, whether or not they reach a disk).
+// Unlike CPU time, these move with the code and not with the machine's
+// speed: SQLite's WAL frames are two write calls each.
+type IO struct {
+	ReadCalls, WriteCalls, WriteBytes int64
+}
+
+// Sub is the I/O between an earlier reading and this one.
+func (io IO) Sub(earlier IO) IO {
+	return IO{io.ReadCalls - earlier.ReadCalls, io.WriteCalls - earlier.WriteCalls, io.WriteBytes - earlier.WriteBytes}
+}
+
+// ProcessIO is pid's I/O so far, and false when unknown (not Linux, or
+// not readable).
+func ProcessIO(pid int) (IO, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return IO{}, false
+	}
+	return parseIO(string(b))
+}
+
+// parseIO reads syscr, syscw and wchar out of a /proc/<pid>/io text.
+func parseIO(s string) (IO, bool) {
+	var io IO
+	found := 0
+	for line := range strings.Lines(s) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "syscr":
+			io.ReadCalls, found = n, found+1
+		case "syscw":
+			io.WriteCalls, found = n, found+1
+		case "wchar":
+			io.WriteBytes, found = n, found+1
+		}
+	}
+	return io, found == 3
+}
