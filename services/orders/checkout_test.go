@@ -2,6 +2,7 @@ package orders
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -55,6 +56,16 @@ func TestCheckoutConfirms(t *testing.T) {
 		}
 
 		o := e.MustCheckout(t, sh, payments.TokenVisa)
+		// The answer is the order as stored: the saga that confirmed it
+		// here hands it to the waiting request, which does not read it
+		// back.
+		stored, err := e.s.load(bg, e.db, o.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := mustJSON(t, o), mustJSON(t, stored); got != want {
+			t.Fatalf("checkout answered\n%s\nthe stored order is\n%s", got, want)
+		}
 
 		if o.Total != quoted.Total || o.Subtotal != eur(2*2999+1250) || o.DiscountTotal != quoted.DiscountTotal ||
 			o.ShippingTotal != eur(495) || o.TaxTotal != quoted.TaxTotal || len(o.Items) != 2 || len(o.Promotions) != 1 {
@@ -731,4 +742,14 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tt.name, tt.got, tt.want)
 		}
 	}
+}
+
+// mustJSON is v as the API encodes it.
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

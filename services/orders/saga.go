@@ -580,6 +580,7 @@ func (ex *execution) finish(ctx context.Context, recs []stepRecord, change func(
 	if err != nil {
 		return 0, err
 	}
+	var answer *Order
 	if confirm {
 		s.metrics.orderConfirmed(final.Total)
 		s.log.InfoContext(ctx, "order confirmed", "order_id", g.orderID, "total", final.Total.String())
@@ -588,11 +589,17 @@ func (ex *execution) finish(ctx context.Context, recs []stepRecord, change func(
 			// confirmed, so its saga reopens to undo it all.
 			return ex.reopen(ctx)
 		}
+		// The order as committed (save keeps ex.r so), as load would read
+		// it: a saga that just confirmed an order has made no fulfilment
+		// or refund of it.
+		r := ex.r.clone()
+		r.derive()
+		answer = &r.Order
 	} else {
 		s.metrics.orderCancelled(g.reason)
 		s.log.InfoContext(ctx, "order cancelled", "order_id", g.orderID, "reason", g.reason)
 	}
-	s.waiters.notify(g.orderID)
+	s.waiters.notify(g.orderID, answer)
 	if h := s.hooks.afterSave; h != nil && len(recs) > 0 && h(g.orderID, recs[len(recs)-1].step) {
 		return nextCrash, nil
 	}

@@ -108,7 +108,7 @@ func New(db *store.DB, outbox *bus.Outbox, logger *slog.Logger, cfg Config, deps
 		owner:   id.New("exec"),
 		ready:   make(chan string, 4096),
 		claimed: make(chan *execution, max(cfg.Workers, 1)),
-		waiters: waiters{m: map[string][]chan struct{}{}},
+		waiters: waiters{m: map[string][]*waiter{}},
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -162,22 +162,30 @@ func newPolicies(cfg Config, reg prometheus.Registerer, now func() time.Time) (p
 // waiters are the requests waiting for a saga of this process to finish.
 type waiters struct {
 	mu sync.Mutex
-	m  map[string][]chan struct{}
+	m  map[string][]*waiter
 }
 
-// add registers a waiter for the order; the channel is closed when its
-// saga finishes here. Call the returned function when done waiting.
-func (w *waiters) add(orderID string) (<-chan struct{}, func()) {
-	ch := make(chan struct{})
+// waiter is one request waiting for an order's saga.
+type waiter struct {
+	done chan struct{} // closed when the saga finished here
+	// order is the confirmed order as its last transaction committed it,
+	// set before done is closed; nil when the waiter must read it.
+	order *Order
+}
+
+// add registers a waiter for the order; its done is closed when its saga
+// finishes here. Call the returned function when done waiting.
+func (w *waiters) add(orderID string) (*waiter, func()) {
+	wt := &waiter{done: make(chan struct{})}
 	w.mu.Lock()
-	w.m[orderID] = append(w.m[orderID], ch)
+	w.m[orderID] = append(w.m[orderID], wt)
 	w.mu.Unlock()
-	return ch, func() {
+	return wt, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		list := w.m[orderID]
 		for i, c := range list {
-			if c == ch {
+			if c == wt {
 				list = append(list[:i], list[i+1:]...)
 				break
 			}
@@ -190,12 +198,14 @@ func (w *waiters) add(orderID string) (<-chan struct{}, func()) {
 	}
 }
 
-// notify wakes everyone waiting for the order.
-func (w *waiters) notify(orderID string) {
+// notify wakes everyone waiting for the order, handing them final — the
+// order as committed — when it is known (nil: they read it).
+func (w *waiters) notify(orderID string, final *Order) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, ch := range w.m[orderID] {
-		close(ch)
+	for _, wt := range w.m[orderID] {
+		wt.order = final
+		close(wt.done)
 	}
 	delete(w.m, orderID)
 }
@@ -216,9 +226,10 @@ const awaitPoll = 250 * time.Millisecond
 // await waits, up to budget, until the order's saga is done, and returns
 // the order as it is then. A cancelled order comes with the error a client
 // is told (its reason as the code). The saga finishing in this process
-// wakes the wait at once; one finishing elsewhere is seen by polling.
+// wakes the wait at once, with the order it confirmed (no read); one
+// finishing elsewhere is seen by polling.
 func (s *Service) await(ctx context.Context, orderID string, budget time.Duration) (Order, error) {
-	done, stop := s.waiters.add(orderID)
+	w, stop := s.waiters.add(orderID)
 	defer stop()
 	timer := time.NewTimer(budget)
 	defer timer.Stop()
@@ -233,9 +244,12 @@ func (s *Service) await(ctx context.Context, orderID string, budget time.Duratio
 			break
 		}
 		select {
-		case <-done:
+		case <-w.done:
 			// This process finished the saga (it notifies only once the
 			// saga is done and committed).
+			if w.order != nil {
+				return *w.order, nil
+			}
 			finished = true
 		case <-poll.C:
 		case <-timer.C:

@@ -110,8 +110,19 @@ func scanOrder(s store.RowScanner) (record, error) {
 			}
 		}
 	}
+	r.Payment.CapturePolicy = capturePolicy
+	r.derive()
+	return r, nil
+}
+
+// derive sets the order's payment figures and refunded total from the
+// record's own columns, and its fulfilments and refunds to none (complete
+// reads them): the order as read from the database. Changes write the
+// columns; the saga answers a waiting checkout with a derived record.
+func (r *record) derive() {
+	cur := r.Currency
 	r.Payment = Payment{
-		Provider: r.provider, CapturePolicy: capturePolicy,
+		Provider: r.provider, CapturePolicy: r.Payment.CapturePolicy,
 		Authorized: money.New(r.authAmt, cur), Captured: money.New(r.capturedAmt, cur), Refunded: money.New(r.refundedAmt, cur),
 	}
 	if r.paymentID != "" {
@@ -120,7 +131,6 @@ func scanOrder(s store.RowScanner) (record, error) {
 	}
 	r.RefundedTotal = money.New(r.refundedAmt, cur)
 	r.Fulfilments, r.Refunds = []Fulfilment{}, []Refund{}
-	return r, nil
 }
 
 // nullJSON is store.JSONText, or NULL for a nil pointer.
