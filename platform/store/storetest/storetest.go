@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/soukhq/souk/platform/store"
@@ -94,4 +95,43 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// IndexDefinition is the SQL that defines the index on db's engine (SQLite's
+// sqlite_master.sql, PostgreSQL's pg_indexes.indexdef in db's schema), so a
+// test can check what a migration made of it.
+func IndexDefinition(t testing.TB, db *store.DB, index string) string {
+	t.Helper()
+	q := `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`
+	if db.Engine() == store.Postgres {
+		q = `SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ?`
+	}
+	var def string
+	if err := db.QueryRow(context.Background(), q, index).Scan(&def); err != nil {
+		t.Fatalf("read the definition of index %s: %v", index, err)
+	}
+	return def
+}
+
+// SQLitePlan is SQLite's EXPLAIN QUERY PLAN of query, one step per line.
+func SQLitePlan(t testing.TB, db *store.DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `EXPLAIN QUERY PLAN `+query, args...)
+	if err != nil {
+		t.Fatalf("explain %s: %v", query, err)
+	}
+	defer rows.Close()
+	var plan strings.Builder
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "\n")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan.String()
 }
