@@ -34,9 +34,10 @@ const emailBatch = 20
 // SendPending sends the emails that are due, oldest due first, and returns
 // how many it attempted. It claims up to emailBatch of them in one
 // statement, under one lease that ends SMTPTimeout + emailLeaseMargin from
-// now, sends them in order over one SMTP connection (dialled again after an
-// email failed), the session bounded as a whole by Config.SMTPTimeout, and
-// then records every outcome in one transaction. Cancelling ctx stops it
+// now, and reads their messages in the claim's transaction; sends them in
+// order over one SMTP connection (dialled again after an email failed),
+// the session bounded as a whole by Config.SMTPTimeout; and then records
+// every outcome in one transaction. Cancelling ctx stops it
 // between emails (the one being sent finishes); the emails it did not get
 // to, because of that or because the session's time ran out, are released:
 // due again at once, without the attempt the claim counted.

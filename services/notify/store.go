@@ -36,17 +36,31 @@ func nullTime(t *time.Time) any {
 
 // --- emails ---
 
-const emailColumns = `id, event_id, kind, reference, recipient, subject, text_body, html_body, state, attempts,
+// An email is two rows (migration 00002): its delivery state in
+// notify_emails, which the sender updates on every claim and outcome, and
+// its message in notify_email_bodies, written once with it and never
+// updated, so that those updates do not write the bodies (several KB)
+// again. Whoever returns an Email reads both.
+
+// emailStateColumns are notify_emails' columns, in scanEmailState's order.
+const emailStateColumns = `id, event_id, kind, reference, recipient, state, attempts,
 	last_error, next_attempt_at, created_at, updated_at, sent_at`
 
-func scanEmail(r store.RowScanner) (Email, error) {
+// selectEmails reads whole emails, e being the state row and b its message.
+const selectEmails = `SELECT e.id, e.event_id, e.kind, e.reference, e.recipient, e.state, e.attempts,
+	e.last_error, e.next_attempt_at, e.created_at, e.updated_at, e.sent_at, b.subject, b.text_body, b.html_body
+	FROM notify_emails e JOIN notify_email_bodies b ON b.email_id = e.id`
+
+// scanEmailState scans emailStateColumns, then extra: an Email without
+// its message.
+func scanEmailState(r store.RowScanner, extra ...any) (Email, error) {
 	var (
 		e          Email
 		next, sent sql.NullTime
 	)
-	err := r.Scan(&e.ID, &e.EventID, &e.Kind, &e.Reference, &e.To, &e.Subject, &e.Text, &e.HTML, &e.State, &e.Attempts,
-		&e.LastError, &next, &e.CreatedAt, &e.UpdatedAt, &sent)
-	if err != nil {
+	dest := append([]any{&e.ID, &e.EventID, &e.Kind, &e.Reference, &e.To, &e.State, &e.Attempts,
+		&e.LastError, &next, &e.CreatedAt, &e.UpdatedAt, &sent}, extra...)
+	if err := r.Scan(dest...); err != nil {
 		return Email{}, err
 	}
 	e.NextAttemptAt, e.SentAt = store.TimeOrNil(next), store.TimeOrNil(sent)
@@ -54,18 +68,37 @@ func scanEmail(r store.RowScanner) (Email, error) {
 	return e, nil
 }
 
-// insertEmail stores e unless an email for its event exists; it reports
-// whether it inserted.
+// scanEmail scans a row of selectEmails.
+func scanEmail(r store.RowScanner) (Email, error) {
+	var subject, text, html string
+	e, err := scanEmailState(r, &subject, &text, &html)
+	if err != nil {
+		return Email{}, err
+	}
+	e.Subject, e.Text, e.HTML = subject, text, html
+	return e, nil
+}
+
+// insertEmail stores e, its state and its message, unless an email for its
+// event exists; it reports whether it inserted.
 func insertEmail(ctx context.Context, tx *store.Tx, e Email) (bool, error) {
-	return store.ChangedOne(tx.Exec(ctx, `INSERT INTO notify_emails (id, event_id, kind, reference, recipient, subject, text_body, html_body,
+	inserted, err := store.ChangedOne(tx.Exec(ctx, `INSERT INTO notify_emails (id, event_id, kind, reference, recipient,
 		state, attempts, last_error, next_attempt_at, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
-		e.ID, e.EventID, e.Kind, e.Reference, e.To, e.Subject, e.Text, e.HTML,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+		e.ID, e.EventID, e.Kind, e.Reference, e.To,
 		e.State, e.Attempts, e.LastError, nullTime(e.NextAttemptAt), e.CreatedAt, e.UpdatedAt))
+	if err != nil || !inserted {
+		return false, err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO notify_email_bodies (email_id, subject, text_body, html_body) VALUES (?, ?, ?, ?)`,
+		e.ID, e.Subject, e.Text, e.HTML); err != nil {
+		return false, fmt.Errorf("store its message: %w", err)
+	}
+	return true, nil
 }
 
 func getEmail(ctx context.Context, q store.Querier, emailID string) (Email, error) {
-	e, err := scanEmail(q.QueryRow(ctx, `SELECT `+emailColumns+` FROM notify_emails WHERE id = ?`, emailID))
+	e, err := scanEmail(q.QueryRow(ctx, selectEmails+` WHERE e.id = ?`, emailID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Email{}, notFound("email", emailID)
 	}
@@ -76,7 +109,7 @@ func getEmail(ctx context.Context, q store.Querier, emailID string) (Email, erro
 }
 
 func emailsOfEvent(ctx context.Context, q store.Querier, eventID string) ([]Email, error) {
-	return store.All(ctx, q, "read emails", scanEmail, `SELECT `+emailColumns+` FROM notify_emails WHERE event_id = ? ORDER BY id`, eventID)
+	return store.All(ctx, q, "read emails", scanEmail, selectEmails+` WHERE e.event_id = ? ORDER BY e.id`, eventID)
 }
 
 // dueEmailsWhere is the condition of an email that is due and that nobody
@@ -85,21 +118,27 @@ const dueEmailsWhere = `next_attempt_at IS NOT NULL AND next_attempt_at <= ? AND
 
 // claimEmails takes a lease for owner, until until, on at most limit due
 // emails, oldest due first, counts the attempt on each, and returns them
-// (attempts counted) in that order. The inner SELECT walks the index
-// notify_emails_due; the condition is repeated on the UPDATE so that two
-// processes never claim one email: on SQLite the write lock makes claims
-// take turns, and on PostgreSQL (READ COMMITTED) an UPDATE that waited for
-// another's lock on a row checks the condition again on the row as that one
-// left it, and skips it. Run it in a transaction: on SQLite a statement
-// outside one would go to the read-only pool.
+// (attempts counted, messages read) in that order. The inner SELECT walks
+// the index notify_emails_due; the condition is repeated on the UPDATE so
+// that two processes never claim one email: on SQLite the write lock makes
+// claims take turns, and on PostgreSQL (READ COMMITTED) an UPDATE that
+// waited for another's lock on a row checks the condition again on the row
+// as that one left it, and skips it. The UPDATE writes and returns the
+// state rows only; the messages are read with one more query in tx, so a
+// batch is claimed with its messages or not at all. Run it in a
+// transaction: on SQLite a statement outside one would go to the read-only
+// pool.
 func claimEmails(ctx context.Context, tx *store.Tx, owner string, now, until time.Time, limit int) ([]Email, error) {
-	emails, err := store.All(ctx, tx, "claim due emails", scanEmail, `UPDATE notify_emails
+	emails, err := store.All(ctx, tx, "claim due emails", func(r store.RowScanner) (Email, error) { return scanEmailState(r) }, `UPDATE notify_emails
 		SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
 		WHERE id IN (SELECT id FROM notify_emails WHERE `+dueEmailsWhere+` ORDER BY next_attempt_at, id LIMIT ?)
 		AND `+dueEmailsWhere+`
-		RETURNING `+emailColumns,
+		RETURNING `+emailStateColumns,
 		owner, until, now, now, now, limit, now, now)
-	if err != nil {
+	if err != nil || len(emails) == 0 {
+		return nil, err
+	}
+	if err := readMessages(ctx, tx, emails); err != nil {
 		return nil, err
 	}
 	// RETURNING gives no order.
@@ -110,6 +149,38 @@ func claimEmails(ctx context.Context, tx *store.Tx, owner string, now, until tim
 		return strings.Compare(a.ID, b.ID)
 	})
 	return emails, nil
+}
+
+// readMessages fills in the subject and bodies of emails read without
+// them, with one query. Every email has its message (both are inserted in
+// one transaction): one missing is an error.
+func readMessages(ctx context.Context, q store.Querier, emails []Email) error {
+	byID := make(map[string]*Email, len(emails))
+	ids := make([]string, len(emails))
+	for i := range emails {
+		byID[emails[i].ID], ids[i] = &emails[i], emails[i].ID
+	}
+	err := store.Each(ctx, q, "read email messages", func(r store.RowScanner) error {
+		var emailID, subject, text, html string
+		if err := r.Scan(&emailID, &subject, &text, &html); err != nil {
+			return err
+		}
+		if e := byID[emailID]; e != nil {
+			e.Subject, e.Text, e.HTML = subject, text, html
+			delete(byID, emailID)
+		}
+		return nil
+	}, `SELECT email_id, subject, text_body, html_body FROM notify_email_bodies WHERE email_id IN (`+store.Placeholders(len(ids))+`)`,
+		store.Args(ids)...)
+	if err != nil {
+		return err
+	}
+	for _, emailID := range ids {
+		if byID[emailID] != nil {
+			return fmt.Errorf("read email messages: email %s has none in notify_email_bodies", emailID)
+		}
+	}
+	return nil
 }
 
 // releaseEmails gives back the leases owner holds on emails it claimed but
