@@ -3,8 +3,10 @@ package notify
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -291,5 +293,37 @@ func TestSendPendingClaimsAtMostABatch(t *testing.T) {
 	}
 	if n := sink.Connections(); n != 2 {
 		t.Errorf("%d SMTP connections for two rounds, want 2", n)
+	}
+}
+
+// Wake-ups that arrive while the sender gathers after one are answered by
+// one round: a burst of confirmations goes out as one batch.
+func TestWakeUpsGatherIntoOneRound(t *testing.T) {
+	s := &Service{cfg: Config{PollInterval: time.Hour}, log: slog.New(slog.DiscardHandler)}
+	wake := make(chan struct{}, 1)
+	var rounds atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.loop(ctx, "test", wake, 200*time.Millisecond, 10, func(context.Context) (int, error) {
+			rounds.Add(1)
+			return 0, nil
+		})
+	}()
+	waitUntil(t, 5*time.Second, "the first round", func() bool { return rounds.Load() == 1 })
+	for range 5 {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitUntil(t, 5*time.Second, "the gathered round", func() bool { return rounds.Load() >= 2 })
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	<-done
+	if n := rounds.Load(); n != 2 {
+		t.Errorf("%d rounds for a burst of wake-ups within the gather time, want 2 (the first, then one for the burst)", n)
 	}
 }
