@@ -103,6 +103,12 @@ type ConsumerConfig struct {
 	// just before that state changed (no webhook subscribes to the type
 	// yet). An error counts as true: the handler decides.
 	Wants func(ctx context.Context, e Event) (bool, error)
+	// WantsType is Wants for a consumer that decides by the event's type
+	// alone: it is asked with the type the message's ce-type header
+	// carries, before the event is even decoded, and declining acknowledges
+	// it as Wants does. A message without the header is decoded and goes
+	// to Wants (if set) and the handler as usual. An error counts as true.
+	WantsType func(ctx context.Context, eventType string) (bool, error)
 
 	// testAfterCommit, when set, runs after a successful transaction and
 	// before the acknowledgement; returning false skips the acknowledgement
@@ -445,6 +451,15 @@ func (s *Subscription) handle(m jetstream.Msg) {
 	}
 	if delivered > 1 {
 		s.bus.metrics.redeliveries.WithLabelValues(name).Inc()
+	}
+
+	if s.cfg.WantsType != nil {
+		if h := m.Headers(); h.Get("ce-type") != "" {
+			if wants, err := s.cfg.WantsType(s.ctx, h.Get("ce-type")); err == nil && !wants {
+				s.acknowledge(s.ctx, m, Event{ID: h.Get("ce-id"), Type: h.Get("ce-type")}, outcomeSkipped)
+				return
+			}
+		}
 	}
 
 	var e Event

@@ -29,7 +29,7 @@ type Metrics struct {
 const (
 	outcomeProcessed    = "processed"     // the handler's transaction committed
 	outcomeDuplicate    = "duplicate"     // the inbox had it: acknowledged without the handler
-	outcomeSkipped      = "skipped"       // ConsumerConfig.Wants declined it: acknowledged without a transaction
+	outcomeSkipped      = "skipped"       // ConsumerConfig.Wants or WantsType declined it: acknowledged without a transaction
 	outcomeRetried      = "retried"       // failed; redelivered after a backoff
 	outcomeDeadLettered = "dead_lettered" // moved to the dead-letter stream
 )

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -50,6 +51,7 @@ var conformanceCases = []struct {
 	{"publish_then_durable_consume", testPublishConsume},
 	{"durable_consumer_resumes", testDurableResume},
 	{"declined_events_skip_the_transaction", testWantsDeclines},
+	{"declined_types_skip_the_decoding", testWantsTypeDeclines},
 	{"redelivery_after_crash_before_ack", testCrashBeforeAck},
 	{"retries_with_backoff_then_success", testRetryThenSuccess},
 	{"dead_letter_after_max_deliveries", testDeadLetter},
@@ -223,6 +225,46 @@ func testWantsDeclines(t *testing.T, be backend, db *store.DB) {
 	time.Sleep(2 * cfg.AckWait)
 	if got := metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeSkipped)); got != 1 {
 		t.Errorf("skipped metric = %v after AckWait, want 1 (a declined event was redelivered)", got)
+	}
+	if n := rec.callsOf(wanted.ID); n != 1 {
+		t.Errorf("handler called %d times for the wanted event, want 1", n)
+	}
+}
+
+// testWantsTypeDeclines: WantsType declines by the ce-type header before
+// the body is decoded — a message it declines whose body is no CloudEvent
+// is acknowledged as skipped, not dead-lettered — and the wanted events
+// are handled.
+func testWantsTypeDeclines(t *testing.T, be backend, db *store.DB) {
+	ctx := context.Background()
+	b := MustOpen(t, be.config(t, false))
+	rec := newRecorder()
+	const ignoredType = "souk.test.ignored.v1"
+	cfg := rec.consumer(ConsumerConfig{Name: "by-type", Subject: "souk.test.>", AckWait: time.Second,
+		WantsType: func(_ context.Context, typ string) (bool, error) { return typ != ignoredType, nil }})
+	MustSubscribe(t, b, db, cfg, rec.handle)
+
+	msg := nats.NewMsg(b.subject(ignoredType))
+	msg.Header.Set("ce-type", ignoredType)
+	msg.Header.Set("ce-id", "evt_not_decoded")
+	msg.Data = []byte("not a cloudevent")
+	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	wanted := MustEvent(t, ctx, "wanted", "agg", 2)
+	if err := b.Publish(ctx, wanted); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, waitLong, "the wanted event to be applied", func() bool { return rec.isCommitted(wanted.ID) })
+	waitUntil(t, waitLong, "the skipped metric to reach 1", func() bool {
+		return metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeSkipped)) == 1
+	})
+	time.Sleep(2 * cfg.AckWait)
+	if got := metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeSkipped)); got != 1 {
+		t.Errorf("skipped metric = %v after AckWait, want 1 (the declined message was redelivered)", got)
+	}
+	if got := metricValue(t, b.metrics.deliveries.WithLabelValues(cfg.Name, outcomeDeadLettered)); got != 0 {
+		t.Errorf("%v messages dead-lettered: the declined one was decoded", got)
 	}
 	if n := rec.callsOf(wanted.ID); n != 1 {
 		t.Errorf("handler called %d times for the wanted event, want 1", n)

@@ -44,17 +44,18 @@ type subscriptionsCache struct {
 	gen  uint64    // bumped by every webhook write of this process
 }
 
-// wantsEvent reports whether an enabled webhook subscribes to e's type: the
-// events of a shop without webhooks (most of them) then cost no
-// transaction. It trusts what it read up to subscriptionsTTL ago; the
-// handler reads the subscriptions again in its transaction, so a webhook
-// disabled meanwhile never gets a delivery.
-func (s *Service) wantsEvent(ctx context.Context, e bus.Event) (bool, error) {
+// wantsType reports whether an enabled webhook subscribes to the event
+// type: the events of a shop without webhooks (most of them) then cost no
+// transaction, and the bus does not even decode them (its WantsType). It
+// trusts what it read up to subscriptionsTTL ago; the handler reads the
+// subscriptions again in its transaction, so a webhook disabled meanwhile
+// never gets a delivery.
+func (s *Service) wantsType(ctx context.Context, eventType string) (bool, error) {
 	subs, err := s.enabledSubscriptions(ctx)
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(subs, func(sub subscription) bool { return matches(sub.types, e.Type) }), nil
+	return slices.ContainsFunc(subs, func(sub subscription) bool { return matches(sub.types, eventType) }), nil
 }
 
 func (s *Service) enabledSubscriptions(ctx context.Context) ([]subscription, error) {

@@ -175,7 +175,7 @@ func (s *Service) Subscribe(ctx context.Context, b *bus.Bus) error {
 	if err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
-	hooks, err := b.Subscribe(ctx, bus.ConsumerConfig{Name: ConsumerWebhooks, Subject: "souk.>", Wants: s.wantsEvent}, s.db, s.handleEvent)
+	hooks, err := b.Subscribe(ctx, bus.ConsumerConfig{Name: ConsumerWebhooks, Subject: "souk.>", WantsType: s.wantsType}, s.db, s.handleEvent)
 	if err != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
