@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -399,5 +400,57 @@ func TestSQLiteRestartBlockedByReader(t *testing.T) {
 	}
 	if complete, err := db.restart(ctx); err != nil || !complete {
 		t.Fatalf("restart without readers: complete %v, %v", complete, err)
+	}
+}
+
+// "LIMIT ?" takes its integer argument into the text on SQLite (a bound
+// LIMIT expires the prepared statement at every bind); other placeholders
+// and their arguments stay as they are, and PostgreSQL keeps them all.
+func TestInlineLimits(t *testing.T) {
+	sqlite, pg := &DB{engine: SQLite}, &DB{engine: Postgres}
+	tests := []struct {
+		query string
+		args  []any
+		want  string
+		kept  []any
+	}{
+		{`SELECT id FROM t WHERE a = ? ORDER BY id LIMIT ?`, []any{"x", 20},
+			`SELECT id FROM t WHERE a = ? ORDER BY id LIMIT 20`, []any{"x"}},
+		{`UPDATE t SET s = ? WHERE id IN (SELECT id FROM t WHERE d <= ? LIMIT ?) AND d <= ? RETURNING id`, []any{"s", 1, int64(5), 2},
+			`UPDATE t SET s = ? WHERE id IN (SELECT id FROM t WHERE d <= ? LIMIT 5) AND d <= ? RETURNING id`, []any{"s", 1, 2}},
+		{`SELECT id FROM t LIMIT ? OFFSET ?`, []any{int32(10), 30},
+			`SELECT id FROM t LIMIT 10 OFFSET ?`, []any{30}},
+		{`SELECT id FROM t WHERE a = ? LIMIT ?`, []any{"x", "not a number"},
+			`SELECT id FROM t WHERE a = ? LIMIT ?`, []any{"x", "not a number"}},
+		{`SELECT id FROM t WHERE a = ?`, []any{7},
+			`SELECT id FROM t WHERE a = ?`, []any{7}},
+	}
+	for _, tt := range tests {
+		got, kept := sqlite.inlineLimits(tt.query, tt.args)
+		if got != tt.want || !slices.Equal(kept, tt.kept) {
+			t.Errorf("inlineLimits(%q, %v) = %q, %v; want %q, %v", tt.query, tt.args, got, kept, tt.want, tt.kept)
+		}
+		if got, kept := pg.inlineLimits(tt.query, tt.args); got != tt.query || !slices.Equal(kept, tt.args) {
+			t.Errorf("on PostgreSQL inlineLimits(%q) = %q, %v; want it unchanged", tt.query, got, kept)
+		}
+	}
+
+	// Through the store: the limit applies, and each limit is a cached
+	// statement of its own.
+	db, _ := openTestSQLite(t)
+	mustInsertCounters(t, db, "l", 5)
+	for _, limit := range []int{2, 3, 2} {
+		ids, err := All(context.Background(), db, "read counters", ScanString, `SELECT id FROM counters WHERE n >= ? ORDER BY id LIMIT ?`, 0, limit)
+		if err != nil || len(ids) != limit {
+			t.Fatalf("LIMIT %d read %v, %v", limit, ids, err)
+		}
+	}
+	db.readStmts.mu.RLock()
+	defer db.readStmts.mu.RUnlock()
+	for _, q := range []string{"LIMIT 2", "LIMIT 3", "LIMIT ?"} {
+		_, cached := db.readStmts.m[`SELECT id FROM counters WHERE n >= ? ORDER BY id `+q]
+		if want := q != "LIMIT ?"; cached != want {
+			t.Errorf("statement with %s cached: %v, want %v", q, cached, want)
+		}
 	}
 }

@@ -260,6 +260,7 @@ func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 // Query runs a query outside a transaction. It sees every transaction
 // committed before it starts.
 func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	query, args = db.inlineLimits(query, args)
 	if st := db.readStmts.get(ctx, query); st != nil {
 		return st.QueryContext(ctx, normalize(args)...)
 	}
@@ -268,10 +269,66 @@ func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 
 // QueryRow runs a query expected to return at most one row.
 func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	query, args = db.inlineLimits(query, args)
 	if st := db.readStmts.get(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, normalize(args)...)
 	}
 	return db.sql.QueryRowContext(ctx, db.bind(query), normalize(args)...)
+}
+
+// limitMarker is how a query takes its row limit as an argument.
+const limitMarker = "LIMIT ?"
+
+// inlineLimits writes the integer argument of each "LIMIT ?" into a SQLite
+// query's text and drops it from args. SQLite reads a bound LIMIT while it
+// plans a statement, and so marks the prepared statement expired whenever
+// that parameter is bound again: every run of a cached statement with
+// LIMIT ? was parsed and planned anew (1.3 % of souk's CPU under the
+// checkout benchmark, ADR 18). With the value in the text each limit is a
+// statement of its own in the cache; limits come from a few page and batch
+// sizes. PostgreSQL plans generically and keeps its parameters.
+func (db *DB) inlineLimits(query string, args []any) (string, []any) {
+	if db.engine != SQLite || !strings.Contains(query, limitMarker) {
+		return query, args
+	}
+	var (
+		b    strings.Builder
+		kept = make([]any, 0, len(args))
+		arg  int
+	)
+	for i := 0; i < len(query); i++ {
+		if query[i] != '?' {
+			b.WriteByte(query[i])
+			continue
+		}
+		if arg < len(args) {
+			if n, ok := limitValue(args[arg]); ok && strings.HasSuffix(query[:i+1], limitMarker) {
+				b.WriteString(strconv.FormatInt(n, 10))
+				arg++
+				continue
+			}
+			kept = append(kept, args[arg])
+		}
+		arg++
+		b.WriteByte('?')
+	}
+	if arg < len(args) {
+		kept = append(kept, args[arg:]...)
+	}
+	return b.String(), kept
+}
+
+// limitValue is v as a row limit: an integer.
+func limitValue(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case int64:
+		return n, true
+	}
+	return 0, false
 }
 
 // bind rewrites `?` placeholders to `$n` for PostgreSQL. Queries never contain
@@ -330,6 +387,7 @@ func (tx *Tx) Engine() Engine { return tx.db.engine }
 
 // Exec runs a statement in the transaction.
 func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	query, args = tx.db.inlineLimits(query, args)
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, normalize(args)...)
 	}
@@ -338,6 +396,7 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 
 // Query runs a query in the transaction.
 func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	query, args = tx.db.inlineLimits(query, args)
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, normalize(args)...)
 	}
@@ -346,6 +405,7 @@ func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 
 // QueryRow runs a query expected to return at most one row.
 func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	query, args = tx.db.inlineLimits(query, args)
 	if st := tx.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, normalize(args)...)
 	}
