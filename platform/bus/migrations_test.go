@@ -3,16 +3,11 @@ package bus
 import (
 	"context"
 	"database/sql"
-	"io/fs"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
@@ -31,7 +26,7 @@ func TestOutboxMigrationKeepsRows(t *testing.T) {
 		t.Run(string(engine), func(t *testing.T) {
 			ctx := context.Background()
 			db := storetest.MustOpen(t, engine)
-			if err := db.Migrate(ctx, migrationsUpTo(t, 1)); err != nil {
+			if err := db.Migrate(ctx, storetest.MigrationsUpTo(t, Migrations, 1)); err != nil {
 				t.Fatalf("migrate to 00001: %v", err)
 			}
 			ids := mustFillOutbox(t, db)
@@ -121,9 +116,8 @@ func TestOutboxMigrationDown(t *testing.T) {
 		ctx := context.Background()
 		mustFillOutbox(t, db)
 		before := mustReadOutbox(t, db)
-		p := mustGooseProvider(t, db)
-		if _, err := p.DownTo(ctx, 1); err != nil {
-			t.Fatalf("down to 00001: %v", err)
+		if err := db.MigrateDownTo(ctx, Migrations, 1); err != nil {
+			t.Fatal(err)
 		}
 		if after := mustReadOutbox(t, db); !slices.Equal(after, before) {
 			t.Errorf("rows after Down:\n%v\nwant\n%v", after, before)
@@ -154,54 +148,6 @@ func TestOutboxMigrationDown(t *testing.T) {
 			t.Errorf("rows after Down and Up:\n%v\nwant\n%v", after, before)
 		}
 	})
-}
-
-// migrationsUpTo is the bus's migration set (same name, so the same version
-// table) cut after version last.
-func migrationsUpTo(t testing.TB, last int) store.Migrations {
-	t.Helper()
-	sub := fstest.MapFS{}
-	err := fs.WalkDir(migrationsFS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		prefix, _, _ := strings.Cut(path.Base(p), "_")
-		v, err := strconv.Atoi(prefix)
-		if err != nil {
-			return err
-		}
-		if v <= last {
-			data, err := fs.ReadFile(migrationsFS, p)
-			if err != nil {
-				return err
-			}
-			sub[p] = &fstest.MapFile{Data: data}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store.Migrations{Name: Migrations.Name, FS: sub}
-}
-
-// mustGooseProvider opens the bus's migrations on db with goose directly,
-// for what store.Migrate does not offer (Down).
-func mustGooseProvider(t testing.TB, db *store.DB) *goose.Provider {
-	t.Helper()
-	dir, dialect := "migrations/sqlite", goose.DialectSQLite3
-	if db.Engine() == store.Postgres {
-		dir, dialect = "migrations/postgres", goose.DialectPostgres
-	}
-	sub, err := fs.Sub(migrationsFS, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(dialect, db.SQL(), sub, goose.WithTableName("souk_migrations_"+Migrations.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 type filledOutbox struct {

@@ -37,6 +37,32 @@ func (db *DB) Migrate(ctx context.Context, sets ...Migrations) error {
 }
 
 func (db *DB) migrate(ctx context.Context, set Migrations) error {
+	p, err := db.provider(set)
+	if err != nil {
+		return err
+	}
+	_, err = p.Up(ctx)
+	return err
+}
+
+// MigrateDownTo undoes the set's migrations above version, newest first,
+// with their Down sections: a rollback, run by hand or by a migration's
+// tests.
+func (db *DB) MigrateDownTo(ctx context.Context, set Migrations, version int64) error {
+	p, err := db.provider(set)
+	if err != nil {
+		return fmt.Errorf("migrate %s down: %w", set.Name, err)
+	}
+	if _, err := p.DownTo(ctx, version); err != nil {
+		return fmt.Errorf("migrate %s down to %d: %w", set.Name, version, err)
+	}
+	return nil
+}
+
+// provider is goose on the set's directory for the engine, recording in the
+// set's version table; on PostgreSQL it holds a session advisory lock per
+// schema and set while it runs.
+func (db *DB) provider(set Migrations) (*goose.Provider, error) {
 	dir, dialect := "sqlite", goose.DialectSQLite3
 	if db.engine == Postgres {
 		dir, dialect = "postgres", goose.DialectPostgres
@@ -46,7 +72,7 @@ func (db *DB) migrate(ctx context.Context, set Migrations) error {
 	}
 	sub, err := fs.Sub(set.FS, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts := []goose.ProviderOption{goose.WithTableName("souk_migrations_" + set.Name)}
 	if db.engine == Postgres {
@@ -54,14 +80,9 @@ func (db *DB) migrate(ctx context.Context, set Migrations) error {
 		fmt.Fprintf(h, "%s/%s", db.schema, set.Name)
 		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64() >> 1)))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(dialect, db.write, sub, opts...)
-	if err != nil {
-		return err
-	}
-	_, err = p.Up(ctx)
-	return err
+	return goose.NewProvider(dialect, db.write, sub, opts...)
 }

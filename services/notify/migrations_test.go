@@ -2,17 +2,10 @@ package notify
 
 import (
 	"context"
-	"fmt"
-	"io/fs"
-	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
-
-	"github.com/pressly/goose/v3"
 
 	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/id"
@@ -28,57 +21,6 @@ var engines = []store.Engine{store.SQLite, store.Postgres}
 // bodyColumns are the columns 00002 moves from notify_emails to
 // notify_email_bodies.
 var bodyColumns = []string{"subject", "text_body", "html_body"}
-
-// MustMigrationsUpTo returns notify's migrations up to version, recorded in the same
-// version table as Migrations, so that applying Migrations afterwards runs
-// the rest: a database as an older build left it.
-func MustMigrationsUpTo(t testing.TB, version int) store.Migrations {
-	t.Helper()
-	files := fstest.MapFS{}
-	err := fs.WalkDir(migrationsFS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		v, _, _ := strings.Cut(path.Base(p), "_")
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("%s: no version: %w", p, err)
-		}
-		if n <= version {
-			b, err := fs.ReadFile(migrationsFS, p)
-			if err != nil {
-				return err
-			}
-			files[p] = &fstest.MapFile{Data: b}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store.Migrations{Name: Migrations.Name, FS: files}
-}
-
-// MustMigrateDownTo undoes notify's migrations above version, with goose
-// as store.Migrate runs it (same directory and version table).
-func MustMigrateDownTo(t testing.TB, db *store.DB, version int64) {
-	t.Helper()
-	dir, dialect := "migrations/sqlite", goose.DialectSQLite3
-	if db.Engine() == store.Postgres {
-		dir, dialect = "migrations/postgres", goose.DialectPostgres
-	}
-	sub, err := fs.Sub(migrationsFS, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(dialect, db.SQL(), sub, goose.WithTableName("souk_migrations_"+Migrations.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DownTo(context.Background(), version); err != nil {
-		t.Fatalf("migrate notify down to %d: %v", version, err)
-	}
-}
 
 // MustTableColumns describes a table's columns in their order, one line each:
 // name, type, NOT NULL, default (and primary key on SQLite).
@@ -159,7 +101,7 @@ func TestEmailsOf00001SurviveTheBodiesMigration(t *testing.T) {
 	for _, engine := range engines {
 		t.Run(string(engine), func(t *testing.T) {
 			ctx := context.Background()
-			db := storetest.MustOpen(t, engine, bus.Migrations, MustMigrationsUpTo(t, 1))
+			db := storetest.MustOpen(t, engine, bus.Migrations, storetest.MigrationsUpTo(t, Migrations, 1))
 			v1Columns, v1Definition := MustTableColumns(t, db, "notify_emails"), MustTableDefinition(t, db, "notify_emails")
 			if names := columnNames(v1Columns); !slices.Contains(names, "html_body") {
 				t.Fatalf("the database at 00001 has notify_emails %v: want the body columns there", names)
@@ -260,13 +202,15 @@ func TestBodiesMigrationDownRestores00001(t *testing.T) {
 	for _, engine := range engines {
 		t.Run(string(engine), func(t *testing.T) {
 			ctx := context.Background()
-			v1 := storetest.MustOpen(t, engine, bus.Migrations, MustMigrationsUpTo(t, 1))
+			v1 := storetest.MustOpen(t, engine, bus.Migrations, storetest.MigrationsUpTo(t, Migrations, 1))
 			db := storetest.MustOpen(t, engine, testMigrations...)
 			clk := newClock()
 			s := MustNewService(t, db, Config{}, WithClock(clk.Now))
 			queued := MustQueueEmails(t, db, s, clk, "ada@example.com", "bob@example.com")
 
-			MustMigrateDownTo(t, db, 1)
+			if err := db.MigrateDownTo(ctx, Migrations, 1); err != nil {
+				t.Fatal(err)
+			}
 
 			// The same table as 00001 makes (PostgreSQL appends the columns
 			// it adds back, so its columns are compared by name).

@@ -8,10 +8,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/soukhq/souk/platform/store"
 )
@@ -134,4 +139,35 @@ func SQLitePlan(t testing.TB, db *store.DB, query string, args ...any) string {
 		t.Fatal(err)
 	}
 	return plan.String()
+}
+
+// MigrationsUpTo is the set with only its migrations numbered version or
+// lower, under the same name (so the same version table): a database made
+// with it is one that ran an older release, for testing what a later
+// migration does to it.
+func MigrationsUpTo(t testing.TB, set store.Migrations, version int) store.Migrations {
+	t.Helper()
+	files := fstest.MapFS{}
+	err := fs.WalkDir(set.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		prefix, _, _ := strings.Cut(path.Base(p), "_")
+		n, err := strconv.Atoi(prefix)
+		if err != nil {
+			return fmt.Errorf("%s: no version number: %w", p, err)
+		}
+		if n <= version {
+			data, err := fs.ReadFile(set.FS, p)
+			if err != nil {
+				return err
+			}
+			files[p] = &fstest.MapFile{Data: data}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("migrations of %s up to %d: %v", set.Name, version, err)
+	}
+	return store.Migrations{Name: set.Name, FS: files}
 }
