@@ -1,9 +1,12 @@
 package orders
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/soukhq/souk/platform/bus"
 	"github.com/soukhq/souk/platform/store"
 	"github.com/soukhq/souk/platform/store/storetest"
 )
@@ -34,6 +37,49 @@ func TestSagaStepsKeyedByOrder(t *testing.T) {
 			if def := storetest.IndexDefinition(t, e.db, "orders_saga_steps_pkey"); !strings.Contains(def, "(order_id, id)") {
 				t.Errorf("orders_saga_steps_pkey is %q, want (order_id, id)", def)
 			}
+		}
+	})
+}
+
+// A database that ran 00001 keeps its saga history through 00002's
+// rebuild: every step, in order, with its fields.
+func TestSagaStepsMigrationKeepsHistory(t *testing.T) {
+	engines(t, func(t *testing.T, engine store.Engine) {
+		ctx := context.Background()
+		db := storetest.MustOpen(t, engine, bus.Migrations, storetest.MigrationsUpTo(t, Migrations, 1))
+		started := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+		steps := []stepRecord{
+			{id: "step_01", step: "reserve_stock", action: "do", outcome: "ok", attempt: 1, started: started, finished: started.Add(time.Millisecond)},
+			{id: "step_02", step: "authorize_payment", action: "do", outcome: "failed", errCode: "payment_declined", errMsg: "declined", attempt: 2, started: started.Add(time.Second), finished: started.Add(2 * time.Second)},
+			{id: "step_03", step: "reserve_stock", action: "compensate", outcome: "ok", attempt: 1, started: started.Add(3 * time.Second), finished: started.Add(4 * time.Second)},
+		}
+		if err := db.InTx(ctx, func(tx *store.Tx) error {
+			for _, r := range steps {
+				if err := insertStep(ctx, tx, "ord_1", r); err != nil {
+					return err
+				}
+			}
+			return insertStep(ctx, tx, "ord_2", stepRecord{id: "step_04", step: "confirm", action: "do", outcome: "ok", attempt: 1, started: started, finished: started})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		before, err := listSteps(ctx, db, "ord_1")
+		if err != nil || len(before) != 3 {
+			t.Fatalf("history before 00002: %v, %v", before, err)
+		}
+
+		if err := db.Migrate(ctx, Migrations); err != nil {
+			t.Fatal(err)
+		}
+		after, err := listSteps(ctx, db, "ord_1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := mustJSON(t, after), mustJSON(t, before); got != want {
+			t.Errorf("history after 00002:\n%s\nwant\n%s", got, want)
+		}
+		if other, err := listSteps(ctx, db, "ord_2"); err != nil || len(other) != 1 {
+			t.Errorf("the other order's history after 00002: %v, %v", other, err)
 		}
 	})
 }
