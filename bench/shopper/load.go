@@ -44,14 +44,17 @@ type levelResult struct {
 	WarmupFlows    int // flows finished during the warm-up (any outcome)
 	Late           int // flows finished after the window (not counted)
 	Errors         map[string]*errorTally
-	Conns          int64          // TCP connections opened, warm-up included
-	SoukCPU        time.Duration  // souk's CPU time during the window
-	SoukIO         *harness.IO    // souk's I/O calls during the window; nil: unknown
-	ClientCPU      time.Duration  // this process's CPU time during the window
-	MachineCPU     time.Duration  // every process's CPU time during the window
-	Memory         harness.Memory // souk's, read after the level
-	LoadRSS        int64          // souk's largest sampled VmRSS during warm-up and window
-	Fresh          bool           // souk was started for this level alone
+	Conns          int64         // TCP connections opened, warm-up included
+	SoukCPU        time.Duration // souk's CPU time during the window
+	SoukIO         *harness.IO   // souk's I/O calls during the window; nil: unknown
+	// Probe is harness.Probe's reading just before the level's load and
+	// just after it: how fast the machine ran then (zero: not taken).
+	ProbeBefore, ProbeAfter time.Duration
+	ClientCPU               time.Duration  // this process's CPU time during the window
+	MachineCPU              time.Duration  // every process's CPU time during the window
+	Memory                  harness.Memory // souk's, read after the level
+	LoadRSS                 int64          // souk's largest sampled VmRSS during warm-up and window
+	Fresh                   bool           // souk was started for this level alone
 	// Work is what souk counted in its /metrics over the window (nil when
 	// a scrape failed): deterministic where throughput is not.
 	Work *work
@@ -103,6 +106,14 @@ func (r *levelResult) cores(cpu time.Duration) float64 {
 	return cpu.Seconds() / r.Window.Seconds()
 }
 
+// probeRounds is how many rounds of harness.Probe a reading takes the best
+// of (~30 ms each); probeSettle is the pause after a level's window before
+// the second reading.
+const (
+	probeRounds = 5
+	probeSettle = time.Second
+)
+
 // rssSampleEvery is how often souk's resident set is sampled under load.
 const rssSampleEvery = 100 * time.Millisecond
 
@@ -132,6 +143,7 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 	c := newClient(cfg.Base, cfg.Concurrency)
 	defer c.close()
 
+	probeBefore := harness.Probe(probeRounds)
 	start := time.Now()
 	measureStart := start.Add(cfg.Warmup)
 	measureEnd := measureStart.Add(cfg.Duration)
@@ -197,6 +209,12 @@ func runLevel(ctx context.Context, cfg levelConfig) (*levelResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// Let souk finish the level's tail (e-mails, relays) before reading
+	// the machine again.
+	if !sleepUntil(ctx, time.Now().Add(probeSettle)) {
+		return nil, ctx.Err()
+	}
+	res.ProbeBefore, res.ProbeAfter = probeBefore, harness.Probe(probeRounds)
 
 	res.Conns = c.dials.Load()
 	for _, u := range users {

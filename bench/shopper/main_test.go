@@ -265,6 +265,7 @@ func TestMarkdown(t *testing.T) {
 	l8.Processing, l8.UntilConfirmed = 2, ms(80, 90)
 	l8.Work = &work{Transactions: 2100, Commits: 1500, Statements: 12000, Events: 700, Processed: 100, Skipped: 700}
 	l8.SoukIO = &harness.IO{WriteCalls: 25000, WriteBytes: 51200 << 10}
+	l8.ProbeBefore, l8.ProbeAfter = 28*time.Millisecond, 31500*time.Microsecond
 	r := report{
 		Command: "go run ./bench/shopper -c 8,32", Started: time.Date(2026, 11, 22, 1, 2, 0, 0, time.UTC),
 		Code: "built from commit abc", Machine: harness.Machine{NumCPU: 2, GOMAXPROCS: 2, CPUModel: "CPU", Kernel: "k", GoVersion: "go"},
@@ -278,8 +279,8 @@ func TestMarkdown(t *testing.T) {
 		"```sh\ngo run ./bench/shopper -c 8,32\n```",
 		"| 8 | **10.0** | 100 | 20.0 ms / 20.0 ms / 20.0 ms | 60.0 ms / 60.0 ms / 60.0 ms | 2 (90.0 ms) | 0 | 150 MiB | 300 MiB | 120 MiB | 1.50 cores | 0.40 cores | 0.10 cores |",
 		"| 32 | **200.0** | 2000 |",
-		"| embedded | 8 | 150 ms | 21.0 | 15.0 | 120.0 | 7.0 | 1.0 | 7.0 | 250.0 | 512.0 |",
-		"| embedded | 32 | — | — | — | — | — | — | — | — | — |",
+		"| embedded | 8 | 150 ms | 21.0 | 15.0 | 120.0 | 7.0 | 1.0 | 7.0 | 250.0 | 512.0 | 28.0 ms / 31.5 ms |",
+		"| embedded | 32 | — | — | — | — | — | — | — | — | — | — |",
 		"| embedded, 8 VUs: checkout p95 under 50.0 ms | p95 20.0 ms | met |",
 		"| embedded, 32 VUs: at least 300 completed flows/s with zero errors | 200.0 flows/s, 3 errors | **not met** |",
 		"| embedded | 32 | POST /store/carts/{id}/checkout → 409 out_of_stock | 3 | 0 | `{\"code\":\"out_of_stock\"}` |",

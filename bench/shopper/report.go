@@ -208,9 +208,9 @@ func (r *report) markdown() string {
 	}
 
 	p("\n### Work per completed flow\n\n")
-	p("Counted by souk over each window (its `/metrics` read at the window's start and end) and by the kernel (CPU; write calls and the KiB they wrote, files and sockets alike, from `/proc/<pid>/io`), divided by the flows completed in it. The counts move with the code only; the CPU per flow also moves with the machine's speed. SQLite counts are the embedded topology's only.\n\n")
-	p("| topology | VUs | souk CPU | SQLite transactions | SQLite commits | SQL statements | events published | deliveries applied | deliveries declined | write calls | KiB written |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("Counted by souk over each window (its `/metrics` read at the window's start and end) and by the kernel (CPU; write calls and the KiB they wrote, files and sockets alike, from `/proc/<pid>/io`), divided by the flows completed in it. The counts move with the code only; the CPU per flow also moves with the machine's speed, which *machine probe* reads: the time one core took for a fixed piece of work (encoding and decoding the same JSON, best of %d) just before and just after the level — compare CPU per flow across runs relative to it. SQLite counts are the embedded topology's only.\n\n", probeRounds)
+	p("| topology | VUs | souk CPU | SQLite transactions | SQLite commits | SQL statements | events published | deliveries applied | deliveries declined | write calls | KiB written | machine probe before / after |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, t := range r.Topologies {
 		for _, l := range t.Levels {
 			cpu := "—"
@@ -225,10 +225,14 @@ func (r *report) markdown() string {
 			if l.SoukIO != nil {
 				calls, kib = float64(l.SoukIO.WriteCalls), float64(l.SoukIO.WriteBytes)/1024
 			}
-			p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.Name, l.Concurrency, cpu,
+			probe := "—"
+			if l.ProbeBefore > 0 && l.ProbeAfter > 0 {
+				probe = harness.FormatLatency(l.ProbeBefore) + " / " + harness.FormatLatency(l.ProbeAfter)
+			}
+			p("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.Name, l.Concurrency, cpu,
 				perFlow(w.Transactions, l.Completed), perFlow(w.Commits, l.Completed), perFlow(w.Statements, l.Completed),
 				perFlow(w.Events, l.Completed), perFlow(w.Processed, l.Completed), perFlow(w.Skipped, l.Completed),
-				perFlow(calls, l.Completed), perFlow(kib, l.Completed))
+				perFlow(calls, l.Completed), perFlow(kib, l.Completed), probe)
 		}
 	}
 

@@ -289,3 +289,9 @@ func TestParseIO(t *testing.T) {
 		t.Errorf("Sub = %+v", d)
 	}
 }
+
+func TestProbe(t *testing.T) {
+	if d := Probe(2); d <= 0 || d > time.Minute {
+		t.Errorf("Probe(2) = %v, want a positive reading", d)
+	}
+}
