@@ -306,7 +306,7 @@ func TestWakeUpsGatherIntoOneRound(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.loop(ctx, "test", wake, 200*time.Millisecond, 10, func(context.Context) (int, error) {
+		s.loop(ctx, "test", wake, time.Second, 10, func(context.Context) (int, error) {
 			rounds.Add(1)
 			return 0, nil
 		})
@@ -320,7 +320,7 @@ func TestWakeUpsGatherIntoOneRound(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	waitUntil(t, 5*time.Second, "the gathered round", func() bool { return rounds.Load() >= 2 })
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
 	cancel()
 	<-done
 	if n := rounds.Load(); n != 2 {
